@@ -1,0 +1,28 @@
+//! Compiles `shoal/v1/*.proto` with protox (a pure-Rust protobuf compiler, so no
+//! system `protoc` is needed) and generates prost messages and tonic services.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "shoal/v1/common.proto",
+    "shoal/v1/cache.proto",
+    "shoal/v1/admin.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptors = protox::compile(PROTOS, ["."])?;
+    std::fs::write(
+        out_dir.join("shoal_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure()
+        // Values stay `bytes::Bytes` end to end: a GET hands the stored buffer
+        // to the response without copying.
+        .bytes(".")
+        .compile_fds(descriptors)?;
+    Ok(())
+}

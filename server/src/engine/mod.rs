@@ -1,0 +1,263 @@
+//! The cache engine: namespaces of sharded keyspaces with string values,
+//! counters, expiry and key listing.
+//!
+//! The engine is synchronous and knows nothing of the network, so it is also
+//! the embedded cache for programs that cannot afford even a loopback call.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use shoal_server::engine::{Engine, EngineConfig, Expiry, SetOptions};
+//!
+//! let engine = Engine::new(EngineConfig::default());
+//! let prices = engine.namespace("prices")?;
+//! let options = SetOptions { expiry: Expiry::AfterMs(60_000), ..SetOptions::default() };
+//! prices.set(b"BTCUSDT", Bytes::from_static(b"97000.5"), options)?;
+//! assert_eq!(prices.get(b"BTCUSDT")?, Some(Bytes::from_static(b"97000.5")));
+//!
+//! let hits = engine.namespace("counters")?;
+//! assert_eq!(hits.increment(b"page:/", 1, None, Expiry::Never)?.value, 1);
+//! # Ok::<(), shoal_server::engine::EngineError>(())
+//! ```
+
+mod change;
+mod clock;
+mod deadline;
+mod error;
+mod expiry_index;
+mod integer;
+mod namespace;
+mod pattern;
+mod scan;
+mod shard;
+mod sweeper;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+pub use change::{ChangeKind, ChangeRecord, ChangeSink, FlushRecord};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use deadline::MAX_TTL_MS;
+pub use error::EngineError;
+pub use namespace::{Namespace, NamespaceStats};
+pub use pattern::{KeyPattern, MAX_PATTERN_BYTES};
+pub use scan::{ScanCursor, ScanFilter, ScanPage};
+pub use sweeper::ExpirySweeper;
+pub use types::{Condition, Expiry, IncrementOutcome, ItemMeta, KeyType, SetOptions, SetOutcome};
+
+/// Name used for the empty namespace.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Longest namespace name, in bytes.
+pub const MAX_NAMESPACE_BYTES: usize = 128;
+
+/// Engine settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Shards per namespace; rounded up to a power of two. 0 picks four per
+    /// available core, at least 16.
+    pub shards_per_namespace: usize,
+    /// Longest key accepted, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// Most namespaces that may exist at once.
+    pub max_namespaces: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            shards_per_namespace: 0,
+            max_key_bytes: 64 * 1024,
+            max_value_bytes: 16 * 1024 * 1024,
+            max_namespaces: 1024,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The number of shards each namespace gets.
+    pub fn shard_count(&self) -> usize {
+        let wanted = if self.shards_per_namespace == 0 {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            (cores * 4).max(16)
+        } else {
+            self.shards_per_namespace
+        };
+        wanted.next_power_of_two()
+    }
+}
+
+/// Size limits every namespace enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) max_key_bytes: usize,
+    pub(crate) max_value_bytes: usize,
+}
+
+/// The engine: a set of namespaces. Cloning is cheap and shares the data.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    sink: Option<Arc<dyn ChangeSink>>,
+    namespaces: RwLock<HashMap<Arc<str>, Arc<Namespace>>>,
+    cursor_epoch: u64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .field("namespaces", &self.inner.namespaces.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine on the system clock with no change sink.
+    pub fn new(config: EngineConfig) -> Self {
+        Self::with_parts(config, Arc::new(SystemClock), None)
+    }
+
+    /// An engine with an explicit clock (tests use [`ManualClock`]) and an
+    /// optional sink receiving a [`ChangeRecord`] for every mutation.
+    pub fn with_parts(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        sink: Option<Arc<dyn ChangeSink>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(EngineInner {
+                config,
+                clock,
+                sink,
+                namespaces: RwLock::new(HashMap::new()),
+                cursor_epoch: RandomState::new().hash_one(std::process::id()),
+            }),
+        }
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The namespace called `name` (empty means [`DEFAULT_NAMESPACE`]),
+    /// created if needed.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidNamespace`] for a bad name,
+    /// [`EngineError::TooManyNamespaces`] when creating it would pass the limit.
+    pub fn namespace(&self, name: &str) -> Result<Arc<Namespace>, EngineError> {
+        if let Some(namespace) = self.existing_namespace(name)? {
+            return Ok(namespace);
+        }
+        let name = canonical_namespace(name);
+        let mut namespaces = self.inner.namespaces.write();
+        if let Some(namespace) = namespaces.get(name) {
+            return Ok(Arc::clone(namespace));
+        }
+        if namespaces.len() >= self.inner.config.max_namespaces {
+            return Err(EngineError::TooManyNamespaces {
+                max: self.inner.config.max_namespaces,
+            });
+        }
+        let name: Arc<str> = Arc::from(name);
+        let limits = Limits {
+            max_key_bytes: self.inner.config.max_key_bytes,
+            max_value_bytes: self.inner.config.max_value_bytes,
+        };
+        let namespace = Arc::new(Namespace::new(
+            Arc::clone(&name),
+            self.inner.config.shard_count(),
+            limits,
+            Arc::clone(&self.inner.clock),
+            self.inner.sink.clone(),
+            self.inner.cursor_epoch,
+        ));
+        namespaces.insert(name, Arc::clone(&namespace));
+        Ok(namespace)
+    }
+
+    /// The namespace called `name` if it exists; reads use this so that
+    /// reading never creates namespaces.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidNamespace`] for a bad name.
+    pub fn existing_namespace(&self, name: &str) -> Result<Option<Arc<Namespace>>, EngineError> {
+        validate_namespace(name)?;
+        Ok(self
+            .inner
+            .namespaces
+            .read()
+            .get(canonical_namespace(name))
+            .cloned())
+    }
+
+    /// Every namespace, sorted by name.
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        let mut all: Vec<_> = self.inner.namespaces.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
+    /// Removes expired keys from every namespace, `batch` keys per lock at
+    /// most. Returns how many were removed.
+    pub fn sweep_expired(&self, batch: usize) -> u64 {
+        self.namespaces()
+            .iter()
+            .map(|namespace| namespace.sweep_expired(batch))
+            .sum()
+    }
+}
+
+/// Maps the empty name to [`DEFAULT_NAMESPACE`].
+fn canonical_namespace(name: &str) -> &str {
+    if name.is_empty() {
+        DEFAULT_NAMESPACE
+    } else {
+        name
+    }
+}
+
+/// Checks a namespace name: up to [`MAX_NAMESPACE_BYTES`] bytes of ASCII
+/// letters, digits, `_`, `-`, `.` and `:` (empty means the default).
+fn validate_namespace(name: &str) -> Result<(), EngineError> {
+    if name.len() > MAX_NAMESPACE_BYTES {
+        return Err(EngineError::InvalidNamespace {
+            reason: format!(
+                "is {} bytes, over the limit of {MAX_NAMESPACE_BYTES} bytes",
+                name.len()
+            ),
+        });
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+    {
+        return Err(EngineError::InvalidNamespace {
+            reason: format!(
+                "contains {bad:?}; allowed are ASCII letters, digits, '_', '-', '.' and ':'"
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,609 @@
+//! A namespace: one independent keyspace, split into shards, and the
+//! commands that run on it.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::change::{ChangeKind, ChangeRecord, ChangeSink, FlushRecord};
+use super::deadline::Deadline;
+use super::integer::{format_i64, parse_i64};
+use super::scan::{ScanCursor, ScanFilter, ScanPage, scan_shard};
+use super::shard::{Entry, Shard, ShardState, Value};
+use super::{
+    Clock, Condition, EngineError, Expiry, IncrementOutcome, ItemMeta, Limits, SetOptions,
+    SetOutcome,
+};
+
+/// Counters and sizes of one namespace, read from its shards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceStats {
+    /// Keys held, including any whose deadline passed less than a sweep ago.
+    pub keys: u64,
+    /// Reads that found their key.
+    pub hits: u64,
+    /// Reads that did not.
+    pub misses: u64,
+    /// Writes that stored a value.
+    pub sets: u64,
+    /// Keys removed by delete commands.
+    pub deletes: u64,
+    /// Keys removed because their deadline passed.
+    pub expirations: u64,
+    /// Keys removed by flushes.
+    pub flushed: u64,
+    /// Bytes held for entries: payload, table slots and expiry index.
+    pub memory_bytes: u64,
+}
+
+impl NamespaceStats {
+    /// `hits / (hits + misses)`, or 0 before any read.
+    pub fn hit_ratio(&self) -> f64 {
+        let reads = self.hits + self.misses;
+        if reads == 0 {
+            0.0
+        } else {
+            self.hits as f64 / reads as f64
+        }
+    }
+
+    /// Adds `other` into `self` (for totals).
+    pub fn accumulate(&mut self, other: &NamespaceStats) {
+        self.keys += other.keys;
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.sets += other.sets;
+        self.deletes += other.deletes;
+        self.expirations += other.expirations;
+        self.flushed += other.flushed;
+        self.memory_bytes += other.memory_bytes;
+    }
+}
+
+/// One keyspace. Obtained from [`Engine::namespace`](super::Engine::namespace);
+/// cheap to keep and share (`Arc`), and every method takes `&self`.
+pub struct Namespace {
+    name: Arc<str>,
+    shards: Box<[Shard]>,
+    shard_mask: usize,
+    hasher: foldhash::fast::RandomState,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    sink: Option<Arc<dyn ChangeSink>>,
+    /// Identifies this namespace instance in scan cursors.
+    cursor_epoch: u64,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    pub(crate) fn new(
+        name: Arc<str>,
+        shard_count: usize,
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+        sink: Option<Arc<dyn ChangeSink>>,
+        cursor_epoch: u64,
+    ) -> Self {
+        debug_assert!(shard_count.is_power_of_two());
+        Self {
+            name,
+            shards: (0..shard_count).map(|_| Shard::default()).collect(),
+            shard_mask: shard_count - 1,
+            hasher: foldhash::fast::RandomState::default(),
+            limits,
+            clock,
+            sink,
+            cursor_epoch,
+        }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard owning `hash`. Uses bits the table itself does not use for
+    /// bucket selection (low bits) or tags (top seven bits).
+    fn shard_index(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & self.shard_mask
+    }
+
+    fn shard(&self, hash: u64) -> (usize, &Shard) {
+        let index = self.shard_index(hash);
+        (index, &self.shards[index])
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), EngineError> {
+        if key.is_empty() {
+            return Err(EngineError::EmptyKey);
+        }
+        if key.len() > self.limits.max_key_bytes {
+            return Err(EngineError::KeyTooLong {
+                len: key.len(),
+                max: self.limits.max_key_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
+        if value.len() > self.limits.max_value_bytes {
+            return Err(EngineError::ValueTooLarge {
+                len: value.len(),
+                max: self.limits.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn emit(&self, shard: usize, sequence: u64, key: &Bytes, kind: ChangeKind) {
+        if let Some(sink) = &self.sink {
+            sink.record(ChangeRecord {
+                namespace: Arc::clone(&self.name),
+                shard: shard as u32,
+                sequence,
+                key: key.clone(),
+                kind,
+            });
+        }
+    }
+
+    /// Removes `key` if its deadline has passed, counting an expiration.
+    fn remove_if_expired(
+        &self,
+        shard: usize,
+        state: &mut ShardState,
+        hash: u64,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Option<Entry> {
+        if !state.find(hash, key)?.is_expired(now_ms) {
+            return None;
+        }
+        let entry = state.remove(hash, key)?;
+        state.counters.expirations += 1;
+        let sequence = state.next_sequence();
+        self.emit(shard, sequence, &entry.key, ChangeKind::Expired);
+        Some(entry)
+    }
+
+    /// Reads a string value.
+    ///
+    /// # Errors
+    /// Invalid key, or [`EngineError::WrongType`] when the key holds a
+    /// collection.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, EngineError> {
+        Ok(self.get_with_meta(key)?.map(|(value, _)| value))
+    }
+
+    /// Reads a string value and its metadata.
+    ///
+    /// # Errors
+    /// As [`Namespace::get`].
+    pub fn get_with_meta(&self, key: &[u8]) -> Result<Option<(Bytes, ItemMeta)>, EngineError> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let (index, shard) = self.shard(hash);
+        let state = shard.read();
+        let Some(entry) = state.find(hash, key) else {
+            shard.count_read(false);
+            return Ok(None);
+        };
+        let now_ms = if entry.expires_at_ms == 0 {
+            0
+        } else {
+            self.clock.now_ms()
+        };
+        if entry.is_expired(now_ms) {
+            drop(state);
+            shard.count_read(false);
+            let expired = self.remove_if_expired(index, &mut shard.write(), hash, key, now_ms);
+            drop(expired);
+            return Ok(None);
+        }
+        let Value::String(value) = &entry.value;
+        let meta = meta_of(entry, now_ms);
+        let value = value.clone();
+        drop(state);
+        shard.count_read(true);
+        Ok(Some((value, meta)))
+    }
+
+    /// Writes a string value.
+    ///
+    /// # Errors
+    /// Invalid key, value or expiry; [`EngineError::WrongType`] when
+    /// `return_previous` is set and the key holds a collection. Nothing
+    /// changes on error.
+    pub fn set(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        options: SetOptions,
+    ) -> Result<SetOutcome, EngineError> {
+        self.check_key(key)?;
+        self.check_value(&value)?;
+        let now_ms = self.clock.now_ms();
+        let deadline = Deadline::resolve(options.expiry, now_ms)?;
+        let hash = self.hash(key);
+        let (index, shard) = self.shard(hash);
+        let mut state = shard.write();
+        let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
+        let existing = state.find(hash, key);
+        let previous = match (options.return_previous, existing) {
+            (true, Some(entry)) => Some(string_value(entry)?.clone()),
+            _ => None,
+        };
+        let current_version = existing.map_or(0, |entry| entry.version);
+        let met = match options.condition {
+            Condition::Always => true,
+            Condition::IfAbsent => existing.is_none(),
+            Condition::IfPresent => existing.is_some(),
+            Condition::IfVersion(version) => existing.is_some() && current_version == version,
+        };
+        if !met {
+            drop(state);
+            drop(expired);
+            return Ok(SetOutcome {
+                stored: false,
+                version: current_version,
+                previous,
+            });
+        }
+        let current_deadline = existing.map_or(0, |entry| entry.expires_at_ms);
+        let (version, replaced) = if deadline == Deadline::Passed {
+            let removed = state.remove(hash, key);
+            if let Some(entry) = &removed {
+                state.counters.deletes += 1;
+                let sequence = state.next_sequence();
+                self.emit(index, sequence, &entry.key, ChangeKind::Deleted);
+            }
+            (0, removed)
+        } else {
+            let expires_at_ms = deadline.stored_ms(current_deadline);
+            let (version, replaced) =
+                state.upsert(hash, key, Value::String(value.clone()), expires_at_ms);
+            if self.sink.is_some() {
+                let key = Bytes::copy_from_slice(key);
+                self.emit(
+                    index,
+                    version,
+                    &key,
+                    ChangeKind::Set {
+                        value,
+                        expires_at_ms,
+                    },
+                );
+            }
+            (version, replaced)
+        };
+        drop(state);
+        drop((expired, replaced));
+        Ok(SetOutcome {
+            stored: true,
+            version,
+            previous,
+        })
+    }
+
+    /// Deletes keys of any type; returns how many existed.
+    ///
+    /// # Errors
+    /// An invalid key; then nothing is deleted.
+    pub fn delete<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<u64, EngineError> {
+        for key in keys {
+            self.check_key(key.as_ref())?;
+        }
+        let now_ms = self.clock.now_ms();
+        let mut deleted = 0;
+        for key in keys {
+            let key = key.as_ref();
+            let hash = self.hash(key);
+            let (index, shard) = self.shard(hash);
+            let mut state = shard.write();
+            let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
+            let removed = state.remove(hash, key);
+            if let Some(entry) = &removed {
+                deleted += 1;
+                state.counters.deletes += 1;
+                let sequence = state.next_sequence();
+                self.emit(index, sequence, &entry.key, ChangeKind::Deleted);
+            }
+            drop(state);
+            drop((expired, removed));
+        }
+        Ok(deleted)
+    }
+
+    /// Metadata of a key, or `None` when it does not exist.
+    ///
+    /// # Errors
+    /// An invalid key.
+    pub fn describe(&self, key: &[u8]) -> Result<Option<ItemMeta>, EngineError> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let (_, shard) = self.shard(hash);
+        let state = shard.read();
+        let now_ms = self.clock.now_ms();
+        Ok(state
+            .find(hash, key)
+            .filter(|entry| !entry.is_expired(now_ms))
+            .map(|entry| meta_of(entry, now_ms)))
+    }
+
+    /// Adds `delta` to the counter under `key`. An absent key starts from
+    /// `initial` (default 0) and gets `expiry`; an existing key keeps its
+    /// expiry.
+    ///
+    /// # Errors
+    /// Invalid key or expiry; [`EngineError::WrongType`] on a collection;
+    /// [`EngineError::NotAnInteger`] when the value is not a canonical
+    /// decimal `i64`; [`EngineError::IncrementOverflow`]. Nothing changes on
+    /// error.
+    pub fn increment(
+        &self,
+        key: &[u8],
+        delta: i64,
+        initial: Option<i64>,
+        expiry: Expiry,
+    ) -> Result<IncrementOutcome, EngineError> {
+        self.check_key(key)?;
+        let now_ms = self.clock.now_ms();
+        let deadline = Deadline::resolve(expiry, now_ms)?;
+        let hash = self.hash(key);
+        let (index, shard) = self.shard(hash);
+        let mut state = shard.write();
+        let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
+        let (start, expires_at_ms, created) = match state.find(hash, key) {
+            Some(entry) => (parse_i64(string_value(entry)?)?, entry.expires_at_ms, false),
+            None => (initial.unwrap_or(0), deadline.stored_ms(0), true),
+        };
+        let value = start
+            .checked_add(delta)
+            .ok_or(EngineError::IncrementOverflow)?;
+        let version = if created && deadline == Deadline::Passed {
+            0
+        } else {
+            let text = format_i64(value);
+            let (version, replaced) =
+                state.upsert(hash, key, Value::String(text.clone()), expires_at_ms);
+            drop(replaced);
+            if self.sink.is_some() {
+                let key = Bytes::copy_from_slice(key);
+                self.emit(
+                    index,
+                    version,
+                    &key,
+                    ChangeKind::Set {
+                        value: text,
+                        expires_at_ms,
+                    },
+                );
+            }
+            version
+        };
+        drop(state);
+        drop(expired);
+        Ok(IncrementOutcome {
+            value,
+            version,
+            created,
+        })
+    }
+
+    /// Changes a key's expiry: `AfterMs`, `AtUnixMs` (a past time deletes the
+    /// key) or `Never` (persist). Returns the key's new version, or `None`
+    /// when the key does not exist.
+    ///
+    /// # Errors
+    /// Invalid key or expiry, including [`Expiry::Keep`], which changes
+    /// nothing and is refused as meaningless here.
+    pub fn update_expiry(&self, key: &[u8], expiry: Expiry) -> Result<Option<u64>, EngineError> {
+        self.check_key(key)?;
+        if expiry == Expiry::Keep {
+            return Err(EngineError::InvalidExpiry {
+                field: "expiry",
+                reason: "must be ttl_ms, at_unix_ms or never; keep changes nothing".into(),
+            });
+        }
+        let now_ms = self.clock.now_ms();
+        let deadline = Deadline::resolve(expiry, now_ms)?;
+        let hash = self.hash(key);
+        let (index, shard) = self.shard(hash);
+        let mut state = shard.write();
+        let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
+        if state.find(hash, key).is_none() {
+            drop(state);
+            drop(expired);
+            return Ok(None);
+        }
+        let result = if deadline == Deadline::Passed {
+            let removed = state.remove(hash, key);
+            state.counters.deletes += 1;
+            let sequence = state.next_sequence();
+            if let Some(entry) = &removed {
+                self.emit(index, sequence, &entry.key, ChangeKind::Deleted);
+            }
+            drop(state);
+            drop(removed);
+            Some(0)
+        } else {
+            let expires_at_ms = deadline.stored_ms(0);
+            let version = state.set_deadline(hash, key, expires_at_ms);
+            if let Some(version) = version {
+                let key = Bytes::copy_from_slice(key);
+                self.emit(
+                    index,
+                    version,
+                    &key,
+                    ChangeKind::ExpiryChanged { expires_at_ms },
+                );
+            }
+            version
+        };
+        drop(expired);
+        Ok(result)
+    }
+
+    /// One page of a key listing: up to `count` keys matching `filter`,
+    /// starting at `cursor`. The page may hold fewer keys than asked even
+    /// when the scan is not over (the work per call is bounded); it is over
+    /// when the returned cursor is `None`.
+    pub fn scan(&self, cursor: &ScanCursor, filter: &ScanFilter, count: usize) -> ScanPage {
+        /// Entries examined per call before a partial page is returned.
+        const WORK_PER_CALL: usize = 200_000;
+        let now_ms = self.clock.now_ms();
+        let mut keys = Vec::new();
+        let mut position = cursor.clone();
+        let mut examined = 0;
+        while keys.len() < count && examined < WORK_PER_CALL {
+            let Some(shard) = self.shards.get(position.shard as usize) else {
+                return ScanPage { keys, cursor: None };
+            };
+            let state = shard.read();
+            examined += state.len();
+            let wanted = count - keys.len();
+            let found = scan_shard(&state, position.after.as_ref(), filter, wanted, now_ms);
+            drop(state);
+            let exhausted = found.len() < wanted;
+            position.after = found.last().map(|(hash, key)| (*hash, key.clone()));
+            keys.extend(found.into_iter().map(|(_, key)| key));
+            if exhausted {
+                position = ScanCursor {
+                    shard: position.shard + 1,
+                    after: None,
+                };
+            }
+        }
+        let done = position.shard as usize >= self.shards.len();
+        ScanPage {
+            keys,
+            cursor: (!done).then_some(position),
+        }
+    }
+
+    /// Encodes a cursor for a client; see [`Namespace::decode_cursor`].
+    pub fn encode_cursor(&self, cursor: &ScanCursor) -> Bytes {
+        cursor.encode(self.cursor_epoch)
+    }
+
+    /// Decodes a cursor from [`Namespace::encode_cursor`]; an empty one
+    /// starts a new scan.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidCursor`] for bytes this namespace did not issue.
+    pub fn decode_cursor(&self, bytes: &[u8]) -> Result<ScanCursor, EngineError> {
+        ScanCursor::decode(bytes, self.cursor_epoch, self.shards.len())
+    }
+
+    /// Number of keys held (see [`NamespaceStats::keys`]).
+    pub fn len(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.read().len() as u64)
+            .sum()
+    }
+
+    /// Whether the namespace holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every key; returns how many there were.
+    pub fn flush(&self) -> u64 {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut state = shard.write();
+            let table = state.take_all();
+            state.counters.flushed += table.len() as u64;
+            drop(state);
+            removed += table.len() as u64;
+            drop(table);
+        }
+        if let Some(sink) = &self.sink {
+            sink.flushed(FlushRecord {
+                namespace: Arc::clone(&self.name),
+                removed,
+            });
+        }
+        removed
+    }
+
+    /// Removes keys whose deadline has passed, taking each shard's lock for
+    /// at most `batch` keys at a time. Returns how many were removed.
+    pub fn sweep_expired(&self, batch: usize) -> u64 {
+        let now_ms = self.clock.now_ms();
+        let mut removed = 0;
+        for (index, shard) in self.shards.iter().enumerate() {
+            loop {
+                let mut state = shard.write();
+                let expired = state.take_expired(now_ms, batch);
+                let done = expired.is_empty();
+                state.counters.expirations += expired.len() as u64;
+                for entry in &expired {
+                    let sequence = state.next_sequence();
+                    self.emit(index, sequence, &entry.key, ChangeKind::Expired);
+                }
+                if done {
+                    state.shrink_if_sparse();
+                }
+                drop(state);
+                removed += expired.len() as u64;
+                drop(expired);
+                if done {
+                    break;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Counters and sizes of this namespace.
+    pub fn stats(&self) -> NamespaceStats {
+        let mut stats = NamespaceStats::default();
+        for shard in self.shards.iter() {
+            let state = shard.read();
+            stats.keys += state.len() as u64;
+            stats.sets += state.counters.sets;
+            stats.deletes += state.counters.deletes;
+            stats.expirations += state.counters.expirations;
+            stats.flushed += state.counters.flushed;
+            stats.memory_bytes += state.memory_bytes() as u64;
+            drop(state);
+            stats.hits += shard.hits();
+            stats.misses += shard.misses();
+        }
+        stats
+    }
+}
+
+/// The string held by `entry`, or WRONGTYPE.
+fn string_value(entry: &Entry) -> Result<&Bytes, EngineError> {
+    match &entry.value {
+        Value::String(bytes) => Ok(bytes),
+    }
+}
+
+fn meta_of(entry: &Entry, now_ms: u64) -> ItemMeta {
+    let expires_at_ms = (entry.expires_at_ms != 0).then_some(entry.expires_at_ms);
+    ItemMeta {
+        key_type: entry.value.key_type(),
+        version: entry.version,
+        expires_at_ms,
+        ttl_ms: expires_at_ms.map(|at| at.saturating_sub(now_ms)),
+        size: entry.value.size() as u64,
+    }
+}

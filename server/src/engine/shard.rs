@@ -1,0 +1,269 @@
+//! One shard: a hash table of entries plus the expiry index and counters
+//! that describe them, all under one lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use hashbrown::HashTable;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::KeyType;
+use super::expiry_index::ExpiryIndex;
+
+/// A value stored under a key.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    /// Bytes (counters are decimal strings).
+    String(Bytes),
+}
+
+impl Value {
+    pub(crate) fn key_type(&self) -> KeyType {
+        match self {
+            Value::String(_) => KeyType::String,
+        }
+    }
+
+    /// Bytes of payload the value holds.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Value::String(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// One key and its value and metadata.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The key's hash, kept so the table never rehashes keys and scans can
+    /// order entries by it.
+    pub(crate) hash: u64,
+    pub(crate) key: Bytes,
+    pub(crate) value: Value,
+    /// Shard sequence number of the entry's last write.
+    pub(crate) version: u64,
+    /// Absolute deadline in Unix milliseconds; 0 when it never expires.
+    pub(crate) expires_at_ms: u64,
+}
+
+impl Entry {
+    pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+    }
+
+    fn payload_bytes(&self) -> usize {
+        self.key.len() + self.value.size()
+    }
+}
+
+/// Counters changed only under the shard's write lock.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WriteCounters {
+    pub(crate) sets: u64,
+    pub(crate) deletes: u64,
+    pub(crate) expirations: u64,
+    pub(crate) flushed: u64,
+}
+
+/// A shard: its state behind a read-write lock, and read counters kept
+/// outside the lock so a hit needs only the shared lock. Aligned so that two
+/// shards never share a cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Shard {
+    state: RwLock<ShardState>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Shard {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ShardState> {
+        self.state.read()
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ShardState> {
+        self.state.write()
+    }
+
+    pub(crate) fn count_read(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything a shard's lock protects.
+#[derive(Debug, Default)]
+pub(crate) struct ShardState {
+    table: HashTable<Entry>,
+    expiry: ExpiryIndex,
+    /// Last sequence number handed out; versions and change records use it.
+    last_sequence: u64,
+    /// Key and value bytes of every entry.
+    payload_bytes: usize,
+    pub(crate) counters: WriteCounters,
+}
+
+impl ShardState {
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
+        self.table.find(hash, |entry| entry.key == key)
+    }
+
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.table.iter()
+    }
+
+    /// Takes the next sequence number.
+    pub(crate) fn next_sequence(&mut self) -> u64 {
+        self.last_sequence += 1;
+        self.last_sequence
+    }
+
+    /// Stores `value` under `key` with a new version, replacing any entry.
+    /// Returns the new version and the replaced entry (to be dropped after
+    /// the lock is released).
+    pub(crate) fn upsert(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        value: Value,
+        expires_at_ms: u64,
+    ) -> (u64, Option<Entry>) {
+        let version = self.next_sequence();
+        let added = key.len() + value.size();
+        let replaced = match self.table.find_mut(hash, |entry| entry.key == key) {
+            Some(entry) => {
+                let previous_deadline = entry.expires_at_ms;
+                let old_value = std::mem::replace(&mut entry.value, value);
+                entry.version = version;
+                entry.expires_at_ms = expires_at_ms;
+                self.payload_bytes =
+                    self.payload_bytes + added - entry.key.len() - old_value.size();
+                self.expiry.schedule(hash, expires_at_ms, previous_deadline);
+                Some(Entry {
+                    hash,
+                    key: entry.key.clone(),
+                    value: old_value,
+                    version: 0,
+                    expires_at_ms: previous_deadline,
+                })
+            }
+            None => {
+                let entry = Entry {
+                    hash,
+                    // Copied so a stored key never pins a larger request buffer.
+                    key: Bytes::copy_from_slice(key),
+                    value,
+                    version,
+                    expires_at_ms,
+                };
+                self.table.insert_unique(hash, entry, |entry| entry.hash);
+                self.payload_bytes += added;
+                self.expiry.schedule(hash, expires_at_ms, 0);
+                None
+            }
+        };
+        self.counters.sets += 1;
+        self.rebuild_expiry_if_stale();
+        (version, replaced)
+    }
+
+    /// Changes the deadline of an existing entry and bumps its version.
+    /// Returns the new version, or `None` when the key is absent.
+    pub(crate) fn set_deadline(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        expires_at_ms: u64,
+    ) -> Option<u64> {
+        self.table.find(hash, |entry| entry.key == key)?;
+        let version = self.next_sequence();
+        let entry = self.table.find_mut(hash, |entry| entry.key == key)?;
+        let previous_deadline = entry.expires_at_ms;
+        entry.expires_at_ms = expires_at_ms;
+        entry.version = version;
+        self.expiry.schedule(hash, expires_at_ms, previous_deadline);
+        self.rebuild_expiry_if_stale();
+        Some(version)
+    }
+
+    /// Removes the entry for `key`, if any.
+    pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
+        let (entry, _) = self
+            .table
+            .find_entry(hash, |entry| entry.key == key)
+            .ok()?
+            .remove();
+        self.payload_bytes -= entry.payload_bytes();
+        Some(entry)
+    }
+
+    /// Removes up to `max` expired entries found through the expiry index.
+    pub(crate) fn take_expired(&mut self, now_ms: u64, max: usize) -> Vec<Entry> {
+        let mut expired = Vec::new();
+        for hash in self.expiry.take_due(now_ms, max) {
+            while let Ok(found) = self
+                .table
+                .find_entry(hash, |entry| entry.hash == hash && entry.is_expired(now_ms))
+            {
+                let (entry, _) = found.remove();
+                self.payload_bytes -= entry.payload_bytes();
+                expired.push(entry);
+            }
+        }
+        expired
+    }
+
+    /// Empties the shard; returns the old table so it can be dropped after
+    /// the lock is released.
+    pub(crate) fn take_all(&mut self) -> HashTable<Entry> {
+        self.expiry.clear();
+        self.payload_bytes = 0;
+        std::mem::take(&mut self.table)
+    }
+
+    /// Gives memory back after many removals: a table at under a quarter of
+    /// its capacity shrinks to twice its length.
+    pub(crate) fn shrink_if_sparse(&mut self) {
+        const MIN_CAPACITY_TO_SHRINK: usize = 64;
+        let capacity = self.table.capacity();
+        if capacity >= MIN_CAPACITY_TO_SHRINK && self.table.len() * 4 < capacity {
+            self.table
+                .shrink_to(self.table.len() * 2, |entry| entry.hash);
+        }
+    }
+
+    /// Bytes held for this shard's entries: payload, table slots (one
+    /// control byte and one `Entry` per bucket) and the expiry index.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let capacity = self.table.capacity();
+        let buckets = if capacity == 0 {
+            0
+        } else {
+            (capacity * 8 / 7).next_power_of_two()
+        };
+        self.payload_bytes + buckets * (size_of::<Entry>() + 1) + self.expiry.memory_bytes()
+    }
+
+    fn rebuild_expiry_if_stale(&mut self) {
+        if self.expiry.needs_rebuild(self.table.len()) {
+            let deadlines = self
+                .table
+                .iter()
+                .filter(|entry| entry.expires_at_ms != 0)
+                .map(|entry| (entry.hash, entry.expires_at_ms));
+            self.expiry.rebuild(deadlines);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! A background thread that reclaims expired keys.
+//!
+//! Reads already treat an expired key as absent; the sweeper makes sure keys
+//! nobody reads again also give their memory back, within about one second
+//! of their deadline. It works from each shard's expiry index, so a tick
+//! costs what is due, not the size of the keyspace.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::Engine;
+
+/// Keys removed per shard lock acquisition, so readers are never stalled
+/// behind a mass expiry.
+const KEYS_PER_LOCK: usize = 1024;
+
+/// Handle to a running sweeper; dropping it stops the thread.
+#[derive(Debug)]
+pub struct ExpirySweeper {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ExpirySweeper {
+    /// Starts sweeping `engine` every `interval`.
+    ///
+    /// # Errors
+    /// When the operating system cannot start a thread.
+    pub fn start(engine: Engine, interval: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("shoal-expiry".into())
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                loop {
+                    engine.sweep_expired(KEYS_PER_LOCK);
+                    let mut stopped = stopped.lock();
+                    if !*stopped {
+                        wake.wait_for(&mut stopped, interval);
+                    }
+                    if *stopped {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ExpirySweeper {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock() = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

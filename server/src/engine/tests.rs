@@ -1,0 +1,713 @@
+//! Behaviour of the engine as a user of the embedded cache sees it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use proptest::prelude::*;
+
+use super::*;
+
+const START_MS: u64 = 1_700_000_000_000;
+
+fn engine_at(clock: &ManualClock) -> Engine {
+    let config = EngineConfig {
+        shards_per_namespace: 4,
+        ..EngineConfig::default()
+    };
+    Engine::with_parts(config, Arc::new(clock.clone()), None)
+}
+
+fn setup() -> (ManualClock, Engine, Arc<Namespace>) {
+    let clock = ManualClock::new(START_MS);
+    let engine = engine_at(&clock);
+    let namespace = engine.namespace("test").expect("valid namespace");
+    (clock, engine, namespace)
+}
+
+fn bytes(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+fn ttl(ms: i64) -> SetOptions {
+    SetOptions {
+        expiry: Expiry::AfterMs(ms),
+        ..SetOptions::default()
+    }
+}
+
+#[test]
+fn set_then_get_returns_the_value_and_versions_grow() {
+    let (_, _, ns) = setup();
+    let first = ns
+        .set(b"k", bytes("v1"), SetOptions::default())
+        .expect("set");
+    let second = ns
+        .set(b"k", bytes("v2"), SetOptions::default())
+        .expect("set");
+    assert!(first.stored && second.stored);
+    assert!(second.version > first.version);
+    assert_eq!(ns.get(b"k").expect("get"), Some(bytes("v2")));
+    assert_eq!(ns.get(b"missing").expect("get"), None);
+    let stats = ns.stats();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.sets, stats.keys),
+        (1, 1, 2, 1)
+    );
+}
+
+#[test]
+fn conditions_decide_whether_a_write_happens() {
+    let (_, _, ns) = setup();
+    let absent = SetOptions {
+        condition: Condition::IfAbsent,
+        ..SetOptions::default()
+    };
+    let present = SetOptions {
+        condition: Condition::IfPresent,
+        ..SetOptions::default()
+    };
+    assert!(!ns.set(b"k", bytes("x"), present).expect("set").stored);
+    assert_eq!(ns.get(b"k").expect("get"), None);
+    let created = ns.set(b"k", bytes("a"), absent).expect("set");
+    assert!(created.stored);
+    let refused = ns.set(b"k", bytes("b"), absent).expect("set");
+    assert!(!refused.stored);
+    assert_eq!(refused.version, created.version);
+    assert_eq!(ns.get(b"k").expect("get"), Some(bytes("a")));
+
+    let stale = SetOptions {
+        condition: Condition::IfVersion(created.version + 100),
+        return_previous: true,
+        ..SetOptions::default()
+    };
+    let outcome = ns.set(b"k", bytes("c"), stale).expect("set");
+    assert!(!outcome.stored);
+    assert_eq!(outcome.previous, Some(bytes("a")));
+    let current = SetOptions {
+        condition: Condition::IfVersion(created.version),
+        return_previous: true,
+        ..SetOptions::default()
+    };
+    let outcome = ns.set(b"k", bytes("c"), current).expect("set");
+    assert!(outcome.stored);
+    assert_eq!(outcome.previous, Some(bytes("a")));
+    assert_eq!(ns.get(b"k").expect("get"), Some(bytes("c")));
+}
+
+#[test]
+fn keys_expire_lazily_at_their_deadline() {
+    let (clock, _, ns) = setup();
+    ns.set(b"k", bytes("v"), ttl(1_000)).expect("set");
+    let (_, meta) = ns.get_with_meta(b"k").expect("get").expect("present");
+    assert_eq!(meta.ttl_ms, Some(1_000));
+    assert_eq!(meta.expires_at_ms, Some(START_MS + 1_000));
+    clock.advance_ms(999);
+    assert!(ns.get(b"k").expect("get").is_some());
+    clock.advance_ms(1);
+    assert_eq!(ns.get(b"k").expect("get"), None);
+    assert_eq!(ns.stats().expirations, 1);
+    assert_eq!(ns.len(), 0);
+}
+
+#[test]
+fn keep_ttl_keeps_and_plain_set_clears_the_deadline() {
+    let (_, _, ns) = setup();
+    ns.set(b"k", bytes("v"), ttl(5_000)).expect("set");
+    let keep = SetOptions {
+        expiry: Expiry::Keep,
+        ..SetOptions::default()
+    };
+    ns.set(b"k", bytes("v2"), keep).expect("set");
+    assert_eq!(
+        ns.describe(b"k").expect("describe").and_then(|m| m.ttl_ms),
+        Some(5_000)
+    );
+    ns.set(b"k", bytes("v3"), SetOptions::default())
+        .expect("set");
+    assert_eq!(
+        ns.describe(b"k").expect("describe").and_then(|m| m.ttl_ms),
+        None
+    );
+}
+
+#[test]
+fn an_absolute_deadline_in_the_past_removes_the_key() {
+    let (_, _, ns) = setup();
+    ns.set(b"k", bytes("v"), SetOptions::default())
+        .expect("set");
+    let past = SetOptions {
+        expiry: Expiry::AtUnixMs(1),
+        ..SetOptions::default()
+    };
+    assert!(ns.set(b"k", bytes("v2"), past).expect("set").stored);
+    assert_eq!(ns.get(b"k").expect("get"), None);
+    ns.set(b"j", bytes("v"), SetOptions::default())
+        .expect("set");
+    assert_eq!(
+        ns.update_expiry(b"j", Expiry::AtUnixMs(1)).expect("expire"),
+        Some(0)
+    );
+    assert_eq!(ns.get(b"j").expect("get"), None);
+}
+
+#[test]
+fn update_expiry_sets_and_removes_deadlines() {
+    let (clock, _, ns) = setup();
+    assert_eq!(
+        ns.update_expiry(b"k", Expiry::AfterMs(10)).expect("expire"),
+        None
+    );
+    let written = ns
+        .set(b"k", bytes("v"), SetOptions::default())
+        .expect("set");
+    let version = ns
+        .update_expiry(b"k", Expiry::AfterMs(100))
+        .expect("expire")
+        .expect("existed");
+    assert!(version > written.version);
+    assert_eq!(
+        ns.update_expiry(b"k", Expiry::Never)
+            .expect("persist")
+            .map(|_| ()),
+        Some(())
+    );
+    clock.advance_ms(1_000);
+    assert!(ns.get(b"k").expect("get").is_some());
+    assert!(ns.update_expiry(b"k", Expiry::Keep).is_err());
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let (_, _, ns) = setup();
+    ns.set(b"k", bytes("v"), SetOptions::default())
+        .expect("set");
+    let before = ns.stats();
+    let too_long = vec![b'x'; 64 * 1024 + 1];
+    assert_eq!(ns.get(b""), Err(EngineError::EmptyKey));
+    assert!(matches!(
+        ns.set(&too_long, bytes("v"), SetOptions::default()),
+        Err(EngineError::KeyTooLong { .. })
+    ));
+    let huge = Bytes::from(vec![0u8; 16 * 1024 * 1024 + 1]);
+    assert!(matches!(
+        ns.set(b"k", huge, SetOptions::default()),
+        Err(EngineError::ValueTooLarge { .. })
+    ));
+    assert!(matches!(
+        ns.set(b"k", bytes("x"), ttl(-1)),
+        Err(EngineError::InvalidExpiry { .. })
+    ));
+    assert!(matches!(
+        ns.set(b"k", bytes("x"), ttl(0)),
+        Err(EngineError::InvalidExpiry { .. })
+    ));
+    assert!(matches!(
+        ns.delete(&[&b"a"[..], b""]),
+        Err(EngineError::EmptyKey)
+    ));
+    assert_eq!(ns.get(b"k").expect("get"), Some(bytes("v")));
+    let after = ns.stats();
+    assert_eq!(
+        (before.keys, before.sets, before.deletes),
+        (after.keys, after.sets, after.deletes)
+    );
+}
+
+#[test]
+fn increments_follow_redis_integer_rules() {
+    let (_, _, ns) = setup();
+    let created = ns.increment(b"c", 5, None, Expiry::Never).expect("incr");
+    assert_eq!((created.value, created.created), (5, true));
+    assert_eq!(
+        ns.increment(b"c", -7, None, Expiry::Never)
+            .expect("incr")
+            .value,
+        -2
+    );
+    assert_eq!(ns.get(b"c").expect("get"), Some(bytes("-2")));
+    assert_eq!(
+        ns.increment(b"from", 1, Some(100), Expiry::Never)
+            .expect("incr")
+            .value,
+        101
+    );
+
+    ns.set(b"text", bytes("abc"), SetOptions::default())
+        .expect("set");
+    assert_eq!(
+        ns.increment(b"text", 1, None, Expiry::Never),
+        Err(EngineError::NotAnInteger)
+    );
+    ns.set(b"max", bytes(&i64::MAX.to_string()), SetOptions::default())
+        .expect("set");
+    assert_eq!(
+        ns.increment(b"max", 1, None, Expiry::Never),
+        Err(EngineError::IncrementOverflow)
+    );
+    assert_eq!(
+        ns.get(b"max").expect("get"),
+        Some(bytes(&i64::MAX.to_string()))
+    );
+}
+
+#[test]
+fn increment_keeps_an_existing_deadline_and_sets_one_on_create() {
+    let (_, _, ns) = setup();
+    ns.increment(b"c", 1, None, Expiry::AfterMs(500))
+        .expect("incr");
+    ns.increment(b"c", 1, None, Expiry::AfterMs(90_000))
+        .expect("incr");
+    assert_eq!(
+        ns.describe(b"c").expect("describe").and_then(|m| m.ttl_ms),
+        Some(500)
+    );
+}
+
+#[test]
+fn delete_counts_only_existing_keys() {
+    let (_, _, ns) = setup();
+    ns.set(b"a", bytes("1"), SetOptions::default())
+        .expect("set");
+    ns.set(b"b", bytes("2"), SetOptions::default())
+        .expect("set");
+    assert_eq!(ns.delete(&[&b"a"[..], b"b", b"c"]).expect("delete"), 2);
+    assert!(ns.is_empty());
+}
+
+#[test]
+fn flush_empties_only_its_namespace() {
+    let (_, engine, ns) = setup();
+    let other = engine.namespace("other").expect("namespace");
+    for i in 0..100 {
+        ns.set(
+            format!("k{i}").as_bytes(),
+            bytes("v"),
+            SetOptions::default(),
+        )
+        .expect("set");
+    }
+    other
+        .set(b"keep", bytes("v"), SetOptions::default())
+        .expect("set");
+    assert_eq!(ns.flush(), 100);
+    assert_eq!(ns.len(), 0);
+    assert_eq!(other.len(), 1);
+    assert_eq!(ns.stats().flushed, 100);
+}
+
+#[test]
+fn namespace_names_are_checked_and_bounded() {
+    let clock = ManualClock::new(START_MS);
+    let config = EngineConfig {
+        max_namespaces: 2,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_parts(config, Arc::new(clock), None);
+    assert_eq!(
+        engine.namespace("").expect("default").name(),
+        DEFAULT_NAMESPACE
+    );
+    assert!(matches!(
+        engine.namespace("bad name"),
+        Err(EngineError::InvalidNamespace { .. })
+    ));
+    assert!(matches!(
+        engine.namespace(&"n".repeat(200)),
+        Err(EngineError::InvalidNamespace { .. })
+    ));
+    engine.namespace("second").expect("namespace");
+    assert_eq!(
+        engine.namespace("third").err(),
+        Some(EngineError::TooManyNamespaces { max: 2 })
+    );
+    assert!(engine.existing_namespace("third").expect("valid").is_none());
+}
+
+#[test]
+fn scan_lists_every_key_once_across_pages() {
+    let (_, _, ns) = setup();
+    for i in 0..1_000 {
+        ns.set(
+            format!("user:{i}").as_bytes(),
+            bytes("v"),
+            SetOptions::default(),
+        )
+        .expect("set");
+        ns.set(
+            format!("order:{i}").as_bytes(),
+            bytes("v"),
+            SetOptions::default(),
+        )
+        .expect("set");
+    }
+    let filter = ScanFilter {
+        pattern: Some(KeyPattern::new("user:*").expect("pattern")),
+        key_type: None,
+    };
+    let mut cursor = ScanCursor::start();
+    let mut seen = Vec::new();
+    loop {
+        let page = ns.scan(&cursor, &filter, 37);
+        assert!(page.keys.len() <= 37);
+        seen.extend(page.keys);
+        match page.cursor {
+            Some(next) => {
+                cursor = ns
+                    .decode_cursor(&ns.encode_cursor(&next))
+                    .expect("own cursor")
+            }
+            None => break,
+        }
+    }
+    seen.sort();
+    let before = seen.len();
+    seen.dedup();
+    assert_eq!(before, seen.len(), "no key listed twice");
+    assert_eq!(seen.len(), 1_000);
+    assert!(seen.iter().all(|key| key.starts_with(b"user:")));
+}
+
+#[test]
+fn scan_survives_writes_between_pages() {
+    let (_, _, ns) = setup();
+    for i in 0..500 {
+        ns.set(
+            format!("stable:{i}").as_bytes(),
+            bytes("v"),
+            SetOptions::default(),
+        )
+        .expect("set");
+    }
+    let mut cursor = ScanCursor::start();
+    let mut seen = std::collections::HashSet::new();
+    let mut round = 0;
+    loop {
+        let page = ns.scan(&cursor, &ScanFilter::default(), 50);
+        seen.extend(page.keys);
+        // Grow the table (forcing resizes) and delete other keys meanwhile.
+        for i in 0..300 {
+            ns.set(
+                format!("churn:{round}:{i}").as_bytes(),
+                bytes("v"),
+                SetOptions::default(),
+            )
+            .expect("set");
+        }
+        ns.delete(&[format!("churn:{}:0", round.max(1) - 1)])
+            .expect("delete");
+        round += 1;
+        match page.cursor {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    for i in 0..500 {
+        assert!(
+            seen.contains(format!("stable:{i}").as_bytes()),
+            "stable:{i} missing"
+        );
+    }
+}
+
+#[test]
+fn sweeper_reclaims_a_million_expired_keys_and_their_memory() {
+    let (clock, engine, ns) = setup();
+    let empty_memory = ns.stats().memory_bytes;
+    for i in 0..1_000_000u32 {
+        ns.set(&i.to_be_bytes(), Bytes::from_static(b"value"), ttl(1_000))
+            .expect("set");
+    }
+    let full = ns.stats();
+    assert_eq!(full.keys, 1_000_000);
+    assert!(full.memory_bytes > 1_000_000 * 9);
+
+    clock.advance_ms(999);
+    assert_eq!(
+        engine.sweep_expired(1024),
+        0,
+        "nothing is due before the deadline"
+    );
+    // Deadlines are reclaimed at most one bucket after they pass.
+    clock.advance_ms(expiry_index::BUCKET_MS + 1);
+    assert_eq!(engine.sweep_expired(1024), 1_000_000);
+    let swept = ns.stats();
+    assert_eq!(swept.keys, 0);
+    assert_eq!(swept.expirations, 1_000_000);
+    assert!(
+        swept.memory_bytes <= empty_memory + 64 * 1024,
+        "memory after sweep: {} bytes",
+        swept.memory_bytes
+    );
+}
+
+#[test]
+fn sweeping_skips_keys_whose_deadline_moved() {
+    let (clock, engine, ns) = setup();
+    ns.set(b"moved", bytes("v"), ttl(100)).expect("set");
+    ns.update_expiry(b"moved", Expiry::AfterMs(10_000))
+        .expect("expire");
+    ns.set(b"persisted", bytes("v"), ttl(100)).expect("set");
+    ns.update_expiry(b"persisted", Expiry::Never)
+        .expect("persist");
+    ns.set(b"gone", bytes("v"), ttl(100)).expect("set");
+    clock.advance_ms(1_000);
+    assert_eq!(engine.sweep_expired(1024), 1);
+    assert!(ns.get(b"moved").expect("get").is_some());
+    assert!(ns.get(b"persisted").expect("get").is_some());
+    clock.advance_ms(10_000);
+    assert_eq!(engine.sweep_expired(1024), 1);
+    assert!(ns.get(b"moved").expect("get").is_none());
+}
+
+#[test]
+fn refreshing_a_ttl_forever_keeps_the_expiry_index_bounded() {
+    let (clock, _, ns) = setup();
+    ns.set(b"session", bytes("v"), ttl(60_000)).expect("set");
+    let baseline = ns.stats().memory_bytes;
+    for _ in 0..100_000 {
+        clock.advance_ms(200);
+        ns.update_expiry(b"session", Expiry::AfterMs(60_000))
+            .expect("expire");
+    }
+    assert!(ns.stats().memory_bytes < baseline + 256 * 1024);
+}
+
+#[derive(Default)]
+struct RecordingSink {
+    records: Mutex<Vec<ChangeRecord>>,
+    flushes: Mutex<Vec<FlushRecord>>,
+}
+
+impl ChangeSink for RecordingSink {
+    fn record(&self, change: ChangeRecord) {
+        self.records.lock().push(change);
+    }
+    fn flushed(&self, flush: FlushRecord) {
+        self.flushes.lock().push(flush);
+    }
+}
+
+#[test]
+fn every_mutation_yields_one_change_record_with_its_effect() {
+    let clock = ManualClock::new(START_MS);
+    let sink = Arc::new(RecordingSink::default());
+    let config = EngineConfig {
+        shards_per_namespace: 1,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_parts(config, Arc::new(clock.clone()), Some(sink.clone()));
+    let ns = engine.namespace("feed").expect("namespace");
+    ns.set(b"a", bytes("1"), ttl(1_000)).expect("set");
+    ns.increment(b"a", 41, None, Expiry::Never).expect("incr");
+    ns.update_expiry(b"a", Expiry::Never).expect("persist");
+    ns.set(b"b", bytes("x"), ttl(10)).expect("set");
+    ns.delete(&[b"a"]).expect("delete");
+    clock.advance_ms(1_000);
+    engine.sweep_expired(1024);
+    ns.flush();
+
+    let records = sink.records.lock().clone();
+    let kinds: Vec<_> = records
+        .iter()
+        .map(|r| (r.key.clone(), r.kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (
+                bytes("a"),
+                ChangeKind::Set {
+                    value: bytes("1"),
+                    expires_at_ms: START_MS + 1_000
+                }
+            ),
+            (
+                bytes("a"),
+                ChangeKind::Set {
+                    value: bytes("42"),
+                    expires_at_ms: START_MS + 1_000
+                }
+            ),
+            (bytes("a"), ChangeKind::ExpiryChanged { expires_at_ms: 0 }),
+            (
+                bytes("b"),
+                ChangeKind::Set {
+                    value: bytes("x"),
+                    expires_at_ms: START_MS + 10
+                }
+            ),
+            (bytes("a"), ChangeKind::Deleted),
+            (bytes("b"), ChangeKind::Expired),
+        ]
+    );
+    assert!(
+        records
+            .windows(2)
+            .all(|pair| pair[0].sequence < pair[1].sequence)
+    );
+    assert_eq!(sink.flushes.lock().len(), 1);
+}
+
+/// One operation of the model-based property test.
+#[derive(Debug, Clone)]
+enum Op {
+    Set {
+        key: u8,
+        value: u8,
+        ttl: Option<u16>,
+        condition: u8,
+    },
+    Get {
+        key: u8,
+    },
+    Delete {
+        key: u8,
+    },
+    Incr {
+        key: u8,
+        delta: i8,
+    },
+    Expire {
+        key: u8,
+        ttl: u16,
+    },
+    Persist {
+        key: u8,
+    },
+    Advance {
+        ms: u16,
+    },
+    Sweep,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (
+            0..8u8,
+            any::<u8>(),
+            proptest::option::of(1..3_000u16),
+            0..3u8
+        )
+            .prop_map(|(key, value, ttl, condition)| Op::Set {
+                key,
+                value,
+                ttl,
+                condition
+            }),
+        (0..8u8).prop_map(|key| Op::Get { key }),
+        (0..8u8).prop_map(|key| Op::Delete { key }),
+        (0..8u8, any::<i8>()).prop_map(|(key, delta)| Op::Incr { key, delta }),
+        (0..8u8, 1..3_000u16).prop_map(|(key, ttl)| Op::Expire { key, ttl }),
+        (0..8u8).prop_map(|key| Op::Persist { key }),
+        (0..2_000u16).prop_map(|ms| Op::Advance { ms }),
+        Just(Op::Sweep),
+    ]
+}
+
+/// The simplest possible model: a map from key to (value, deadline).
+#[derive(Default)]
+struct Model {
+    entries: std::collections::HashMap<u8, (Vec<u8>, Option<u64>)>,
+}
+
+impl Model {
+    fn live(&mut self, key: u8, now: u64) -> Option<&mut (Vec<u8>, Option<u64>)> {
+        if self
+            .entries
+            .get(&key)
+            .is_some_and(|(_, deadline)| deadline.is_some_and(|d| d <= now))
+        {
+            self.entries.remove(&key);
+        }
+        self.entries.get_mut(&key)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn engine_matches_a_simple_model(ops in proptest::collection::vec(op(), 1..200)) {
+        let (clock, engine, ns) = setup();
+        let mut model = Model::default();
+        for op in ops {
+            let now = clock.now_ms();
+            match op {
+                Op::Set { key, value, ttl, condition } => {
+                    let condition = [Condition::Always, Condition::IfAbsent, Condition::IfPresent][condition as usize];
+                    let expiry = ttl.map_or(Expiry::Never, |ms| Expiry::AfterMs(i64::from(ms)));
+                    let options = SetOptions { expiry, condition, return_previous: true };
+                    let outcome = ns.set(&[key], Bytes::from(vec![value]), options).expect("set");
+                    let exists = model.live(key, now).is_some();
+                    let previous = model.live(key, now).map(|(v, _)| Bytes::from(v.clone()));
+                    let should_store = match condition {
+                        Condition::IfAbsent => !exists,
+                        Condition::IfPresent => exists,
+                        _ => true,
+                    };
+                    prop_assert_eq!(outcome.stored, should_store);
+                    prop_assert_eq!(outcome.previous, previous);
+                    if should_store {
+                        model.entries.insert(key, (vec![value], ttl.map(|ms| now + u64::from(ms))));
+                    }
+                }
+                Op::Get { key } => {
+                    let expected = model.live(key, now).map(|(v, _)| Bytes::from(v.clone()));
+                    prop_assert_eq!(ns.get(&[key]).expect("get"), expected);
+                }
+                Op::Delete { key } => {
+                    let expected = u64::from(model.live(key, now).is_some());
+                    model.entries.remove(&key);
+                    prop_assert_eq!(ns.delete(&[[key]]).expect("delete"), expected);
+                }
+                Op::Incr { key, delta } => {
+                    let result = ns.increment(&[key], i64::from(delta), None, Expiry::Never);
+                    match model.live(key, now) {
+                        None => {
+                            prop_assert_eq!(result.expect("incr").value, i64::from(delta));
+                            model.entries.insert(key, (delta.to_string().into_bytes(), None));
+                        }
+                        Some((value, _)) => match std::str::from_utf8(value).ok().and_then(|t| t.parse::<i64>().ok()).filter(|n| n.to_string().as_bytes() == value.as_slice()) {
+                            Some(n) => {
+                                let sum = n + i64::from(delta);
+                                prop_assert_eq!(result.expect("incr").value, sum);
+                                *value = sum.to_string().into_bytes();
+                            }
+                            None => prop_assert_eq!(result, Err(EngineError::NotAnInteger)),
+                        },
+                    }
+                }
+                Op::Expire { key, ttl } => {
+                    let existed = ns.update_expiry(&[key], Expiry::AfterMs(i64::from(ttl))).expect("expire").is_some();
+                    let entry = model.live(key, now);
+                    prop_assert_eq!(existed, entry.is_some());
+                    if let Some((_, deadline)) = entry {
+                        *deadline = Some(now + u64::from(ttl));
+                    }
+                }
+                Op::Persist { key } => {
+                    let existed = ns.update_expiry(&[key], Expiry::Never).expect("persist").is_some();
+                    let entry = model.live(key, now);
+                    prop_assert_eq!(existed, entry.is_some());
+                    if let Some((_, deadline)) = entry {
+                        *deadline = None;
+                    }
+                }
+                Op::Advance { ms } => clock.advance_ms(u64::from(ms)),
+                Op::Sweep => {
+                    engine.sweep_expired(3);
+                }
+            }
+            let now = clock.now_ms();
+            let live = (0..8u8).filter(|key| model.live(*key, now).is_some()).count();
+            let mut cursor = ScanCursor::start();
+            let mut listed = 0;
+            loop {
+                let page = ns.scan(&cursor, &ScanFilter::default(), 3);
+                listed += page.keys.len();
+                match page.cursor { Some(next) => cursor = next, None => break }
+            }
+            prop_assert_eq!(listed, live);
+        }
+    }
+}
