@@ -1,5 +1,26 @@
 //! The shoal cache server.
 //!
-//! - [`engine`]: the cache itself, usable in-process.
+//! - [`engine`]: the cache itself: synchronous, no networking, usable
+//!   in-process as an embedded cache.
+//! - [`service`]: the `shoal.v1` gRPC services over the engine.
+//! - [`serve`] / [`run`]: a complete server with health, reflection and
+//!   graceful shutdown, as the `shoal-server` binary runs it.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! println!("serving on {}", listener.local_addr()?);
+//! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+//! shoal_server::serve(listener, shoal_server::Config::default(), shutdown).await?;
+//! # Ok(())
+//! # }
+//! ```
 
+pub mod config;
 pub mod engine;
+pub mod rpc_stats;
+pub mod server;
+pub mod service;
+
+pub use config::Config;
+pub use server::{ServerError, run, serve, serve_engine};

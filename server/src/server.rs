@@ -1,0 +1,164 @@
+//! Listener, gRPC services, health, reflection and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_proto::v1::admin_service_server::AdminServiceServer;
+use shoal_proto::v1::cache_service_server::CacheServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::config::Config;
+use crate::engine::{Engine, ExpirySweeper};
+use crate::service::{AdminApi, CacheApi, ServiceState};
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The expiry sweeper thread could not start.
+    #[error("cannot start the expiry sweeper: {0}")]
+    Sweeper(std::io::Error),
+    /// The reflection service could not be built from the descriptors.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Binds `config.listen` and serves until `shutdown` completes.
+///
+/// # Errors
+/// See [`ServerError`].
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves the shoal API on an already bound listener until `shutdown`
+/// completes, then reports NOT_SERVING, stops accepting and lets in-flight
+/// calls finish (for at most the configured grace period).
+///
+/// Tests bind `127.0.0.1:0` themselves and pass the listener here.
+///
+/// # Errors
+/// See [`ServerError`].
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let engine = Engine::new(config.engine_config());
+    serve_engine(listener, config, engine, shutdown).await
+}
+
+/// As [`serve`], over an engine the caller built (for example with a manual
+/// clock, or shared with in-process users).
+///
+/// # Errors
+/// See [`ServerError`].
+pub async fn serve_engine(
+    listener: TcpListener,
+    config: Config,
+    engine: Engine,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let local_addr = listener.local_addr().ok();
+    let sweeper = ExpirySweeper::start(
+        engine.clone(),
+        Duration::from_millis(config.expiry.sweep_interval_ms),
+    )
+    .map_err(ServerError::Sweeper)?;
+    let state = ServiceState::new(engine);
+    let max_message = config.max_message_bytes();
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<CacheServiceServer<CacheApi>>().await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
+
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let cache = CacheServiceServer::new(CacheApi::new(state.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let admin = AdminServiceServer::new(AdminApi::new(state))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
+    let grpc = &config.grpc;
+    let router = Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(grpc.max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(grpc.max_pending_accept_reset_streams))
+        .http2_max_header_list_size(grpc.max_header_list_size)
+        .http2_keepalive_interval(Some(Duration::from_secs(grpc.keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
+        .timeout(Duration::from_secs(grpc.request_timeout_secs))
+        .trace_fn(|request| tracing::debug_span!("grpc", path = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(cache)
+        .add_service(admin);
+
+    let grace = config.shutdown_grace();
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop_accepting = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health
+            .set_not_serving::<CacheServiceServer<CacheApi>>()
+            .await;
+        health
+            .set_not_serving::<AdminServiceServer<AdminApi>>()
+            .await;
+        let _ = drained_tx.send(());
+    };
+    tracing::info!(addr = ?local_addr, "shoal-server listening");
+    let serving =
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting);
+    tokio::pin!(serving);
+    let result = tokio::select! {
+        result = &mut serving => result,
+        () = async {
+            let _ = drained_rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "in-flight calls did not finish within the grace period");
+            Ok(())
+        }
+    };
+    drop(sweeper);
+    tracing::info!("shoal-server stopped");
+    Ok(result?)
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}

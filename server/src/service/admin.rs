@@ -1,0 +1,138 @@
+//! `shoal.v1.AdminService`: statistics and whole-namespace operations.
+
+use std::sync::Arc;
+
+use shoal_proto::v1 as pb;
+use shoal_proto::v1::admin_service_server::AdminService;
+use tonic::{Request, Response, Status};
+
+use super::status::engine_status;
+use super::{ServiceState, method};
+use crate::engine::NamespaceStats;
+
+/// Implementation of `AdminService` over the engine.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    state: Arc<ServiceState>,
+}
+
+impl AdminApi {
+    pub(crate) fn new(state: Arc<ServiceState>) -> Self {
+        Self { state }
+    }
+
+    fn stats(&self, request: pb::StatsRequest) -> Result<pb::StatsResponse, Status> {
+        let engine = &self.state.engine;
+        let mut total = NamespaceStats::default();
+        let mut namespaces = Vec::new();
+        for namespace in engine.namespaces() {
+            let stats = namespace.stats();
+            total.accumulate(&stats);
+            let wanted = request.namespaces.is_empty()
+                || request.namespaces.iter().any(|name| {
+                    name == namespace.name()
+                        || (name.is_empty() && namespace.name() == crate::engine::DEFAULT_NAMESPACE)
+                });
+            if wanted {
+                namespaces.push(namespace_stats(namespace.name(), &stats));
+            }
+        }
+        for name in &request.namespaces {
+            engine
+                .existing_namespace(name)
+                .map_err(|error| engine_status(error, Some("namespaces")))?;
+        }
+        let rpcs = self
+            .state
+            .rpc_stats
+            .snapshot()
+            .into_iter()
+            .map(|method| pb::RpcStats {
+                method: method.method.to_string(),
+                calls: method.calls,
+                errors: method.errors(),
+                errors_by_code: method
+                    .errors_by_code
+                    .iter()
+                    .map(|(code, count)| (format!("{code:?}"), *count))
+                    .collect(),
+            })
+            .collect();
+        Ok(pb::StatsResponse {
+            total: Some(namespace_stats("", &total)),
+            namespaces,
+            rpcs,
+            uptime_ms: u64::try_from(self.state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+    }
+
+    fn flush(&self, request: pb::FlushRequest) -> Result<pb::FlushResponse, Status> {
+        let namespace = self
+            .state
+            .engine
+            .existing_namespace(&request.namespace)
+            .map_err(|error| engine_status(error, None))?;
+        let removed = namespace.map_or(0, |namespace| namespace.flush());
+        Ok(pb::FlushResponse { removed })
+    }
+
+    fn list_namespaces(&self) -> pb::ListNamespacesResponse {
+        pb::ListNamespacesResponse {
+            namespaces: self
+                .state
+                .engine
+                .namespaces()
+                .iter()
+                .map(|namespace| namespace.name().to_string())
+                .collect(),
+        }
+    }
+}
+
+fn namespace_stats(name: &str, stats: &NamespaceStats) -> pb::NamespaceStats {
+    pb::NamespaceStats {
+        namespace: name.to_string(),
+        keys: stats.keys,
+        hits: stats.hits,
+        misses: stats.misses,
+        hit_ratio: stats.hit_ratio(),
+        sets: stats.sets,
+        deletes: stats.deletes,
+        expirations: stats.expirations,
+        memory_bytes: stats.memory_bytes,
+        flushed: stats.flushed,
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn stats(
+        &self,
+        request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let result = AdminApi::stats(self, request.into_inner());
+        self.state.rpc_stats.observe(method::STATS, &result);
+        result.map(Response::new)
+    }
+
+    async fn flush(
+        &self,
+        request: Request<pb::FlushRequest>,
+    ) -> Result<Response<pb::FlushResponse>, Status> {
+        let result = AdminApi::flush(self, request.into_inner());
+        self.state.rpc_stats.observe(method::FLUSH, &result);
+        result.map(Response::new)
+    }
+
+    async fn list_namespaces(
+        &self,
+        _request: Request<pb::ListNamespacesRequest>,
+    ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
+        let result = Ok(self.list_namespaces());
+        self.state
+            .rpc_stats
+            .observe(method::LIST_NAMESPACES, &result);
+        result.map(Response::new)
+    }
+}

@@ -1,0 +1,370 @@
+//! `shoal.v1.CacheService`: keys, strings, counters, expiry and scans.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shoal_proto::v1 as pb;
+use shoal_proto::v1::cache_service_server::CacheService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::status::{engine_status, invalid};
+use super::{ServiceState, convert, method};
+use crate::engine::{EngineError, KeyPattern, Namespace, ScanFilter, SetOptions};
+
+/// Most keys one Delete or Describe request may name.
+pub const MAX_KEYS_PER_REQUEST: usize = 10_000;
+/// Keys per Scan page when the request does not say.
+pub const DEFAULT_SCAN_PAGE: u32 = 100;
+/// Most keys per Scan page.
+pub const MAX_SCAN_PAGE: u32 = 10_000;
+/// Scan pages buffered ahead of a slow reader.
+const SCAN_PAGES_IN_FLIGHT: usize = 2;
+
+/// Implementation of `CacheService` over the engine.
+#[derive(Debug, Clone)]
+pub struct CacheApi {
+    state: Arc<ServiceState>,
+}
+
+impl CacheApi {
+    pub(crate) fn new(state: Arc<ServiceState>) -> Self {
+        Self { state }
+    }
+
+    /// The namespace a write goes to, created if needed.
+    fn writable(&self, name: &str) -> Result<Arc<Namespace>, Status> {
+        self.state
+            .engine
+            .namespace(name)
+            .map_err(|error| engine_status(error, None))
+    }
+
+    /// The namespace a read looks in; `None` when it does not exist, so that
+    /// reads never create namespaces.
+    fn readable(&self, name: &str) -> Result<Option<Arc<Namespace>>, Status> {
+        self.state
+            .engine
+            .existing_namespace(name)
+            .map_err(|error| engine_status(error, None))
+    }
+
+    fn check_key_count(&self, count: usize) -> Result<(), Status> {
+        if count > MAX_KEYS_PER_REQUEST {
+            return Err(invalid(
+                "keys",
+                format!(
+                    "keys has {count} entries, over the limit of {MAX_KEYS_PER_REQUEST} per request"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn get(&self, request: pb::GetRequest) -> Result<pb::GetResponse, Status> {
+        let Some(namespace) = self.readable(&request.namespace)? else {
+            check_key(&self.state, &request.key)?;
+            return Ok(pb::GetResponse::default());
+        };
+        let found = namespace
+            .get_with_meta(&request.key)
+            .map_err(|error| engine_status(error, None))?;
+        Ok(match found {
+            None => pb::GetResponse::default(),
+            Some((value, meta)) => pb::GetResponse {
+                found: true,
+                value,
+                meta: request.include_meta.then(|| convert::meta(meta)),
+            },
+        })
+    }
+
+    fn set(&self, request: pb::SetRequest) -> Result<pb::SetResponse, Status> {
+        let namespace = self.writable(&request.namespace)?;
+        let options = SetOptions {
+            expiry: convert::expiry(request.expiry),
+            condition: convert::condition(request.condition),
+            return_previous: request.return_previous,
+        };
+        // Copied so that the stored value owns exactly its bytes rather than
+        // a slice pinning the whole receive buffer: memory figures stay honest.
+        let value = Bytes::copy_from_slice(&request.value);
+        let outcome = namespace
+            .set(&request.key, value, options)
+            .map_err(|error| engine_status(error, None))?;
+        Ok(pb::SetResponse {
+            stored: outcome.stored,
+            version: outcome.version,
+            previous: outcome.previous,
+        })
+    }
+
+    fn delete(&self, request: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
+        self.check_key_count(request.keys.len())?;
+        let Some(namespace) = self.readable(&request.namespace)? else {
+            check_keys(&self.state, &request.keys)?;
+            return Ok(pb::DeleteResponse { deleted: 0 });
+        };
+        check_keys(&self.state, &request.keys)?;
+        let deleted = namespace
+            .delete(&request.keys)
+            .map_err(|error| engine_status(error, None))?;
+        Ok(pb::DeleteResponse { deleted })
+    }
+
+    fn describe(&self, request: pb::DescribeRequest) -> Result<pb::DescribeResponse, Status> {
+        self.check_key_count(request.keys.len())?;
+        check_keys(&self.state, &request.keys)?;
+        let namespace = self.readable(&request.namespace)?;
+        let keys = request
+            .keys
+            .into_iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let meta = match &namespace {
+                    None => None,
+                    Some(namespace) => namespace
+                        .describe(&key)
+                        .map_err(|error| engine_status(error, Some(&format!("keys[{index}]"))))?,
+                };
+                Ok(pb::KeyDescription {
+                    key,
+                    exists: meta.is_some(),
+                    meta: meta.map(convert::meta),
+                })
+            })
+            .collect::<Result<_, Status>>()?;
+        Ok(pb::DescribeResponse { keys })
+    }
+
+    fn increment(&self, request: pb::IncrementRequest) -> Result<pb::IncrementResponse, Status> {
+        let namespace = self.writable(&request.namespace)?;
+        let outcome = namespace
+            .increment(
+                &request.key,
+                request.delta,
+                request.initial,
+                convert::expiry(request.expiry),
+            )
+            .map_err(|error| engine_status(error, None))?;
+        Ok(pb::IncrementResponse {
+            value: outcome.value,
+            version: outcome.version,
+            created: outcome.created,
+        })
+    }
+
+    fn update_ttl(&self, request: pb::UpdateTtlRequest) -> Result<pb::UpdateTtlResponse, Status> {
+        let Some(expiry) = request.expiry.filter(|expiry| expiry.kind.is_some()) else {
+            return Err(invalid(
+                "expiry",
+                "expiry is required: set ttl_ms, at_unix_ms or never",
+            ));
+        };
+        let expiry = convert::expiry(Some(expiry));
+        let Some(namespace) = self.readable(&request.namespace)? else {
+            check_key(&self.state, &request.key)?;
+            return Ok(pb::UpdateTtlResponse::default());
+        };
+        let version = namespace
+            .update_expiry(&request.key, expiry)
+            .map_err(|error| engine_status(error, None))?;
+        Ok(pb::UpdateTtlResponse {
+            existed: version.is_some(),
+            version: version.unwrap_or(0),
+        })
+    }
+
+    fn count(&self, request: pb::CountRequest) -> Result<pb::CountResponse, Status> {
+        let keys = self
+            .readable(&request.namespace)?
+            .map_or(0, |namespace| namespace.len());
+        Ok(pb::CountResponse { keys })
+    }
+
+    /// Validates a scan request and starts a task that streams its pages.
+    fn scan(
+        &self,
+        request: pb::ScanRequest,
+    ) -> Result<ReceiverStream<Result<pb::ScanResponse, Status>>, Status> {
+        let page_size = match request.page_size {
+            0 => DEFAULT_SCAN_PAGE,
+            size if size <= MAX_SCAN_PAGE => size,
+            size => {
+                return Err(invalid(
+                    "page_size",
+                    format!("page_size is {size}, over the limit of {MAX_SCAN_PAGE}"),
+                ));
+            }
+        } as usize;
+        let key_type = convert::key_type_filter("type", request.r#type)?;
+        let pattern = match request.pattern.as_str() {
+            "" | "*" => None,
+            text => Some(KeyPattern::new(text).map_err(|error| engine_status(error, None))?),
+        };
+        let filter = ScanFilter { pattern, key_type };
+        let (sender, receiver) = mpsc::channel(SCAN_PAGES_IN_FLIGHT);
+        let Some(namespace) = self.readable(&request.namespace)? else {
+            if !request.cursor.is_empty() {
+                return Err(engine_status(EngineError::InvalidCursor, None));
+            }
+            let _ = sender.try_send(Ok(pb::ScanResponse::default()));
+            return Ok(ReceiverStream::new(receiver));
+        };
+        let cursor = namespace
+            .decode_cursor(&request.cursor)
+            .map_err(|error| engine_status(error, None))?;
+        let limit = if request.limit == 0 {
+            u64::MAX
+        } else {
+            request.limit
+        };
+        tokio::spawn(stream_scan(
+            namespace, cursor, filter, page_size, limit, sender,
+        ));
+        Ok(ReceiverStream::new(receiver))
+    }
+}
+
+/// Sends full pages until the scan or the limit is reached, or the caller
+/// goes away. Each engine call does bounded work and the task yields between
+/// calls, so a scan of a large keyspace never monopolises a worker.
+async fn stream_scan(
+    namespace: Arc<Namespace>,
+    mut cursor: crate::engine::ScanCursor,
+    filter: ScanFilter,
+    page_size: usize,
+    limit: u64,
+    sender: mpsc::Sender<Result<pb::ScanResponse, Status>>,
+) {
+    let mut remaining = limit;
+    let mut keys = Vec::with_capacity(page_size);
+    loop {
+        let wanted = page_size.min(usize::try_from(remaining).unwrap_or(usize::MAX)) - keys.len();
+        let page = namespace.scan(&cursor, &filter, wanted);
+        keys.extend(page.keys);
+        let next = page.cursor;
+        let page_full = keys.len() == page_size || keys.len() as u64 == remaining;
+        if next.is_some() && !page_full {
+            cursor = next.unwrap_or_default();
+            tokio::task::yield_now().await;
+            continue;
+        }
+        remaining -= keys.len() as u64;
+        let finished = next.is_none() || remaining == 0;
+        let response = pb::ScanResponse {
+            keys: std::mem::take(&mut keys),
+            cursor: next
+                .as_ref()
+                .map(|next| namespace.encode_cursor(next))
+                .unwrap_or_default(),
+        };
+        if sender.send(Ok(response)).await.is_err() || finished {
+            return;
+        }
+        cursor = next.unwrap_or_default();
+    }
+}
+
+fn check_key(state: &ServiceState, key: &[u8]) -> Result<(), Status> {
+    let config = state.engine.config();
+    let error = if key.is_empty() {
+        EngineError::EmptyKey
+    } else if key.len() > config.max_key_bytes {
+        EngineError::KeyTooLong {
+            len: key.len(),
+            max: config.max_key_bytes,
+        }
+    } else {
+        return Ok(());
+    };
+    Err(engine_status(error, None))
+}
+
+fn check_keys(state: &ServiceState, keys: &[Bytes]) -> Result<(), Status> {
+    for (index, key) in keys.iter().enumerate() {
+        check_key(state, key).map_err(|status| {
+            let message = status.message().to_string();
+            invalid(&format!("keys[{index}]"), message)
+        })?;
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl CacheService for CacheApi {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let result = CacheApi::get(self, request.into_inner());
+        self.state.rpc_stats.observe(method::GET, &result);
+        result.map(Response::new)
+    }
+
+    async fn set(
+        &self,
+        request: Request<pb::SetRequest>,
+    ) -> Result<Response<pb::SetResponse>, Status> {
+        let result = CacheApi::set(self, request.into_inner());
+        self.state.rpc_stats.observe(method::SET, &result);
+        result.map(Response::new)
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let result = CacheApi::delete(self, request.into_inner());
+        self.state.rpc_stats.observe(method::DELETE, &result);
+        result.map(Response::new)
+    }
+
+    async fn describe(
+        &self,
+        request: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::DescribeResponse>, Status> {
+        let result = CacheApi::describe(self, request.into_inner());
+        self.state.rpc_stats.observe(method::DESCRIBE, &result);
+        result.map(Response::new)
+    }
+
+    async fn increment(
+        &self,
+        request: Request<pb::IncrementRequest>,
+    ) -> Result<Response<pb::IncrementResponse>, Status> {
+        let result = CacheApi::increment(self, request.into_inner());
+        self.state.rpc_stats.observe(method::INCREMENT, &result);
+        result.map(Response::new)
+    }
+
+    async fn update_ttl(
+        &self,
+        request: Request<pb::UpdateTtlRequest>,
+    ) -> Result<Response<pb::UpdateTtlResponse>, Status> {
+        let result = CacheApi::update_ttl(self, request.into_inner());
+        self.state.rpc_stats.observe(method::UPDATE_TTL, &result);
+        result.map(Response::new)
+    }
+
+    type ScanStream = ReceiverStream<Result<pb::ScanResponse, Status>>;
+
+    async fn scan(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<Self::ScanStream>, Status> {
+        let result = CacheApi::scan(self, request.into_inner());
+        self.state.rpc_stats.observe(method::SCAN, &result);
+        result.map(Response::new)
+    }
+
+    async fn count(
+        &self,
+        request: Request<pb::CountRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        let result = CacheApi::count(self, request.into_inner());
+        self.state.rpc_stats.observe(method::COUNT, &result);
+        result.map(Response::new)
+    }
+}
