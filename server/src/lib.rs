@@ -5,6 +5,7 @@
 //! - [`service`]: the `shoal.v1` gRPC services over the engine.
 //! - [`serve`] / [`run`]: a complete server with health, reflection and
 //!   graceful shutdown, as the `shoal-server` binary runs it.
+//! - [`testing`]: a real server on an ephemeral port, for tests.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod rpc_stats;
 pub mod server;
 pub mod service;
+pub mod testing;
 
 pub use config::Config;
 pub use server::{ServerError, run, serve, serve_engine};

@@ -1,0 +1,84 @@
+//! Helpers shared by the end-to-end tests: raw `shoal.v1` clients connected
+//! to a [`TestServer`], and small request builders.
+
+use bytes::Bytes;
+use shoal_proto::v1 as pb;
+use shoal_proto::v1::admin_service_client::AdminServiceClient;
+use shoal_proto::v1::cache_service_client::CacheServiceClient;
+pub use shoal_server::testing::TestServer;
+use tonic::transport::Channel;
+
+/// Raw generated clients for one server.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    /// `CacheService`.
+    pub cache: CacheServiceClient<Channel>,
+    /// `AdminService`.
+    pub admin: AdminServiceClient<Channel>,
+}
+
+/// Connects raw clients to `server`, allowing messages as large as the server's.
+///
+/// # Panics
+/// When the server cannot be reached.
+pub async fn raw(server: &TestServer) -> Raw {
+    let channel = tonic::transport::Endpoint::from_shared(server.endpoint())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let limit = 64 * 1024 * 1024;
+    Raw {
+        cache: CacheServiceClient::new(channel.clone())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        admin: AdminServiceClient::new(channel)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+    }
+}
+
+/// `Bytes` from text.
+pub fn b(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+/// A plain Set request in the default namespace.
+pub fn set_request(key: &str, value: &str) -> pb::SetRequest {
+    pb::SetRequest {
+        key: b(key),
+        value: b(value),
+        ..Default::default()
+    }
+}
+
+/// A Get request with metadata in the default namespace.
+pub fn get_request(key: &str) -> pb::GetRequest {
+    pb::GetRequest {
+        key: b(key),
+        include_meta: true,
+        ..Default::default()
+    }
+}
+
+/// An expiry of `ms` milliseconds.
+pub fn ttl(ms: i64) -> Option<pb::Expiry> {
+    Some(pb::Expiry {
+        kind: Some(pb::expiry::Kind::TtlMs(ms)),
+    })
+}
+
+/// Every key a Scan stream returns, and the cursor of its last page.
+///
+/// # Panics
+/// When the stream fails.
+pub async fn scan_all(raw: &mut Raw, request: pb::ScanRequest) -> (Vec<Bytes>, Bytes) {
+    let mut stream = raw.cache.scan(request).await.expect("scan").into_inner();
+    let mut keys = Vec::new();
+    let mut cursor = Bytes::new();
+    while let Some(page) = stream.message().await.expect("scan page") {
+        keys.extend(page.keys);
+        cursor = page.cursor;
+    }
+    (keys, cursor)
+}
