@@ -1,0 +1,39 @@
+//! `shoal`: the command-line client of the shoal cache.
+//!
+//! A thin layer over `shoal_client`: parse the arguments, run one command,
+//! print the result. Errors go to stderr as `error: <message>` with exit
+//! status 1.
+
+mod args;
+mod commands;
+mod output;
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::Cli;
+use crate::commands::Failure;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let result = match commands::run(&cli, &mut out).await {
+        Ok(()) => out.flush().map_err(Failure::Io),
+        Err(failure) => {
+            let _ = out.flush();
+            Err(failure)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`shoal scan | head`): not an error.
+        Err(Failure::Io(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Connection settings and the builder that turns them into a [`Client`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::v1::admin_service_client::AdminServiceClient;
+use shoal_proto::v1::cache_service_client::CacheServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+
+/// Address used when none is given.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+
+/// Default largest message sent or received: the server's 16 MiB value
+/// limit plus room for keys, metadata and framing, and for large scan or
+/// describe pages.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Builds a [`Client`]: where to connect, which namespace, which deadlines.
+///
+/// ```no_run
+/// # async fn demo() -> shoal_client::Result<()> {
+/// use std::time::Duration;
+///
+/// let client = shoal_client::Client::builder()
+///     .endpoint("127.0.0.1:50051")
+///     .namespace("prices")
+///     .connect_timeout(Duration::from_secs(1))
+///     .timeout(Duration::from_millis(200))
+///     .max_retries(2)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    endpoint: String,
+    namespace: String,
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+    keepalive_interval: Duration,
+    keepalive_timeout: Duration,
+    max_message_size: usize,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            namespace: String::new(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Some(Duration::from_secs(5)),
+            retry: RetryPolicy::default(),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// A builder with the defaults: `http://127.0.0.1:50051`, namespace
+    /// `default`, 5 s connect timeout, 5 s per-call deadline, 3 retries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Server address, such as `http://cache:50051`. Without a scheme,
+    /// `http://` is assumed.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// Namespace the client works in; empty means `default`.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// How long establishing a connection may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline of each call, retries included. It is sent to the server
+    /// as `grpc-timeout` and also enforced locally, so an unresponsive
+    /// server cannot block the caller.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Calls have no deadline.
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// How many times an idempotent call is retried after a transient
+    /// failure; 0 disables retries.
+    pub fn max_retries(mut self, max_retries: u32) -> Self {
+        self.retry.max_retries = max_retries;
+        self
+    }
+
+    /// The whole retry policy, backoff included.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// HTTP/2 keepalive: a PING every `interval`, the connection is dropped
+    /// when one is not answered within `timeout`.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive_interval = interval;
+        self.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Largest message sent or received, in bytes.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Connects now, failing if the server cannot be reached.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEndpoint`] when the endpoint is not a valid URI,
+    /// [`Error::Connect`] when the connection cannot be established within
+    /// the connect timeout.
+    pub async fn connect(self) -> Result<Client> {
+        let endpoint = self.transport_endpoint()?;
+        let channel = endpoint.connect().await.map_err(|source| Error::Connect {
+            endpoint: endpoint.uri().to_string(),
+            source,
+        })?;
+        Ok(self.build_with_channel(channel))
+    }
+
+    /// A client that connects on its first call (and reconnects as needed)
+    /// instead of now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEndpoint`] when the endpoint is not a valid URI.
+    pub fn connect_lazy(self) -> Result<Client> {
+        let channel = self.transport_endpoint()?.connect_lazy();
+        Ok(self.build_with_channel(channel))
+    }
+
+    /// A client over an existing channel, for custom transports. The
+    /// endpoint, connect timeout and keepalive settings are not used.
+    pub fn build_with_channel(self, channel: Channel) -> Client {
+        let limit = self.max_message_size;
+        Client {
+            cache: CacheServiceClient::new(channel.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            admin: AdminServiceClient::new(channel)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            namespace: Arc::from(self.namespace),
+            timeout: self.timeout,
+            retry: self.retry,
+        }
+    }
+
+    fn transport_endpoint(&self) -> Result<Endpoint> {
+        let uri = with_scheme(&self.endpoint);
+        let endpoint = Endpoint::from_shared(uri).map_err(|e| Error::InvalidEndpoint {
+            endpoint: self.endpoint.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(endpoint
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(self.keepalive_interval)
+            .keep_alive_timeout(self.keepalive_timeout)
+            .keep_alive_while_idle(true))
+    }
+}
+
+/// `endpoint` with `http://` in front when it names no scheme.
+fn with_scheme(endpoint: &str) -> String {
+    let endpoint = endpoint.trim();
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_without_scheme_get_http() {
+        assert_eq!(with_scheme("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(with_scheme(" cache:7000 "), "http://cache:7000");
+        assert_eq!(with_scheme("http://cache:7000"), "http://cache:7000");
+        assert_eq!(with_scheme("https://cache:7000"), "https://cache:7000");
+    }
+
+    #[test]
+    fn invalid_endpoints_are_rejected_before_dialling() {
+        let err = ClientBuilder::new()
+            .endpoint("http://bad host:1")
+            .connect_lazy()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidEndpoint { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn lazy_clients_keep_their_settings() {
+        let client = ClientBuilder::new()
+            .endpoint("127.0.0.1:1")
+            .namespace("prices")
+            .timeout(Duration::from_millis(250))
+            .connect_lazy()
+            .unwrap();
+        assert_eq!(client.namespace(), "prices");
+        assert_eq!(client.timeout(), Some(Duration::from_millis(250)));
+        let other = client
+            .with_namespace("orders")
+            .with_timeout(Duration::from_secs(1));
+        assert_eq!(other.namespace(), "orders");
+        assert_eq!(other.timeout(), Some(Duration::from_secs(1)));
+        assert_eq!(client.namespace(), "prices");
+    }
+
+    #[tokio::test]
+    async fn unreachable_servers_fail_as_unavailable() {
+        // Port 1 on loopback is closed: the call fails fast, and after the
+        // retries the error says the server is unavailable.
+        let client = ClientBuilder::new()
+            .endpoint("127.0.0.1:1")
+            .retry_policy(
+                RetryPolicy::with_max_retries(1)
+                    .with_backoff(Duration::from_millis(1), Duration::from_millis(1)),
+            )
+            .connect_lazy()
+            .unwrap();
+        let err = client.get("k").await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        assert!(err.is_retryable());
+
+        let err = ClientBuilder::new()
+            .endpoint("127.0.0.1:1")
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    }
+}

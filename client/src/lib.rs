@@ -1,0 +1,62 @@
+//! Typed client for the shoal cache.
+//!
+//! [`Client`] speaks the `shoal.v1` gRPC API with domain types
+//! ([`Bytes`](bytes::Bytes) values, [`ItemMeta`], [`Ttl`], ...). A client
+//! works in one namespace, applies a per-call deadline (sent to the server
+//! as `grpc-timeout` and enforced locally), and retries the calls that are
+//! safe to repeat when the failure is transient.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use shoal_client::{Client, ScanOptions, SetOptions};
+//! use tokio_stream::StreamExt;
+//!
+//! #[tokio::main]
+//! async fn main() -> shoal_client::Result<()> {
+//!     let client = Client::builder()
+//!         .endpoint("127.0.0.1:50051")
+//!         .namespace("prices")
+//!         .timeout(Duration::from_millis(500))
+//!         .connect()
+//!         .await?;
+//!
+//!     // A value that expires in a minute.
+//!     client.set_with("AAPL", "189.12", SetOptions::ttl(Duration::from_secs(60))).await?;
+//!     assert_eq!(client.get("AAPL").await?.as_deref(), Some(&b"189.12"[..]));
+//!
+//!     // A counter, created at 0 on first use.
+//!     let ticks = client.increment("ticks:AAPL", 1).await?;
+//!     println!("{ticks} ticks");
+//!
+//!     // Every key matching a pattern, page after page.
+//!     let mut keys = client.scan(ScanOptions::matching("ticks:*"));
+//!     while let Some(key) = keys.next().await {
+//!         println!("{}", String::from_utf8_lossy(&key?));
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The generated protobuf types are re-exported as [`proto`] for anything
+//! the typed API does not cover.
+
+mod builder;
+mod client;
+mod convert;
+mod error;
+mod retry;
+mod scan;
+mod types;
+
+pub use builder::{ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE};
+pub use client::Client;
+pub use error::{Error, Result};
+pub use retry::RetryPolicy;
+pub use types::{
+    Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceStats,
+    ParseKeyTypeError, RpcStats, ScanOptions, ScanPage, SetOptions, SetResult, Stats, Ttl,
+};
+
+/// The generated `shoal.v1` messages and gRPC clients, as an escape hatch.
+pub use shoal_proto::v1 as proto;
