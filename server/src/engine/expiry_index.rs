@@ -49,6 +49,13 @@ impl ExpiryIndex {
         self.refs += 1;
     }
 
+    /// Whether some bucket has ended at or before `now_ms`.
+    pub(crate) fn has_due(&self, now_ms: u64) -> bool {
+        self.buckets
+            .first_key_value()
+            .is_some_and(|(bucket, _)| bucket.saturating_mul(BUCKET_MS) <= now_ms)
+    }
+
     /// Removes and returns up to `max` hashes from buckets that ended at or
     /// before `now_ms`. Every key with a deadline at or before the end of a
     /// returned bucket has its hash among those returned, in this call or an
@@ -113,7 +120,9 @@ mod tests {
     fn returns_nothing_before_the_bucket_ends() {
         let mut index = ExpiryIndex::default();
         index.schedule(1, 1_000, 0);
+        assert!(!index.has_due(999));
         assert!(index.take_due(999, 100).is_empty());
+        assert!(index.has_due(1_024));
         assert_eq!(index.take_due(1_024, 100), vec![1]);
         assert!(index.take_due(10_000, 100).is_empty());
     }

@@ -321,6 +321,7 @@ impl Namespace {
                 state.counters.deletes += 1;
                 let sequence = state.next_sequence();
                 self.emit(index, sequence, &entry.key, ChangeKind::Deleted);
+                state.shrink_if_sparse();
             }
             drop(state);
             drop((expired, removed));
@@ -548,6 +549,9 @@ impl Namespace {
         let now_ms = self.clock.now_ms();
         let mut removed = 0;
         for (index, shard) in self.shards.iter().enumerate() {
+            if !shard.read().has_expiry_due(now_ms) {
+                continue;
+            }
             loop {
                 let mut state = shard.write();
                 let expired = state.take_expired(now_ms, batch);

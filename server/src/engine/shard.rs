@@ -209,6 +209,12 @@ impl ShardState {
         Some(entry)
     }
 
+    /// Whether the expiry index has keys due at `now_ms`; checked under the
+    /// shared lock so an idle sweep never blocks readers.
+    pub(crate) fn has_expiry_due(&self, now_ms: u64) -> bool {
+        self.expiry.has_due(now_ms)
+    }
+
     /// Removes up to `max` expired entries found through the expiry index.
     pub(crate) fn take_expired(&mut self, now_ms: u64, max: usize) -> Vec<Entry> {
         let mut expired = Vec::new();

@@ -711,3 +711,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn deleting_most_keys_gives_table_memory_back() {
+    let (_, _, ns) = setup();
+    let keys: Vec<Vec<u8>> = (0..100_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    for key in &keys {
+        ns.set(key, Bytes::from_static(b"v"), SetOptions::default())
+            .expect("set");
+    }
+    let full = ns.stats().memory_bytes;
+    ns.delete(&keys[..99_000]).expect("delete");
+    let after = ns.stats().memory_bytes;
+    assert!(after * 10 < full, "memory {full} -> {after}");
+    for key in &keys[99_000..] {
+        assert!(ns.get(key).expect("get").is_some());
+    }
+}
