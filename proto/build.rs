@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "shoal/v1/common.proto",
     "shoal/v1/cache.proto",
     "shoal/v1/admin.proto",
+    "shoal/v1/collection.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,4 +21,6 @@ pub mod service_names {
     pub const CACHE: &str = "shoal.v1.CacheService";
     /// `shoal.v1.AdminService`.
     pub const ADMIN: &str = "shoal.v1.AdminService";
+    /// `shoal.v1.CollectionService`.
+    pub const COLLECTION: &str = "shoal.v1.CollectionService";
 }
