@@ -5,6 +5,7 @@ use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
+use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 pub use shoal_server::testing::TestServer;
 use tonic::transport::Channel;
 
@@ -15,6 +16,8 @@ pub struct Raw {
     pub cache: CacheServiceClient<Channel>,
     /// `AdminService`.
     pub admin: AdminServiceClient<Channel>,
+    /// `CollectionService`.
+    pub collection: CollectionServiceClient<Channel>,
 }
 
 /// Connects raw clients to `server`, allowing messages as large as the server's.
@@ -32,7 +35,10 @@ pub async fn raw(server: &TestServer) -> Raw {
         cache: CacheServiceClient::new(channel.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
-        admin: AdminServiceClient::new(channel)
+        admin: AdminServiceClient::new(channel.clone())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        collection: CollectionServiceClient::new(channel)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
     }
