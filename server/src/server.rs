@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use shoal_proto::v1::admin_service_server::AdminServiceServer;
 use shoal_proto::v1::cache_service_server::CacheServiceServer;
+use shoal_proto::v1::collection_service_server::CollectionServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
@@ -13,7 +14,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::Config;
 use crate::engine::{Engine, ExpirySweeper};
-use crate::service::{AdminApi, CacheApi, ServiceState};
+use crate::service::{AdminApi, CacheApi, CollectionApi, ServiceState};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -94,12 +95,18 @@ pub async fn serve_engine(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CacheServiceServer<CacheApi>>().await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health
+        .set_serving::<CollectionServiceServer<CollectionApi>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let cache = CacheServiceServer::new(CacheApi::new(state.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let collection = CollectionServiceServer::new(CollectionApi::new(state.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let admin = AdminServiceServer::new(AdminApi::new(state))
@@ -120,6 +127,7 @@ pub async fn serve_engine(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(cache)
+        .add_service(collection)
         .add_service(admin);
 
     let grace = config.shutdown_grace();

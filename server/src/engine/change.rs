@@ -25,10 +25,78 @@ pub enum ChangeKind {
         /// The new absolute deadline; 0 when it never expires.
         expires_at_ms: u64,
     },
+    /// A collection changed; an emptied collection no longer exists.
+    Collection {
+        /// What changed.
+        change: CollectionChange,
+        /// The key's deadline after the change; 0 when it never expires.
+        expires_at_ms: u64,
+    },
     /// The key was deleted by a command.
     Deleted,
     /// The key was removed because its deadline passed.
     Expired,
+}
+
+/// The effect of a command on a hash, list or set, resolved so that
+/// replaying it needs no randomness and no other state than the collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectionChange {
+    /// Hash fields now hold these values.
+    HashSet {
+        /// Fields and their new values.
+        fields: Vec<(Bytes, Bytes)>,
+    },
+    /// Hash fields were removed.
+    HashDeleted {
+        /// The fields that existed.
+        fields: Vec<Bytes>,
+    },
+    /// Values were pushed, one after the other, at the head or the tail.
+    ListPushed {
+        /// Pushed at the head (LPUSH) rather than the tail.
+        front: bool,
+        /// The values, in push order.
+        values: Vec<Bytes>,
+    },
+    /// Elements were popped from the head or the tail.
+    ListPopped {
+        /// Popped from the head.
+        front: bool,
+        /// How many.
+        count: u64,
+    },
+    /// The element at `index` was replaced.
+    ListSet {
+        /// Non-negative index.
+        index: u64,
+        /// The new element.
+        value: Bytes,
+    },
+    /// Only the elements `start..end` were kept.
+    ListTrimmed {
+        /// First kept index.
+        start: u64,
+        /// One past the last kept index.
+        end: u64,
+    },
+    /// Occurrences of a value were removed (LREM semantics).
+    ListRemoved {
+        /// LREM count: > 0 from the head, < 0 from the tail, 0 all.
+        count: i64,
+        /// The value.
+        value: Bytes,
+    },
+    /// Members were added.
+    SetAdded {
+        /// The members that were new.
+        members: Vec<Bytes>,
+    },
+    /// Members were removed (SREM, or the members SPOP chose).
+    SetRemoved {
+        /// The members that existed.
+        members: Vec<Bytes>,
+    },
 }
 
 /// One mutation of one key.

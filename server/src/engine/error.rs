@@ -41,6 +41,22 @@ pub enum EngineError {
         /// The type stored.
         actual: KeyType,
     },
+    /// A hash field or set member is longer than the key limit.
+    #[error("{element} is {len} bytes, over the limit of {max} bytes")]
+    ElementTooLong {
+        /// What is too long (`field` or `member`).
+        element: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The command needs an existing key (LSET).
+    #[error("no such key")]
+    NoSuchKey,
+    /// The index is outside the list (LSET).
+    #[error("index out of range")]
+    IndexOutOfRange,
     /// The value is not a 64-bit signed integer in canonical decimal form.
     #[error("value is not a 64-bit integer")]
     NotAnInteger,

@@ -21,6 +21,7 @@
 
 mod change;
 mod clock;
+mod collections;
 mod deadline;
 mod error;
 mod expiry_index;
@@ -41,15 +42,18 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-pub use change::{ChangeKind, ChangeRecord, ChangeSink, FlushRecord};
+pub use change::{ChangeKind, ChangeRecord, ChangeSink, CollectionChange, FlushRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use collections::{HashSnapshot, ListSnapshot, SetOperation, SetSnapshot};
 pub use deadline::MAX_TTL_MS;
 pub use error::EngineError;
 pub use namespace::{Namespace, NamespaceStats};
 pub use pattern::{KeyPattern, MAX_PATTERN_BYTES};
 pub use scan::{ScanCursor, ScanFilter, ScanPage};
 pub use sweeper::ExpirySweeper;
-pub use types::{Condition, Expiry, IncrementOutcome, ItemMeta, KeyType, SetOptions, SetOutcome};
+pub use types::{
+    Condition, Expiry, IncrementOutcome, ItemMeta, KeyType, SetOptions, SetOutcome, WriteOutcome,
+};
 
 /// Name used for the empty namespace.
 pub const DEFAULT_NAMESPACE: &str = "default";

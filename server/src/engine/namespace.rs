@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::change::{ChangeKind, ChangeRecord, ChangeSink, FlushRecord};
+use super::change::{ChangeKind, ChangeRecord, ChangeSink, CollectionChange, FlushRecord};
 use super::deadline::Deadline;
 use super::integer::{format_i64, parse_i64};
 use super::scan::{ScanCursor, ScanFilter, ScanPage, scan_shard};
 use super::shard::{Entry, Shard, ShardState, Value};
 use super::{
-    Clock, Condition, EngineError, Expiry, IncrementOutcome, ItemMeta, Limits, SetOptions,
-    SetOutcome,
+    Clock, Condition, EngineError, Expiry, IncrementOutcome, ItemMeta, KeyType, Limits, SetOptions,
+    SetOutcome, WriteOutcome,
 };
 
 /// Counters and sizes of one namespace, read from its shards.
@@ -180,6 +180,158 @@ impl Namespace {
         Some(entry)
     }
 
+    /// Checks a hash field or set member against the key length limit.
+    pub(crate) fn check_element(
+        &self,
+        element: &'static str,
+        bytes: &[u8],
+    ) -> Result<(), EngineError> {
+        if bytes.len() > self.limits.max_key_bytes {
+            return Err(EngineError::ElementTooLong {
+                element,
+                len: bytes.len(),
+                max: self.limits.max_key_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a hash value or list element against the value size limit.
+    pub(crate) fn check_element_value(&self, value: &[u8]) -> Result<(), EngineError> {
+        self.check_value(value)
+    }
+
+    /// Runs `read` on the live value under `key` (`None` when the key is
+    /// absent or expired) under the shard's shared lock, counting a hit or a
+    /// miss.
+    pub(crate) fn read_value<R>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(Option<&Value>) -> Result<R, EngineError>,
+    ) -> Result<R, EngineError> {
+        self.check_key(key)?;
+        let hash = self.hash(key);
+        let (_, shard) = self.shard(hash);
+        let state = shard.read();
+        let live = state
+            .find(hash, key)
+            .filter(|entry| entry.expires_at_ms == 0 || !entry.is_expired(self.clock.now_ms()));
+        shard.count_read(live.is_some());
+        read(live.map(|entry| &entry.value))
+    }
+
+    /// Applies a collection command to `key`.
+    ///
+    /// A key of another type than `key_type` fails with WRONGTYPE. An absent
+    /// key is created empty when `create` is set; otherwise `apply` is not
+    /// called and the result is `None`. `apply` checks everything it can fail
+    /// on before it changes the value, so an error changes nothing; it
+    /// returns its result and the change it made (`None` for none). Then an
+    /// emptied collection is removed; otherwise, if anything changed or an
+    /// expiry was given, the version is bumped and the deadline follows
+    /// `expiry` (`Keep` leaves it).
+    pub(crate) fn write_collection<R>(
+        &self,
+        key: &[u8],
+        key_type: KeyType,
+        create: bool,
+        expiry: Expiry,
+        apply: impl FnOnce(&mut Value) -> Result<(R, Option<CollectionChange>), EngineError>,
+    ) -> Result<Option<WriteOutcome<R>>, EngineError> {
+        self.check_key(key)?;
+        let now_ms = self.clock.now_ms();
+        let deadline = Deadline::resolve(expiry, now_ms)?;
+        let hash = self.hash(key);
+        let (index, shard) = self.shard(hash);
+        let mut state = shard.write();
+        let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
+        let existing = state
+            .find(hash, key)
+            .map(|entry| (entry.value.key_type(), entry.expires_at_ms));
+        let mut garbage = Vec::new();
+        let outcome = match existing {
+            Some((actual, _)) if actual != key_type => {
+                return Err(EngineError::WrongType {
+                    expected: key_type,
+                    actual,
+                });
+            }
+            Some((_, current_deadline)) => {
+                let (result, change) = state
+                    .update_value(hash, key, apply)
+                    .ok_or(EngineError::NoSuchKey)??;
+                let emptied = state
+                    .find(hash, key)
+                    .is_some_and(|entry| entry.value.is_empty_collection());
+                if emptied || deadline == Deadline::Passed {
+                    garbage.extend(state.remove(hash, key));
+                    let sequence = state.next_sequence();
+                    state.counters.sets += 1;
+                    let key = Bytes::copy_from_slice(key);
+                    match change {
+                        Some(change) if emptied => {
+                            self.emit(
+                                index,
+                                sequence,
+                                &key,
+                                ChangeKind::Collection {
+                                    change,
+                                    expires_at_ms: 0,
+                                },
+                            );
+                        }
+                        _ => self.emit(index, sequence, &key, ChangeKind::Deleted),
+                    }
+                    WriteOutcome { result, version: 0 }
+                } else if change.is_some() || deadline != Deadline::Keep {
+                    let expires_at_ms = deadline.stored_ms(current_deadline);
+                    let version = state.set_deadline(hash, key, expires_at_ms).unwrap_or(0);
+                    state.counters.sets += 1;
+                    let key = Bytes::copy_from_slice(key);
+                    let kind = match change {
+                        Some(change) => ChangeKind::Collection {
+                            change,
+                            expires_at_ms,
+                        },
+                        None => ChangeKind::ExpiryChanged { expires_at_ms },
+                    };
+                    self.emit(index, version, &key, kind);
+                    WriteOutcome { result, version }
+                } else {
+                    let version = state.find(hash, key).map_or(0, |entry| entry.version);
+                    WriteOutcome { result, version }
+                }
+            }
+            None if !create => return Ok(None),
+            None => {
+                let mut value = Value::empty(key_type);
+                let (result, change) = apply(&mut value)?;
+                if value.is_empty_collection() || deadline == Deadline::Passed {
+                    WriteOutcome { result, version: 0 }
+                } else {
+                    let expires_at_ms = deadline.stored_ms(0);
+                    let (version, _) = state.upsert(hash, key, value, expires_at_ms);
+                    if let Some(change) = change {
+                        let key = Bytes::copy_from_slice(key);
+                        self.emit(
+                            index,
+                            version,
+                            &key,
+                            ChangeKind::Collection {
+                                change,
+                                expires_at_ms,
+                            },
+                        );
+                    }
+                    WriteOutcome { result, version }
+                }
+            }
+        };
+        drop(state);
+        drop((expired, garbage));
+        Ok(Some(outcome))
+    }
+
     /// Reads a string value.
     ///
     /// # Errors
@@ -214,9 +366,8 @@ impl Namespace {
             drop(expired);
             return Ok(None);
         }
-        let Value::String(value) = &entry.value;
+        let value = string_value(entry)?.clone();
         let meta = meta_of(entry, now_ms);
-        let value = value.clone();
         drop(state);
         shard.count_read(true);
         Ok(Some((value, meta)))
@@ -598,6 +749,10 @@ impl Namespace {
 fn string_value(entry: &Entry) -> Result<&Bytes, EngineError> {
     match &entry.value {
         Value::String(bytes) => Ok(bytes),
+        other => Err(EngineError::WrongType {
+            expected: KeyType::String,
+            actual: other.key_type(),
+        }),
     }
 }
 

@@ -7,27 +7,73 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use std::sync::Arc;
+
 use super::KeyType;
+use super::collections::{HashValue, ListValue, SetValue};
 use super::expiry_index::ExpiryIndex;
 
-/// A value stored under a key.
+/// A value stored under a key. Collections sit behind `Arc` so a snapshot
+/// costs a reference count.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     /// Bytes (counters are decimal strings).
     String(Bytes),
+    /// Field -> value map.
+    Hash(Arc<HashValue>),
+    /// Ordered values.
+    List(Arc<ListValue>),
+    /// Unique members.
+    Set(Arc<SetValue>),
 }
 
 impl Value {
-    pub(crate) fn key_type(&self) -> KeyType {
-        match self {
-            Value::String(_) => KeyType::String,
+    /// An empty collection of `key_type` (an empty string for strings).
+    pub(crate) fn empty(key_type: KeyType) -> Self {
+        match key_type {
+            KeyType::String => Value::String(Bytes::new()),
+            KeyType::Hash => Value::Hash(Arc::default()),
+            KeyType::List => Value::List(Arc::default()),
+            KeyType::Set => Value::Set(Arc::default()),
         }
     }
 
-    /// Bytes of payload the value holds.
+    pub(crate) fn key_type(&self) -> KeyType {
+        match self {
+            Value::String(_) => KeyType::String,
+            Value::Hash(_) => KeyType::Hash,
+            Value::List(_) => KeyType::List,
+            Value::Set(_) => KeyType::Set,
+        }
+    }
+
+    /// Bytes of payload the value holds (elements only).
     pub(crate) fn size(&self) -> usize {
         match self {
             Value::String(bytes) => bytes.len(),
+            Value::Hash(hash) => hash.payload_bytes(),
+            Value::List(list) => list.payload_bytes(),
+            Value::Set(set) => set.payload_bytes(),
+        }
+    }
+
+    /// Bytes the value holds on the heap: payload plus collection slots.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Value::String(bytes) => bytes.len(),
+            Value::Hash(hash) => hash.heap_bytes(),
+            Value::List(list) => list.heap_bytes(),
+            Value::Set(set) => set.heap_bytes(),
+        }
+    }
+
+    /// Whether the value is an empty collection (which must disappear).
+    pub(crate) fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::String(_) => false,
+            Value::Hash(hash) => hash.len() == 0,
+            Value::List(list) => list.len() == 0,
+            Value::Set(set) => set.len() == 0,
         }
     }
 }
@@ -52,7 +98,7 @@ impl Entry {
     }
 
     fn payload_bytes(&self) -> usize {
-        self.key.len() + self.value.size()
+        self.key.len() + self.value.heap_bytes()
     }
 }
 
@@ -106,7 +152,7 @@ pub(crate) struct ShardState {
     expiry: ExpiryIndex,
     /// Last sequence number handed out; versions and change records use it.
     last_sequence: u64,
-    /// Key and value bytes of every entry.
+    /// Key bytes and value heap bytes of every entry.
     payload_bytes: usize,
     pub(crate) counters: WriteCounters,
 }
@@ -141,7 +187,7 @@ impl ShardState {
         expires_at_ms: u64,
     ) -> (u64, Option<Entry>) {
         let version = self.next_sequence();
-        let added = key.len() + value.size();
+        let added = key.len() + value.heap_bytes();
         let replaced = match self.table.find_mut(hash, |entry| entry.key == key) {
             Some(entry) => {
                 let previous_deadline = entry.expires_at_ms;
@@ -196,6 +242,23 @@ impl ShardState {
         self.expiry.schedule(hash, expires_at_ms, previous_deadline);
         self.rebuild_expiry_if_stale();
         Some(version)
+    }
+
+    /// Runs `change` on the value of the entry for `key`, keeping the memory
+    /// figure right; `None` when the key is absent. The version and deadline
+    /// are left alone (see [`ShardState::set_deadline`]).
+    pub(crate) fn update_value<R>(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        change: impl FnOnce(&mut Value) -> R,
+    ) -> Option<R> {
+        let entry = self.table.find_mut(hash, |entry| entry.key == key)?;
+        let before = entry.value.heap_bytes();
+        let result = change(&mut entry.value);
+        let after = entry.value.heap_bytes();
+        self.payload_bytes = self.payload_bytes + after - before;
+        Some(result)
     }
 
     /// Removes the entry for `key`, if any.

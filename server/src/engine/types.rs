@@ -111,3 +111,12 @@ pub struct ItemMeta {
     /// Size of the value in bytes.
     pub size: u64,
 }
+
+/// Result of a collection write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome<R> {
+    /// What the command returns (fields added, new length, ...).
+    pub result: R,
+    /// The key's version after the write; 0 when the key no longer exists.
+    pub version: u64,
+}

@@ -10,11 +10,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status::{engine_status, invalid};
-use super::{ServiceState, convert, method};
+use super::{ServiceState, convert, method, validate};
 use crate::engine::{EngineError, KeyPattern, Namespace, ScanFilter, SetOptions};
 
-/// Most keys one Delete or Describe request may name.
-pub const MAX_KEYS_PER_REQUEST: usize = 10_000;
 /// Keys per Scan page when the request does not say.
 pub const DEFAULT_SCAN_PAGE: u32 = 100;
 /// Most keys per Scan page.
@@ -33,38 +31,17 @@ impl CacheApi {
         Self { state }
     }
 
-    /// The namespace a write goes to, created if needed.
     fn writable(&self, name: &str) -> Result<Arc<Namespace>, Status> {
-        self.state
-            .engine
-            .namespace(name)
-            .map_err(|error| engine_status(error, None))
+        self.state.writable(name)
     }
 
-    /// The namespace a read looks in; `None` when it does not exist, so that
-    /// reads never create namespaces.
     fn readable(&self, name: &str) -> Result<Option<Arc<Namespace>>, Status> {
-        self.state
-            .engine
-            .existing_namespace(name)
-            .map_err(|error| engine_status(error, None))
-    }
-
-    fn check_key_count(&self, count: usize) -> Result<(), Status> {
-        if count > MAX_KEYS_PER_REQUEST {
-            return Err(invalid(
-                "keys",
-                format!(
-                    "keys has {count} entries, over the limit of {MAX_KEYS_PER_REQUEST} per request"
-                ),
-            ));
-        }
-        Ok(())
+        self.state.readable(name)
     }
 
     fn get(&self, request: pb::GetRequest) -> Result<pb::GetResponse, Status> {
         let Some(namespace) = self.readable(&request.namespace)? else {
-            check_key(&self.state, &request.key)?;
+            validate::key(&self.state, &request.key)?;
             return Ok(pb::GetResponse::default());
         };
         let found = namespace
@@ -101,12 +78,12 @@ impl CacheApi {
     }
 
     fn delete(&self, request: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
-        self.check_key_count(request.keys.len())?;
+        validate::item_count("keys", request.keys.len(), 0)?;
         let Some(namespace) = self.readable(&request.namespace)? else {
-            check_keys(&self.state, &request.keys)?;
+            validate::keys(&self.state, &request.keys)?;
             return Ok(pb::DeleteResponse { deleted: 0 });
         };
-        check_keys(&self.state, &request.keys)?;
+        validate::keys(&self.state, &request.keys)?;
         let deleted = namespace
             .delete(&request.keys)
             .map_err(|error| engine_status(error, None))?;
@@ -114,8 +91,8 @@ impl CacheApi {
     }
 
     fn describe(&self, request: pb::DescribeRequest) -> Result<pb::DescribeResponse, Status> {
-        self.check_key_count(request.keys.len())?;
-        check_keys(&self.state, &request.keys)?;
+        validate::item_count("keys", request.keys.len(), 0)?;
+        validate::keys(&self.state, &request.keys)?;
         let namespace = self.readable(&request.namespace)?;
         let keys = request
             .keys
@@ -164,7 +141,7 @@ impl CacheApi {
         };
         let expiry = convert::expiry(Some(expiry));
         let Some(namespace) = self.readable(&request.namespace)? else {
-            check_key(&self.state, &request.key)?;
+            validate::key(&self.state, &request.key)?;
             return Ok(pb::UpdateTtlResponse::default());
         };
         let version = namespace
@@ -265,31 +242,6 @@ async fn stream_scan(
         }
         cursor = next.unwrap_or_default();
     }
-}
-
-fn check_key(state: &ServiceState, key: &[u8]) -> Result<(), Status> {
-    let config = state.engine.config();
-    let error = if key.is_empty() {
-        EngineError::EmptyKey
-    } else if key.len() > config.max_key_bytes {
-        EngineError::KeyTooLong {
-            len: key.len(),
-            max: config.max_key_bytes,
-        }
-    } else {
-        return Ok(());
-    };
-    Err(engine_status(error, None))
-}
-
-fn check_keys(state: &ServiceState, keys: &[Bytes]) -> Result<(), Status> {
-    for (index, key) in keys.iter().enumerate() {
-        check_key(state, key).map_err(|status| {
-            let message = status.message().to_string();
-            invalid(&format!("keys[{index}]"), message)
-        })?;
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]

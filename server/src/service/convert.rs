@@ -16,6 +16,15 @@ pub(crate) fn expiry(expiry: Option<pb::Expiry>) -> Expiry {
     }
 }
 
+/// The expiry of a collection write: absent or empty keeps the key's
+/// current expiry, as Redis's HSET, LPUSH and SADD do.
+pub(crate) fn collection_expiry(expiry: Option<pb::Expiry>) -> Expiry {
+    match expiry.and_then(|expiry| expiry.kind) {
+        None => Expiry::Keep,
+        kind => self::expiry(Some(pb::Expiry { kind })),
+    }
+}
+
 /// The write condition a request asks for; absent means `Always`.
 pub(crate) fn condition(condition: Option<pb::Condition>) -> Condition {
     match condition.and_then(|condition| condition.kind) {

@@ -5,57 +5,83 @@
 
 mod admin;
 mod cache;
+mod chunks;
+mod collection;
 mod convert;
 mod status;
+mod validate;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use admin::AdminApi;
-pub use cache::{CacheApi, DEFAULT_SCAN_PAGE, MAX_KEYS_PER_REQUEST, MAX_SCAN_PAGE};
+pub use cache::{CacheApi, DEFAULT_SCAN_PAGE, MAX_SCAN_PAGE};
+pub use chunks::{DEFAULT_CHUNK_ITEMS, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS};
+pub use collection::CollectionApi;
+pub use validate::MAX_ITEMS_PER_REQUEST;
 
-use crate::engine::Engine;
+use tonic::{Response, Status};
+
+use crate::engine::{Engine, Namespace};
 use crate::rpc_stats::RpcStats;
+use status::engine_status;
+
+/// Defines a constant per method path, and `ALL` listing them.
+macro_rules! methods {
+    ($($name:ident = $path:literal;)*) => {
+        $(
+            #[doc = concat!("`", $path, "`.")]
+            pub const $name: &str = $path;
+        )*
+        /// Every method above.
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
 
 /// Full paths of every method, for per-RPC statistics.
 pub mod method {
-    /// `CacheService.Get`.
-    pub const GET: &str = "/shoal.v1.CacheService/Get";
-    /// `CacheService.Set`.
-    pub const SET: &str = "/shoal.v1.CacheService/Set";
-    /// `CacheService.Delete`.
-    pub const DELETE: &str = "/shoal.v1.CacheService/Delete";
-    /// `CacheService.Describe`.
-    pub const DESCRIBE: &str = "/shoal.v1.CacheService/Describe";
-    /// `CacheService.Increment`.
-    pub const INCREMENT: &str = "/shoal.v1.CacheService/Increment";
-    /// `CacheService.UpdateTtl`.
-    pub const UPDATE_TTL: &str = "/shoal.v1.CacheService/UpdateTtl";
-    /// `CacheService.Scan`.
-    pub const SCAN: &str = "/shoal.v1.CacheService/Scan";
-    /// `CacheService.Count`.
-    pub const COUNT: &str = "/shoal.v1.CacheService/Count";
-    /// `AdminService.Stats`.
-    pub const STATS: &str = "/shoal.v1.AdminService/Stats";
-    /// `AdminService.Flush`.
-    pub const FLUSH: &str = "/shoal.v1.AdminService/Flush";
-    /// `AdminService.ListNamespaces`.
-    pub const LIST_NAMESPACES: &str = "/shoal.v1.AdminService/ListNamespaces";
-
-    /// Every method above.
-    pub const ALL: &[&str] = &[
-        GET,
-        SET,
-        DELETE,
-        DESCRIBE,
-        INCREMENT,
-        UPDATE_TTL,
-        SCAN,
-        COUNT,
-        STATS,
-        FLUSH,
-        LIST_NAMESPACES,
-    ];
+    methods! {
+        GET = "/shoal.v1.CacheService/Get";
+        SET = "/shoal.v1.CacheService/Set";
+        DELETE = "/shoal.v1.CacheService/Delete";
+        DESCRIBE = "/shoal.v1.CacheService/Describe";
+        INCREMENT = "/shoal.v1.CacheService/Increment";
+        UPDATE_TTL = "/shoal.v1.CacheService/UpdateTtl";
+        SCAN = "/shoal.v1.CacheService/Scan";
+        COUNT = "/shoal.v1.CacheService/Count";
+        STATS = "/shoal.v1.AdminService/Stats";
+        FLUSH = "/shoal.v1.AdminService/Flush";
+        LIST_NAMESPACES = "/shoal.v1.AdminService/ListNamespaces";
+        HSET = "/shoal.v1.CollectionService/HSet";
+        HGET = "/shoal.v1.CollectionService/HGet";
+        HMGET = "/shoal.v1.CollectionService/HMGet";
+        HGETALL = "/shoal.v1.CollectionService/HGetAll";
+        HDEL = "/shoal.v1.CollectionService/HDel";
+        HLEN = "/shoal.v1.CollectionService/HLen";
+        HEXISTS = "/shoal.v1.CollectionService/HExists";
+        HINCRBY = "/shoal.v1.CollectionService/HIncrBy";
+        LPUSH = "/shoal.v1.CollectionService/LPush";
+        RPUSH = "/shoal.v1.CollectionService/RPush";
+        LPOP = "/shoal.v1.CollectionService/LPop";
+        RPOP = "/shoal.v1.CollectionService/RPop";
+        LRANGE = "/shoal.v1.CollectionService/LRange";
+        LLEN = "/shoal.v1.CollectionService/LLen";
+        LTRIM = "/shoal.v1.CollectionService/LTrim";
+        LINDEX = "/shoal.v1.CollectionService/LIndex";
+        LSET = "/shoal.v1.CollectionService/LSet";
+        LREM = "/shoal.v1.CollectionService/LRem";
+        SADD = "/shoal.v1.CollectionService/SAdd";
+        SREM = "/shoal.v1.CollectionService/SRem";
+        SMEMBERS = "/shoal.v1.CollectionService/SMembers";
+        SISMEMBER = "/shoal.v1.CollectionService/SIsMember";
+        SMISMEMBER = "/shoal.v1.CollectionService/SMIsMember";
+        SCARD = "/shoal.v1.CollectionService/SCard";
+        SPOP = "/shoal.v1.CollectionService/SPop";
+        SRANDMEMBER = "/shoal.v1.CollectionService/SRandMember";
+        SINTER = "/shoal.v1.CollectionService/SInter";
+        SUNION = "/shoal.v1.CollectionService/SUnion";
+        SDIFF = "/shoal.v1.CollectionService/SDiff";
+    }
 }
 
 /// What every service shares.
@@ -74,5 +100,32 @@ impl ServiceState {
             rpc_stats: RpcStats::new(method::ALL),
             started: Instant::now(),
         })
+    }
+}
+
+impl ServiceState {
+    /// The namespace a write goes to, created if needed.
+    pub(crate) fn writable(&self, name: &str) -> Result<Arc<Namespace>, Status> {
+        self.engine
+            .namespace(name)
+            .map_err(|error| engine_status(error, None))
+    }
+
+    /// The namespace a read looks in; `None` when it does not exist, so that
+    /// reads never create namespaces.
+    pub(crate) fn readable(&self, name: &str) -> Result<Option<Arc<Namespace>>, Status> {
+        self.engine
+            .existing_namespace(name)
+            .map_err(|error| engine_status(error, None))
+    }
+
+    /// Counts a finished call of `method` and wraps its result.
+    pub(crate) fn finish<T>(
+        &self,
+        method: &'static str,
+        result: Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
+        self.rpc_stats.observe(method, &result);
+        result.map(Response::new)
     }
 }

@@ -24,6 +24,17 @@ pub(crate) fn engine_status(error: EngineError, field: Option<&str>) -> Status {
             invalid(field.unwrap_or("key"), message)
         }
         EngineError::ValueTooLarge { .. } => invalid(field.unwrap_or("value"), message),
+        EngineError::ElementTooLong { element, .. } => invalid(field.unwrap_or(element), message),
+        EngineError::NoSuchKey => Status::with_error_details(
+            Code::NotFound,
+            message,
+            ErrorDetails::with_error_info("NO_SUCH_KEY", ERROR_DOMAIN, HashMap::new()),
+        ),
+        EngineError::IndexOutOfRange => Status::with_error_details(
+            Code::OutOfRange,
+            message,
+            ErrorDetails::with_error_info("INDEX_OUT_OF_RANGE", ERROR_DOMAIN, HashMap::new()),
+        ),
         EngineError::InvalidExpiry {
             field: part,
             reason,

@@ -1,0 +1,620 @@
+//! `shoal.v1.CollectionService`: hashes, lists and sets.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shoal_proto::v1 as pb;
+use shoal_proto::v1::collection_service_server::CollectionService;
+use tonic::{Request, Response, Status};
+
+use super::chunks::{ResponseStream, chunk_size, stream_positions};
+use super::status::{engine_status, invalid};
+use super::validate::{self, MAX_ITEMS_PER_REQUEST, item_count, pop_count};
+use super::{ServiceState, convert, method};
+use crate::engine::{EngineError, Namespace, SetOperation};
+
+/// Implementation of `CollectionService` over the engine.
+#[derive(Debug, Clone)]
+pub struct CollectionApi {
+    state: Arc<ServiceState>,
+}
+
+/// Copies request bytes into buffers of their own, so stored elements never
+/// pin the request's receive buffer and memory figures stay honest.
+fn owned(bytes: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(bytes)
+}
+
+fn engine(error: EngineError) -> Status {
+    engine_status(error, None)
+}
+
+impl CollectionApi {
+    pub(crate) fn new(state: Arc<ServiceState>) -> Self {
+        Self { state }
+    }
+
+    /// Runs a read against `key` in `namespace`; a namespace that does not
+    /// exist reads as empty (`R::default()`) after the key is checked.
+    fn read<R: Default>(
+        &self,
+        namespace: &str,
+        key: &[u8],
+        read: impl FnOnce(&Namespace) -> Result<R, EngineError>,
+    ) -> Result<R, Status> {
+        match self.state.readable(namespace)? {
+            Some(namespace) => read(&namespace).map_err(engine),
+            None => validate::key(&self.state, key).map(|()| R::default()),
+        }
+    }
+
+    /// Runs a write that may create `key`, creating the namespace if needed.
+    fn create<R>(
+        &self,
+        namespace: &str,
+        write: impl FnOnce(&Namespace) -> Result<R, EngineError>,
+    ) -> Result<R, Status> {
+        let namespace = self.state.writable(namespace)?;
+        write(&namespace).map_err(engine)
+    }
+
+    fn hset(&self, request: pb::HSetRequest) -> Result<pb::HSetResponse, Status> {
+        item_count("fields", request.fields.len(), 1)?;
+        let fields = request
+            .fields
+            .iter()
+            .map(|entry| (owned(&entry.field), owned(&entry.value)))
+            .collect();
+        let expiry = convert::collection_expiry(request.expiry);
+        let outcome = self.create(&request.namespace, |ns| {
+            ns.hset(&request.key, fields, expiry)
+        })?;
+        Ok(pb::HSetResponse {
+            added: outcome.result,
+            version: outcome.version,
+        })
+    }
+
+    fn hget(&self, request: pb::HGetRequest) -> Result<pb::HGetResponse, Status> {
+        let value = self.read(&request.namespace, &request.key, |ns| {
+            ns.hget(&request.key, &request.field)
+        })?;
+        Ok(found_value(value))
+    }
+
+    fn hmget(&self, request: pb::HmGetRequest) -> Result<pb::HmGetResponse, Status> {
+        item_count("fields", request.fields.len(), 1)?;
+        let values = self.read(&request.namespace, &request.key, |ns| {
+            ns.hmget(&request.key, &request.fields)
+        })?;
+        let values = match values.len() {
+            0 => vec![pb::OptionalValue::default(); request.fields.len()],
+            _ => values
+                .into_iter()
+                .map(|value| pb::OptionalValue {
+                    found: value.is_some(),
+                    value: value.unwrap_or_default(),
+                })
+                .collect(),
+        };
+        Ok(pb::HmGetResponse { values })
+    }
+
+    fn hgetall(
+        &self,
+        request: pb::HGetAllRequest,
+    ) -> Result<ResponseStream<pb::HGetAllResponse>, Status> {
+        let chunk = chunk_size(request.chunk_size)?;
+        let projection = pb::HashProjection::try_from(request.projection).map_err(|_| {
+            invalid(
+                "projection",
+                format!(
+                    "projection has unknown value {}; expected HASH_PROJECTION_UNSPECIFIED (0), \
+                     HASH_PROJECTION_FIELDS (1) or HASH_PROJECTION_VALUES (2)",
+                    request.projection
+                ),
+            )
+        })?;
+        let snapshot = self.read(&request.namespace, &request.key, |ns| {
+            ns.hgetall(&request.key)
+        })?;
+        let len = snapshot.as_ref().map_or(0, |hash| hash.len());
+        Ok(stream_positions(
+            0..len,
+            chunk,
+            move |at| {
+                let (field, value) = snapshot.as_ref()?.get(at)?;
+                let entry = match projection {
+                    pb::HashProjection::Unspecified => pb::FieldValue {
+                        field: field.clone(),
+                        value: value.clone(),
+                    },
+                    pb::HashProjection::Fields => pb::FieldValue {
+                        field: field.clone(),
+                        value: Bytes::new(),
+                    },
+                    pb::HashProjection::Values => pb::FieldValue {
+                        field: Bytes::new(),
+                        value: value.clone(),
+                    },
+                };
+                let size = entry.field.len() + entry.value.len();
+                Some((entry, size))
+            },
+            |entries| pb::HGetAllResponse { entries },
+        ))
+    }
+
+    fn hdel(&self, request: pb::HDelRequest) -> Result<pb::HDelResponse, Status> {
+        item_count("fields", request.fields.len(), 1)?;
+        let removed = self.read(&request.namespace, &request.key, |ns| {
+            ns.hdel(&request.key, &request.fields)
+        })?;
+        Ok(pb::HDelResponse { removed })
+    }
+
+    fn hlen(&self, request: pb::HLenRequest) -> Result<pb::HLenResponse, Status> {
+        let length = self.read(&request.namespace, &request.key, |ns| ns.hlen(&request.key))?;
+        Ok(pb::HLenResponse { length })
+    }
+
+    fn hexists(&self, request: pb::HExistsRequest) -> Result<pb::HExistsResponse, Status> {
+        let exists = self.read(&request.namespace, &request.key, |ns| {
+            ns.hexists(&request.key, &request.field)
+        })?;
+        Ok(pb::HExistsResponse { exists })
+    }
+
+    fn hincrby(&self, request: pb::HIncrByRequest) -> Result<pb::HIncrByResponse, Status> {
+        let expiry = convert::collection_expiry(request.expiry);
+        let value = self.create(&request.namespace, |ns| {
+            ns.hincrby(&request.key, &request.field, request.delta, expiry)
+        })?;
+        Ok(pb::HIncrByResponse { value })
+    }
+
+    fn push(
+        &self,
+        namespace: &str,
+        key: &Bytes,
+        values: &[Bytes],
+        front: bool,
+        only_if_exists: bool,
+        expiry: Option<pb::Expiry>,
+    ) -> Result<u64, Status> {
+        item_count("values", values.len(), 1)?;
+        let values = values.iter().map(owned).collect();
+        let expiry = convert::collection_expiry(expiry);
+        let outcome = self.create(namespace, |ns| {
+            ns.push(key, values, front, only_if_exists, expiry)
+        })?;
+        Ok(outcome.result)
+    }
+
+    fn pop(
+        &self,
+        namespace: &str,
+        key: &Bytes,
+        count: Option<u32>,
+        front: bool,
+    ) -> Result<Vec<Bytes>, Status> {
+        let count = pop_count(count)?;
+        self.read(namespace, key, |ns| ns.pop(key, count, front))
+    }
+
+    fn lrange(
+        &self,
+        request: pb::LRangeRequest,
+    ) -> Result<ResponseStream<pb::LRangeResponse>, Status> {
+        let chunk = chunk_size(request.chunk_size)?;
+        let snapshot = self.read(&request.namespace, &request.key, |ns| {
+            ns.list_snapshot(&request.key)
+        })?;
+        let positions = snapshot
+            .as_ref()
+            .map_or(0..0, |list| list.positions(request.start, request.stop));
+        Ok(stream_positions(
+            positions,
+            chunk,
+            move |at| {
+                snapshot
+                    .as_ref()?
+                    .get(at)
+                    .map(|value| (value.clone(), value.len()))
+            },
+            |values| pb::LRangeResponse { values },
+        ))
+    }
+
+    fn llen(&self, request: pb::LLenRequest) -> Result<pb::LLenResponse, Status> {
+        let length = self.read(&request.namespace, &request.key, |ns| ns.llen(&request.key))?;
+        Ok(pb::LLenResponse { length })
+    }
+
+    fn ltrim(&self, request: pb::LTrimRequest) -> Result<pb::LTrimResponse, Status> {
+        let length = self.read(&request.namespace, &request.key, |ns| {
+            ns.ltrim(&request.key, request.start, request.stop)
+        })?;
+        Ok(pb::LTrimResponse { length })
+    }
+
+    fn lindex(&self, request: pb::LIndexRequest) -> Result<pb::LIndexResponse, Status> {
+        let value = self.read(&request.namespace, &request.key, |ns| {
+            ns.lindex(&request.key, request.index)
+        })?;
+        Ok(pb::LIndexResponse {
+            found: value.is_some(),
+            value: value.unwrap_or_default(),
+        })
+    }
+
+    fn lset(&self, request: pb::LSetRequest) -> Result<pb::LSetResponse, Status> {
+        let Some(namespace) = self.state.readable(&request.namespace)? else {
+            validate::key(&self.state, &request.key)?;
+            return Err(engine(EngineError::NoSuchKey));
+        };
+        let version = namespace
+            .lset(&request.key, request.index, owned(&request.value))
+            .map_err(engine)?;
+        Ok(pb::LSetResponse { version })
+    }
+
+    fn lrem(&self, request: pb::LRemRequest) -> Result<pb::LRemResponse, Status> {
+        let removed = self.read(&request.namespace, &request.key, |ns| {
+            ns.lrem(&request.key, request.count, &request.value)
+        })?;
+        Ok(pb::LRemResponse { removed })
+    }
+
+    fn sadd(&self, request: pb::SAddRequest) -> Result<pb::SAddResponse, Status> {
+        item_count("members", request.members.len(), 1)?;
+        let members = request.members.iter().map(owned).collect();
+        let expiry = convert::collection_expiry(request.expiry);
+        let outcome = self.create(&request.namespace, |ns| {
+            ns.sadd(&request.key, members, expiry)
+        })?;
+        Ok(pb::SAddResponse {
+            added: outcome.result,
+        })
+    }
+
+    fn srem(&self, request: pb::SRemRequest) -> Result<pb::SRemResponse, Status> {
+        item_count("members", request.members.len(), 1)?;
+        let removed = self.read(&request.namespace, &request.key, |ns| {
+            ns.srem(&request.key, &request.members)
+        })?;
+        Ok(pb::SRemResponse { removed })
+    }
+
+    fn smembers(
+        &self,
+        request: pb::SMembersRequest,
+    ) -> Result<ResponseStream<pb::SMembersResponse>, Status> {
+        let chunk = chunk_size(request.chunk_size)?;
+        let snapshot = self.read(&request.namespace, &request.key, |ns| {
+            ns.smembers(&request.key)
+        })?;
+        let len = snapshot.as_ref().map_or(0, |set| set.len());
+        Ok(stream_positions(
+            0..len,
+            chunk,
+            move |at| {
+                snapshot
+                    .as_ref()?
+                    .get(at)
+                    .map(|member| (member.clone(), member.len()))
+            },
+            |members| pb::SMembersResponse { members },
+        ))
+    }
+
+    fn smismember(
+        &self,
+        namespace: &str,
+        key: &Bytes,
+        members: &[Bytes],
+    ) -> Result<Vec<bool>, Status> {
+        item_count("members", members.len(), 1)?;
+        let found = self.read(namespace, key, |ns| ns.smismember(key, members))?;
+        Ok(if found.is_empty() {
+            vec![false; members.len()]
+        } else {
+            found
+        })
+    }
+
+    fn scard(&self, request: pb::SCardRequest) -> Result<pb::SCardResponse, Status> {
+        let cardinality = self.read(&request.namespace, &request.key, |ns| {
+            ns.scard(&request.key)
+        })?;
+        Ok(pb::SCardResponse { cardinality })
+    }
+
+    fn spop(&self, request: pb::SPopRequest) -> Result<pb::SPopResponse, Status> {
+        let count = pop_count(request.count)?;
+        let members = self.read(&request.namespace, &request.key, |ns| {
+            ns.spop(&request.key, count)
+        })?;
+        Ok(pb::SPopResponse { members })
+    }
+
+    fn srandmember(
+        &self,
+        request: pb::SRandMemberRequest,
+    ) -> Result<pb::SRandMemberResponse, Status> {
+        let count = request.count.unwrap_or(1);
+        if count.unsigned_abs() > MAX_ITEMS_PER_REQUEST as u64 {
+            return Err(invalid(
+                "count",
+                format!(
+                    "count is {count}, must be between -{MAX_ITEMS_PER_REQUEST} and {MAX_ITEMS_PER_REQUEST}"
+                ),
+            ));
+        }
+        let members = self.read(&request.namespace, &request.key, |ns| {
+            ns.srandmember(&request.key, count)
+        })?;
+        Ok(pb::SRandMemberResponse { members })
+    }
+
+    /// SINTER, SUNION, SDIFF: the result is computed from snapshots, then
+    /// streamed in chunks.
+    fn combine<M: Send + 'static>(
+        &self,
+        namespace: &str,
+        keys: &[Bytes],
+        requested_chunk: u32,
+        operation: SetOperation,
+        message: impl FnMut(Vec<Bytes>) -> M + Send + 'static,
+    ) -> Result<ResponseStream<M>, Status> {
+        item_count("keys", keys.len(), 1)?;
+        validate::keys(&self.state, keys)?;
+        let chunk = chunk_size(requested_chunk)?;
+        let members = match self.state.readable(namespace)? {
+            Some(namespace) => namespace.combine_sets(keys, operation).map_err(engine)?,
+            None => Vec::new(),
+        };
+        Ok(stream_positions(
+            0..members.len(),
+            chunk,
+            move |at| members.get(at).map(|member| (member.clone(), member.len())),
+            message,
+        ))
+    }
+}
+
+fn found_value(value: Option<Bytes>) -> pb::HGetResponse {
+    pb::HGetResponse {
+        found: value.is_some(),
+        value: value.unwrap_or_default(),
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl CollectionService for CollectionApi {
+    async fn h_set(&self, request: Request<pb::HSetRequest>) -> Reply<pb::HSetResponse> {
+        self.state
+            .finish(method::HSET, self.hset(request.into_inner()))
+    }
+
+    async fn h_get(&self, request: Request<pb::HGetRequest>) -> Reply<pb::HGetResponse> {
+        self.state
+            .finish(method::HGET, self.hget(request.into_inner()))
+    }
+
+    async fn hm_get(&self, request: Request<pb::HmGetRequest>) -> Reply<pb::HmGetResponse> {
+        self.state
+            .finish(method::HMGET, self.hmget(request.into_inner()))
+    }
+
+    type HGetAllStream = ResponseStream<pb::HGetAllResponse>;
+
+    async fn h_get_all(&self, request: Request<pb::HGetAllRequest>) -> Reply<Self::HGetAllStream> {
+        self.state
+            .finish(method::HGETALL, self.hgetall(request.into_inner()))
+    }
+
+    async fn h_del(&self, request: Request<pb::HDelRequest>) -> Reply<pb::HDelResponse> {
+        self.state
+            .finish(method::HDEL, self.hdel(request.into_inner()))
+    }
+
+    async fn h_len(&self, request: Request<pb::HLenRequest>) -> Reply<pb::HLenResponse> {
+        self.state
+            .finish(method::HLEN, self.hlen(request.into_inner()))
+    }
+
+    async fn h_exists(&self, request: Request<pb::HExistsRequest>) -> Reply<pb::HExistsResponse> {
+        self.state
+            .finish(method::HEXISTS, self.hexists(request.into_inner()))
+    }
+
+    async fn h_incr_by(&self, request: Request<pb::HIncrByRequest>) -> Reply<pb::HIncrByResponse> {
+        self.state
+            .finish(method::HINCRBY, self.hincrby(request.into_inner()))
+    }
+
+    async fn l_push(&self, request: Request<pb::LPushRequest>) -> Reply<pb::LPushResponse> {
+        let r = request.into_inner();
+        let result = self
+            .push(
+                &r.namespace,
+                &r.key,
+                &r.values,
+                true,
+                r.only_if_exists,
+                r.expiry,
+            )
+            .map(|length| pb::LPushResponse { length });
+        self.state.finish(method::LPUSH, result)
+    }
+
+    async fn r_push(&self, request: Request<pb::RPushRequest>) -> Reply<pb::RPushResponse> {
+        let r = request.into_inner();
+        let result = self
+            .push(
+                &r.namespace,
+                &r.key,
+                &r.values,
+                false,
+                r.only_if_exists,
+                r.expiry,
+            )
+            .map(|length| pb::RPushResponse { length });
+        self.state.finish(method::RPUSH, result)
+    }
+
+    async fn l_pop(&self, request: Request<pb::LPopRequest>) -> Reply<pb::LPopResponse> {
+        let r = request.into_inner();
+        let result = self
+            .pop(&r.namespace, &r.key, r.count, true)
+            .map(|values| pb::LPopResponse { values });
+        self.state.finish(method::LPOP, result)
+    }
+
+    async fn r_pop(&self, request: Request<pb::RPopRequest>) -> Reply<pb::RPopResponse> {
+        let r = request.into_inner();
+        let result = self
+            .pop(&r.namespace, &r.key, r.count, false)
+            .map(|values| pb::RPopResponse { values });
+        self.state.finish(method::RPOP, result)
+    }
+
+    type LRangeStream = ResponseStream<pb::LRangeResponse>;
+
+    async fn l_range(&self, request: Request<pb::LRangeRequest>) -> Reply<Self::LRangeStream> {
+        self.state
+            .finish(method::LRANGE, self.lrange(request.into_inner()))
+    }
+
+    async fn l_len(&self, request: Request<pb::LLenRequest>) -> Reply<pb::LLenResponse> {
+        self.state
+            .finish(method::LLEN, self.llen(request.into_inner()))
+    }
+
+    async fn l_trim(&self, request: Request<pb::LTrimRequest>) -> Reply<pb::LTrimResponse> {
+        self.state
+            .finish(method::LTRIM, self.ltrim(request.into_inner()))
+    }
+
+    async fn l_index(&self, request: Request<pb::LIndexRequest>) -> Reply<pb::LIndexResponse> {
+        self.state
+            .finish(method::LINDEX, self.lindex(request.into_inner()))
+    }
+
+    async fn l_set(&self, request: Request<pb::LSetRequest>) -> Reply<pb::LSetResponse> {
+        self.state
+            .finish(method::LSET, self.lset(request.into_inner()))
+    }
+
+    async fn l_rem(&self, request: Request<pb::LRemRequest>) -> Reply<pb::LRemResponse> {
+        self.state
+            .finish(method::LREM, self.lrem(request.into_inner()))
+    }
+
+    async fn s_add(&self, request: Request<pb::SAddRequest>) -> Reply<pb::SAddResponse> {
+        self.state
+            .finish(method::SADD, self.sadd(request.into_inner()))
+    }
+
+    async fn s_rem(&self, request: Request<pb::SRemRequest>) -> Reply<pb::SRemResponse> {
+        self.state
+            .finish(method::SREM, self.srem(request.into_inner()))
+    }
+
+    type SMembersStream = ResponseStream<pb::SMembersResponse>;
+
+    async fn s_members(
+        &self,
+        request: Request<pb::SMembersRequest>,
+    ) -> Reply<Self::SMembersStream> {
+        self.state
+            .finish(method::SMEMBERS, self.smembers(request.into_inner()))
+    }
+
+    async fn s_is_member(
+        &self,
+        request: Request<pb::SIsMemberRequest>,
+    ) -> Reply<pb::SIsMemberResponse> {
+        let r = request.into_inner();
+        let result = self
+            .smismember(&r.namespace, &r.key, std::slice::from_ref(&r.member))
+            .map(|found| pb::SIsMemberResponse {
+                is_member: found.first().copied().unwrap_or(false),
+            });
+        self.state.finish(method::SISMEMBER, result)
+    }
+
+    async fn sm_is_member(
+        &self,
+        request: Request<pb::SmIsMemberRequest>,
+    ) -> Reply<pb::SmIsMemberResponse> {
+        let r = request.into_inner();
+        let result = self
+            .smismember(&r.namespace, &r.key, &r.members)
+            .map(|is_member| pb::SmIsMemberResponse { is_member });
+        self.state.finish(method::SMISMEMBER, result)
+    }
+
+    async fn s_card(&self, request: Request<pb::SCardRequest>) -> Reply<pb::SCardResponse> {
+        self.state
+            .finish(method::SCARD, self.scard(request.into_inner()))
+    }
+
+    async fn s_pop(&self, request: Request<pb::SPopRequest>) -> Reply<pb::SPopResponse> {
+        self.state
+            .finish(method::SPOP, self.spop(request.into_inner()))
+    }
+
+    async fn s_rand_member(
+        &self,
+        request: Request<pb::SRandMemberRequest>,
+    ) -> Reply<pb::SRandMemberResponse> {
+        self.state
+            .finish(method::SRANDMEMBER, self.srandmember(request.into_inner()))
+    }
+
+    type SInterStream = ResponseStream<pb::SInterResponse>;
+
+    async fn s_inter(&self, request: Request<pb::SInterRequest>) -> Reply<Self::SInterStream> {
+        let r = request.into_inner();
+        let result = self.combine(
+            &r.namespace,
+            &r.keys,
+            r.chunk_size,
+            SetOperation::Intersection,
+            |members| pb::SInterResponse { members },
+        );
+        self.state.finish(method::SINTER, result)
+    }
+
+    type SUnionStream = ResponseStream<pb::SUnionResponse>;
+
+    async fn s_union(&self, request: Request<pb::SUnionRequest>) -> Reply<Self::SUnionStream> {
+        let r = request.into_inner();
+        let result = self.combine(
+            &r.namespace,
+            &r.keys,
+            r.chunk_size,
+            SetOperation::Union,
+            |members| pb::SUnionResponse { members },
+        );
+        self.state.finish(method::SUNION, result)
+    }
+
+    type SDiffStream = ResponseStream<pb::SDiffResponse>;
+
+    async fn s_diff(&self, request: Request<pb::SDiffRequest>) -> Reply<Self::SDiffStream> {
+        let r = request.into_inner();
+        let result = self.combine(
+            &r.namespace,
+            &r.keys,
+            r.chunk_size,
+            SetOperation::Difference,
+            |members| pb::SDiffResponse { members },
+        );
+        self.state.finish(method::SDIFF, result)
+    }
+}
