@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
+use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::client::Client;
@@ -165,7 +166,10 @@ impl ClientBuilder {
             cache: CacheServiceClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            admin: AdminServiceClient::new(channel)
+            admin: AdminServiceClient::new(channel.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            collection: CollectionServiceClient::new(channel)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
             namespace: Arc::from(self.namespace),

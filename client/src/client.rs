@@ -9,6 +9,7 @@ use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
+use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::transport::Channel;
@@ -31,13 +32,20 @@ use crate::types::{
 /// and [`with_timeout`](Self::with_timeout) derive handles that share it
 /// too.
 ///
-/// Calls that the API declares safe to repeat (everything but
-/// [`increment`](Self::increment)) are retried with backoff after transient
-/// failures, within the deadline.
+/// Calls that the API declares safe to repeat are retried with backoff
+/// after transient failures, within the deadline. Those that could apply
+/// twice ([`increment`](Self::increment), [`hincrby`](Self::hincrby), list
+/// pushes and pops, [`lrem`](Self::lrem), [`spop`](Self::spop)) are sent
+/// once.
+///
+/// Hashes, lists and sets have their own methods, named after the Redis
+/// commands: [`hset`](Self::hset), [`rpush`](Self::rpush),
+/// [`sadd`](Self::sadd), ...
 #[derive(Clone)]
 pub struct Client {
     pub(crate) cache: CacheServiceClient<Channel>,
     pub(crate) admin: AdminServiceClient<Channel>,
+    pub(crate) collection: CollectionServiceClient<Channel>,
     pub(crate) namespace: Arc<str>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
@@ -483,12 +491,12 @@ impl Client {
         Ok(response.namespaces)
     }
 
-    fn ns(&self) -> String {
+    pub(crate) fn ns(&self) -> String {
         self.namespace.to_string()
     }
 
     /// One unary RPC on `service`, with deadline and retries.
-    async fn unary<S, Req, Resp, F, Fut>(
+    pub(crate) async fn unary<S, Req, Resp, F, Fut>(
         &self,
         idempotency: Idempotency,
         service: &S,
@@ -573,7 +581,8 @@ pub(crate) fn with_deadline<T>(message: T, timeout: Option<Duration>) -> tonic::
     request
 }
 
-fn to_bytes(key: impl AsRef<[u8]>) -> Bytes {
+/// A copy of a key, field or member, as the messages carry it.
+pub(crate) fn to_bytes(key: impl AsRef<[u8]>) -> Bytes {
     Bytes::copy_from_slice(key.as_ref())
 }
 

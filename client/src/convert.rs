@@ -54,6 +54,23 @@ pub(crate) fn write_expiry(e: Expiry) -> Option<pb::Expiry> {
     }
 }
 
+/// The expiry field of a collection write, where "unset" means "keep":
+/// [`Expiry::Keep`] is sent as no field at all.
+pub(crate) fn collection_expiry(e: Expiry) -> Option<pb::Expiry> {
+    match e {
+        Expiry::Keep => None,
+        other => Some(expiry(other)),
+    }
+}
+
+/// Values that may be missing, in request order.
+pub(crate) fn optional_values(values: Vec<pb::OptionalValue>) -> Vec<Option<Bytes>> {
+    values
+        .into_iter()
+        .map(|v| v.found.then_some(v.value))
+        .collect()
+}
+
 pub(crate) fn condition(condition: Condition) -> Option<pb::Condition> {
     use pb::condition::Kind;
     let kind = match condition {
@@ -234,6 +251,38 @@ mod tests {
             Some(Kind::Never(pb::NoExpiry {}))
         );
         assert_eq!(write_expiry(Expiry::Never), None);
+    }
+
+    #[test]
+    fn collection_writes_send_no_expiry_to_keep_it() {
+        assert_eq!(collection_expiry(Expiry::Keep), None);
+        assert_eq!(
+            collection_expiry(Expiry::Never).and_then(|e| e.kind),
+            Some(Kind::Never(pb::NoExpiry {}))
+        );
+        assert_eq!(
+            collection_expiry(Expiry::After(Duration::from_millis(1500))).and_then(|e| e.kind),
+            Some(Kind::TtlMs(1500))
+        );
+    }
+
+    #[test]
+    fn optional_values_keep_their_order() {
+        let values = optional_values(vec![
+            pb::OptionalValue {
+                found: true,
+                value: Bytes::from_static(b"a"),
+            },
+            pb::OptionalValue::default(),
+            pb::OptionalValue {
+                found: true,
+                value: Bytes::new(),
+            },
+        ]);
+        assert_eq!(
+            values,
+            [Some(Bytes::from_static(b"a")), None, Some(Bytes::new())]
+        );
     }
 
     #[test]

@@ -34,6 +34,22 @@ pub enum Error {
         /// The server's explanation.
         message: String,
     },
+    /// The key the command needs does not exist, for example
+    /// [`lset`](crate::Client::lset) on a missing list (Redis: "ERR no such
+    /// key").
+    #[error("not found: {message}")]
+    NotFound {
+        /// The server's explanation.
+        message: String,
+    },
+    /// An index lies outside the collection, for example
+    /// [`lset`](crate::Client::lset) past the end of a list (Redis: "ERR
+    /// index out of range").
+    #[error("out of range: {message}")]
+    OutOfRange {
+        /// The server's explanation.
+        message: String,
+    },
     /// The server is out of memory under `noeviction`, or shedding load.
     #[error("resource exhausted: {message}")]
     ResourceExhausted {
@@ -87,6 +103,8 @@ impl Error {
         match self {
             Self::InvalidArgument { .. } | Self::InvalidEndpoint { .. } => Code::InvalidArgument,
             Self::WrongType { .. } | Self::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Self::NotFound { .. } => Code::NotFound,
+            Self::OutOfRange { .. } => Code::OutOfRange,
             Self::ResourceExhausted { .. } => Code::ResourceExhausted,
             Self::Unavailable { .. } | Self::Connect { .. } => Code::Unavailable,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
@@ -114,6 +132,8 @@ impl From<tonic::Status> for Error {
                 Self::WrongType { message }
             }
             Code::FailedPrecondition => Self::FailedPrecondition { message },
+            Code::NotFound => Self::NotFound { message },
+            Code::OutOfRange => Self::OutOfRange { message },
             Code::ResourceExhausted => Self::ResourceExhausted { message },
             Code::Unavailable => Self::Unavailable {
                 message: unavailable_message(&status),
@@ -192,6 +212,13 @@ mod tests {
             Error::from(tonic::Status::deadline_exceeded("late")),
             Error::DeadlineExceeded
         ));
+        let missing = Error::from(tonic::Status::not_found("no such key"));
+        assert!(matches!(&missing, Error::NotFound { message } if message == "no such key"));
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_eq!(missing.to_string(), "not found: no such key");
+        let outside = Error::from(tonic::Status::out_of_range("index out of range"));
+        assert!(matches!(outside, Error::OutOfRange { .. }));
+        assert_eq!(outside.code(), Code::OutOfRange);
         let other = Error::from(tonic::Status::permission_denied("no"));
         assert_eq!(other.code(), Code::PermissionDenied);
         assert_eq!(other.to_string(), "PermissionDenied: no");

@@ -38,15 +38,50 @@
 //! }
 //! ```
 //!
+//! Hashes, lists and sets have methods named after the Redis commands
+//! (`hset`, `rpush`, `sadd`, ...). Writes keep the key's expiry unless told
+//! otherwise, and whole-collection reads arrive as one `Vec`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use shoal_client::{Client, PushOptions};
+//!
+//! # async fn demo(client: Client) -> shoal_client::Result<()> {
+//! // A position, one field per attribute.
+//! client.hset("position:AAPL", [("qty", "100"), ("avg", "187.40")]).await?;
+//! let qty = client.hincrby("position:AAPL", "qty", -20).await?;
+//! assert_eq!(qty, 80);
+//!
+//! // Conversation memory: keep the last 100 messages, for a day.
+//! client
+//!     .rpush_with("chat:42", ["user: hi"], PushOptions::ttl(Duration::from_secs(86_400)))
+//!     .await?;
+//! client.push_capped("chat:42", "agent: hello", 100).await?;
+//! let recent = client.lrange("chat:42", -10, -1).await?;
+//! println!("{} recent messages", recent.len());
+//!
+//! // Tags, and the items carrying two of them.
+//! client.sadd("tag:red", ["img:1", "img:2"]).await?;
+//! client.sadd("tag:round", ["img:2", "img:3"]).await?;
+//! let both = client.sinter(["tag:red", "tag:round"]).await?;
+//! assert_eq!(both, ["img:2"]);
+//! # Ok(()) }
+//! ```
+//!
 //! The generated protobuf types are re-exported as [`proto`] for anything
 //! the typed API does not cover.
 
 mod builder;
+mod chunks;
 mod client;
 mod convert;
 mod error;
+mod hash;
+mod list;
 mod retry;
 mod scan;
+mod set;
 mod types;
 
 pub use builder::{ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE};
@@ -55,7 +90,8 @@ pub use error::{Error, Result};
 pub use retry::RetryPolicy;
 pub use types::{
     Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceStats,
-    ParseKeyTypeError, RpcStats, ScanOptions, ScanPage, SetOptions, SetResult, Stats, Ttl,
+    ParseKeyTypeError, PushOptions, RpcStats, ScanOptions, ScanPage, SetOptions, SetResult, Stats,
+    Ttl,
 };
 
 /// The generated `shoal.v1` messages and gRPC clients, as an escape hatch.

@@ -169,6 +169,65 @@ impl SetOptions {
     }
 }
 
+/// Options of [`Client::lpush_with`](crate::Client::lpush_with) and
+/// [`Client::rpush_with`](crate::Client::rpush_with).
+///
+/// Unlike [`SetOptions`], the default expiry is [`Expiry::Keep`]: a push
+/// leaves the list's expiry alone, as Redis `LPUSH` and `RPUSH` do.
+///
+/// ```
+/// use std::time::Duration;
+/// use shoal_client::{Expiry, PushOptions};
+///
+/// let options = PushOptions::ttl(Duration::from_secs(3600)).if_exists();
+/// assert!(options.only_if_exists);
+/// assert_eq!(PushOptions::default().expiry, Expiry::Keep);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Push only when the list already exists (Redis `LPUSHX`, `RPUSHX`);
+    /// the push then reports a length of 0 when it does not.
+    pub only_if_exists: bool,
+    /// Expiry of the list after the push; the default,
+    /// [`Expiry::Keep`], leaves it as it is (a new list never expires).
+    /// [`Expiry::Never`] removes an existing expiry.
+    pub expiry: Expiry,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self {
+            only_if_exists: false,
+            expiry: Expiry::Keep,
+        }
+    }
+}
+
+impl PushOptions {
+    /// Options that make the list expire `ttl` after the push.
+    #[must_use]
+    pub fn ttl(ttl: Duration) -> Self {
+        Self {
+            expiry: Expiry::After(ttl),
+            ..Self::default()
+        }
+    }
+
+    /// These options with another expiry.
+    #[must_use]
+    pub fn with_expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// These options, pushing only onto an existing list.
+    #[must_use]
+    pub fn if_exists(mut self) -> Self {
+        self.only_if_exists = true;
+        self
+    }
+}
+
 /// Outcome of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetResult {
@@ -415,5 +474,19 @@ mod tests {
         assert_eq!(options.condition, Condition::IfVersion(4));
         assert!(!options.return_previous);
         assert_eq!(SetOptions::default().expiry, Expiry::Never);
+    }
+
+    #[test]
+    fn pushes_keep_the_expiry_by_default() {
+        let plain = PushOptions::default();
+        assert_eq!(plain.expiry, Expiry::Keep);
+        assert!(!plain.only_if_exists);
+        let options = PushOptions::ttl(Duration::from_secs(5)).if_exists();
+        assert_eq!(options.expiry, Expiry::After(Duration::from_secs(5)));
+        assert!(options.only_if_exists);
+        assert_eq!(
+            PushOptions::default().with_expiry(Expiry::Never).expiry,
+            Expiry::Never
+        );
     }
 }

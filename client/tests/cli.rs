@@ -129,3 +129,184 @@ async fn bad_input_fails_with_the_servers_message() {
     );
     assert_eq!(ok(&server, &["get", "k"]).await, "(nil)\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashes_from_the_command_line() {
+    let server = TestServer::start().await;
+    assert_eq!(
+        ok(
+            &server,
+            &["hset", "pos:AAPL", "qty", "100", "avg", "187.40"]
+        )
+        .await,
+        "2\n"
+    );
+    assert_eq!(
+        ok(&server, &["hset", "pos:AAPL", "qty", "120", "side", "long"]).await,
+        "1\n"
+    );
+    assert_eq!(ok(&server, &["hget", "pos:AAPL", "qty"]).await, "120\n");
+    assert_eq!(ok(&server, &["hget", "pos:AAPL", "nope"]).await, "(nil)\n");
+    assert_eq!(
+        ok(&server, &["hmget", "pos:AAPL", "side", "nope", "avg"]).await,
+        "long\n(nil)\n187.40\n"
+    );
+    assert_eq!(
+        ok(&server, &["hgetall", "pos:AAPL"]).await,
+        "avg\t187.40\nqty\t120\nside\tlong\n"
+    );
+    assert_eq!(
+        ok(&server, &["hkeys", "pos:AAPL"]).await,
+        "avg\nqty\nside\n"
+    );
+    assert_eq!(
+        ok(&server, &["hincrby", "pos:AAPL", "qty", "-20"]).await,
+        "100\n"
+    );
+    assert_eq!(ok(&server, &["hexists", "pos:AAPL", "qty"]).await, "1\n");
+    assert_eq!(ok(&server, &["hlen", "pos:AAPL"]).await, "3\n");
+
+    let all = json(&server, &["hgetall", "pos:AAPL"]).await;
+    assert_eq!(
+        all,
+        serde_json::json!({ "avg": "187.40", "qty": "100", "side": "long" })
+    );
+    let got = json(&server, &["hget", "pos:AAPL", "side"]).await;
+    assert_eq!(got, serde_json::json!({ "found": true, "value": "long" }));
+
+    assert_eq!(
+        ok(&server, &["hdel", "pos:AAPL", "avg", "side", "qty", "nope"]).await,
+        "3\n"
+    );
+    assert_eq!(ok(&server, &["hgetall", "pos:AAPL"]).await, "");
+    assert_eq!(
+        ok(&server, &["describe", "pos:AAPL"])
+            .await
+            .lines()
+            .nth(1)
+            .map(|l| l.contains("no")),
+        Some(true),
+        "an emptied hash disappears"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_keep_the_last_n_from_the_command_line() {
+    let server = TestServer::start().await;
+    for (i, message) in ["m1", "m2", "m3", "m4", "m5"].into_iter().enumerate() {
+        let length = ok(&server, &["rpush", "chat", message]).await;
+        // Trimmed to 3 after every push, so at most 4 right after one.
+        assert_eq!(length, format!("{}\n", i.min(3) + 1));
+        ok(&server, &["ltrim", "chat", "-3", "-1"]).await;
+    }
+    assert_eq!(ok(&server, &["llen", "chat"]).await, "3\n");
+    assert_eq!(
+        ok(&server, &["lrange", "chat", "0", "-1"]).await,
+        "m3\nm4\nm5\n"
+    );
+    assert_eq!(
+        ok(&server, &["lrange", "chat", "-2", "-1"]).await,
+        "m4\nm5\n"
+    );
+    assert_eq!(ok(&server, &["lindex", "chat", "-1"]).await, "m5\n");
+    assert_eq!(ok(&server, &["lindex", "chat", "10"]).await, "(nil)\n");
+
+    assert_eq!(ok(&server, &["lpush", "chat", "m2", "m1"]).await, "5\n");
+    assert_eq!(ok(&server, &["lset", "chat", "0", "first"]).await, "OK\n");
+    assert_eq!(ok(&server, &["lpop", "chat"]).await, "first\n");
+    assert_eq!(ok(&server, &["rpop", "chat", "2"]).await, "m5\nm4\n");
+    let rest = json(&server, &["lrange", "chat", "0", "-1"]).await;
+    assert_eq!(rest, serde_json::json!({ "values": ["m2", "m3"] }));
+
+    assert_eq!(ok(&server, &["lpush", "nope", "v", "--xx"]).await, "0\n");
+    assert_eq!(ok(&server, &["lpop", "nope"]).await, "(nil)\n");
+    assert_eq!(ok(&server, &["lrange", "nope", "0", "-1"]).await, "");
+
+    let output = shoal(&server, &["lset", "nope", "0", "v"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("NotFound"));
+    let output = shoal(&server, &["lset", "chat", "5", "v"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("OutOfRange"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_from_the_command_line() {
+    let server = TestServer::start().await;
+    assert_eq!(
+        ok(&server, &["sadd", "tag:red", "img:2", "img:1", "img:2"]).await,
+        "2\n"
+    );
+    assert_eq!(
+        ok(&server, &["sadd", "tag:round", "img:2", "img:3"]).await,
+        "2\n"
+    );
+    assert_eq!(
+        ok(&server, &["smembers", "tag:red"]).await,
+        "img:1\nimg:2\n"
+    );
+    assert_eq!(ok(&server, &["scard", "tag:red"]).await, "2\n");
+    assert_eq!(ok(&server, &["sismember", "tag:red", "img:1"]).await, "1\n");
+    assert_eq!(
+        ok(&server, &["smismember", "tag:red", "img:3", "img:2"]).await,
+        "0\n1\n"
+    );
+    assert_eq!(
+        ok(&server, &["sinter", "tag:red", "tag:round"]).await,
+        "img:2\n"
+    );
+    assert_eq!(
+        ok(&server, &["sunion", "tag:red", "tag:round"]).await,
+        "img:1\nimg:2\nimg:3\n"
+    );
+    assert_eq!(
+        ok(&server, &["sdiff", "tag:red", "tag:round"]).await,
+        "img:1\n"
+    );
+    assert_eq!(ok(&server, &["sinter", "tag:red", "missing"]).await, "");
+    let members = json(&server, &["smembers", "tag:round"]).await;
+    assert_eq!(
+        members,
+        serde_json::json!({ "members": ["img:2", "img:3"] })
+    );
+
+    assert_eq!(
+        ok(&server, &["srem", "tag:round", "img:3", "img:9"]).await,
+        "1\n"
+    );
+    assert_eq!(ok(&server, &["spop", "tag:round"]).await, "img:2\n");
+    assert_eq!(ok(&server, &["spop", "tag:round"]).await, "(nil)\n");
+    assert_eq!(
+        ok(&server, &["srandmember", "tag:red", "-3"])
+            .await
+            .lines()
+            .count(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_on_the_wrong_type_fail_with_wrongtype() {
+    let server = TestServer::start().await;
+    ok(&server, &["set", "greeting", "hello"]).await;
+    for args in [
+        &["hset", "greeting", "f", "v"][..],
+        &["rpush", "greeting", "v"],
+        &["smembers", "greeting"],
+    ] {
+        let output = shoal(&server, args).await;
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("WRONGTYPE"), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        ok(&server, &["get", "greeting"]).await,
+        "hello\n",
+        "a failed command changes nothing"
+    );
+
+    ok(&server, &["sadd", "s", "a"]).await;
+    let output = shoal(&server, &["get", "s"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("WRONGTYPE"));
+}

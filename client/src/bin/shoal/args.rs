@@ -1,9 +1,13 @@
 //! Command-line arguments, and their translation into client options.
 
+pub mod collections;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shoal_client::{Condition, Expiry, KeyType, ScanOptions, SetOptions};
+
+use crate::args::collections::CollectionCommand;
 
 /// Command-line client for the shoal cache.
 ///
@@ -59,6 +63,15 @@ impl Cli {
     pub fn deadline(&self) -> Option<Duration> {
         (self.timeout > 0).then(|| Duration::from_millis(self.timeout))
     }
+
+    /// These arguments, after the checks clap cannot express (such as a
+    /// value for every field of `hset`).
+    pub fn validated(self) -> Result<Self, clap::Error> {
+        if let Command::Collection(command) = &self.command {
+            command.check()?;
+        }
+        Ok(self)
+    }
 }
 
 /// The subcommands.
@@ -110,6 +123,9 @@ pub enum Command {
     },
     /// List the keys matching a glob pattern, one per line.
     Scan(ScanArgs),
+    /// Hashes, lists and sets: hset, lpush, sadd, ...
+    #[command(flatten)]
+    Collection(CollectionCommand),
     /// Print the number of keys in the namespace.
     Count,
     /// Delete every key of the namespace; prints how many there were.
@@ -331,6 +347,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("shoal").chain(args.iter().copied()))
+            .and_then(Cli::validated)
     }
 
     fn set_options(args: &[&str]) -> SetOptions {

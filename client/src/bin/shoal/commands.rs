@@ -1,5 +1,7 @@
 //! Runs one parsed command against the server and prints its result.
 
+mod collections;
+
 use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
@@ -183,6 +185,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 Ok(())
             }
         }
+        Command::Collection(command) => collections::run(&client, command, json, out).await,
         Command::Count => {
             let keys = client.count().await?;
             number_or_json(out, json, "keys", keys)

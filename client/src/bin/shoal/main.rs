@@ -18,7 +18,9 @@ use crate::commands::Failure;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse()
+        .validated()
+        .unwrap_or_else(|error| error.exit());
     let mut out = BufWriter::new(io::stdout().lock());
     let result = match commands::run(&cli, &mut out).await {
         Ok(()) => out.flush().map_err(Failure::Io),
