@@ -186,6 +186,8 @@ fn namespace_stats(stats: pb::NamespaceStats) -> NamespaceStats {
         expirations: stats.expirations,
         memory_bytes: stats.memory_bytes,
         flushed: stats.flushed,
+        evicted_for_keys: stats.evicted_for_keys,
+        evicted_for_memory: stats.evicted_for_memory,
     }
 }
 
@@ -209,6 +211,10 @@ pub(crate) fn stats(response: pb::StatsResponse) -> Stats {
             .collect(),
         uptime: Duration::from_millis(response.uptime_ms),
         server_version: response.server_version,
+        max_keys: response.max_keys,
+        max_memory_bytes: response.max_memory_bytes,
+        charged_bytes: response.charged_bytes,
+        eviction_policy: response.eviction_policy,
     }
 }
 

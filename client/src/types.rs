@@ -362,6 +362,14 @@ pub struct Stats {
     pub uptime: Duration,
     /// The server's version.
     pub server_version: String,
+    /// Key limit across namespaces; 0 when there is none.
+    pub max_keys: u64,
+    /// Memory limit for entries in bytes; 0 when there is none.
+    pub max_memory_bytes: u64,
+    /// Bytes charged against the memory limit; 0 when no limit is set.
+    pub charged_bytes: u64,
+    /// Eviction policy: `s3fifo`, `lru`, `lfu` or `noeviction`.
+    pub eviction_policy: String,
 }
 
 /// Counters of one namespace, or of all of them in [`Stats::total`].
@@ -387,6 +395,10 @@ pub struct NamespaceStats {
     pub memory_bytes: u64,
     /// Keys removed by flush.
     pub flushed: u64,
+    /// Keys evicted because the server held `max_keys` keys.
+    pub evicted_for_keys: u64,
+    /// Keys evicted because the server held `max_memory` bytes.
+    pub evicted_for_memory: u64,
 }
 
 /// Calls of one RPC method.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::engine::EngineConfig;
+use crate::engine::{EngineConfig, EvictionPolicy};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Engine limits and layout.
     pub engine: EngineSettings,
+    /// Memory and key budget, and the eviction policy.
+    pub memory: MemorySettings,
     /// Expiry sweeping.
     pub expiry: ExpirySettings,
     /// HTTP/2 and gRPC limits.
@@ -70,6 +72,57 @@ pub struct EngineSettings {
     pub max_value_bytes: usize,
     /// Most namespaces.
     pub max_namespaces: usize,
+}
+
+/// The `[memory]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MemorySettings {
+    /// Most bytes entries may be charged: an integer, or a string with a
+    /// unit such as `"512MiB"` or `"2G"`; 0 for no limit.
+    #[serde(deserialize_with = "byte_count")]
+    pub max_memory: u64,
+    /// Most keys across namespaces; 0 for no limit.
+    pub max_keys: u64,
+    /// What to evict at a limit: `s3fifo`, `lru`, `lfu` or `noeviction`.
+    #[serde(deserialize_with = "eviction_policy")]
+    pub eviction_policy: EvictionPolicy,
+}
+
+/// Parses a byte count with an optional unit: `K`, `M`, `G` are powers of
+/// 1000 and `KiB`, `MiB`, `GiB` powers of 1024.
+///
+/// # Errors
+/// A message naming the text when it is not a byte count.
+pub fn parse_byte_count(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| {
+            format!("{text:?} is not a byte count (examples: 1048576, \"512MiB\", \"2G\")")
+        })
+}
+
+fn byte_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Number(u64),
+        Text(String),
+    }
+    match Count::deserialize(deserializer)? {
+        Count::Number(count) => Ok(count),
+        Count::Text(text) => parse_byte_count(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+fn eviction_policy<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<EvictionPolicy, D::Error> {
+    String::deserialize(deserializer)?
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 /// The `[expiry]` section.
@@ -130,6 +183,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             engine: EngineSettings::default(),
+            memory: MemorySettings::default(),
             expiry: ExpirySettings::default(),
             grpc: GrpcSettings::default(),
             log: LogSettings::default(),
@@ -248,6 +302,9 @@ impl Config {
         engine.max_key_bytes = self.engine.max_key_bytes;
         engine.max_value_bytes = self.engine.max_value_bytes;
         engine.max_namespaces = self.engine.max_namespaces;
+        engine.max_keys = self.memory.max_keys;
+        engine.max_memory_bytes = self.memory.max_memory;
+        engine.eviction_policy = self.memory.eviction_policy;
         engine
     }
 
@@ -289,6 +346,27 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn memory_limits_take_units_and_policy_names() {
+        let text = "[memory]\nmax_memory = \"512MiB\"\nmax_keys = 1000\neviction_policy = \"lfu\"";
+        let config = Config::from_toml(text, Path::new("x.toml")).expect("parses");
+        assert_eq!(config.memory.max_memory, 512 * 1024 * 1024);
+        assert_eq!(config.memory.eviction_policy, EvictionPolicy::Lfu);
+        assert_eq!(config.engine_config().max_keys, 1000);
+        let numeric =
+            Config::from_toml("[memory]\nmax_memory = 4096", Path::new("x.toml")).expect("parses");
+        assert_eq!(numeric.memory.max_memory, 4096);
+        assert!(
+            Config::from_toml(
+                "[memory]\neviction_policy = \"random\"",
+                Path::new("x.toml")
+            )
+            .is_err()
+        );
+        assert!(Config::from_toml("[memory]\nmax_memory = \"lots\"", Path::new("x.toml")).is_err());
+        assert_eq!(parse_byte_count("2G"), Ok(2_000_000_000));
     }
 
     #[test]

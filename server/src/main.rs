@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shoal_server::config::{Config, LogFormat};
+use shoal_server::engine::EvictionPolicy;
 use tracing_subscriber::EnvFilter;
 
 /// The shoal cache server: a sharded in-memory cache behind a gRPC API.
@@ -20,6 +21,16 @@ struct Args {
     /// Largest value accepted, in bytes [default: 16777216].
     #[arg(long, env = "SHOAL_MAX_VALUE_BYTES")]
     max_value_bytes: Option<usize>,
+    /// Memory budget for entries, with K/M/G or KiB/MiB/GiB units; 0 for no
+    /// limit [default: 0].
+    #[arg(long, env = "SHOAL_MAX_MEMORY", value_parser = shoal_server::config::parse_byte_count)]
+    max_memory: Option<u64>,
+    /// Most keys across namespaces; 0 for no limit [default: 0].
+    #[arg(long, env = "SHOAL_MAX_KEYS")]
+    max_keys: Option<u64>,
+    /// What to evict at a limit: s3fifo, lru, lfu or noeviction [default: s3fifo].
+    #[arg(long, env = "SHOAL_EVICTION_POLICY")]
+    eviction_policy: Option<EvictionPolicy>,
     /// Log format [default: text]. The level comes from RUST_LOG.
     #[arg(long, env = "SHOAL_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -36,6 +47,15 @@ impl Args {
         }
         if let Some(max_value_bytes) = self.max_value_bytes {
             config.engine.max_value_bytes = max_value_bytes;
+        }
+        if let Some(max_memory) = self.max_memory {
+            config.memory.max_memory = max_memory;
+        }
+        if let Some(max_keys) = self.max_keys {
+            config.memory.max_keys = max_keys;
+        }
+        if let Some(policy) = self.eviction_policy {
+            config.memory.eviction_policy = policy;
         }
         if let Some(format) = self.log_format {
             config.log.format = format;

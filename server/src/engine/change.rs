@@ -36,6 +36,8 @@ pub enum ChangeKind {
     Deleted,
     /// The key was removed because its deadline passed.
     Expired,
+    /// The key was evicted to stay within the key or memory limit.
+    Evicted,
 }
 
 /// The effect of a command on a hash, list or set, resolved so that

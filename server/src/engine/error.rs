@@ -75,6 +75,13 @@ pub enum EngineError {
         /// What is wrong with the name.
         reason: String,
     },
+    /// The engine is at its key or memory limit and its policy is
+    /// `noeviction`.
+    #[error("{limit} limit reached and the eviction policy is noeviction")]
+    OutOfMemory {
+        /// Which limit: `max_keys` or `max_memory`.
+        limit: &'static str,
+    },
     /// Creating another namespace would pass the configured limit.
     #[error("namespace limit of {max} reached")]
     TooManyNamespaces {

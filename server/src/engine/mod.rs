@@ -24,6 +24,7 @@ mod clock;
 mod collections;
 mod deadline;
 mod error;
+mod eviction;
 mod expiry_index;
 mod integer;
 mod namespace;
@@ -47,6 +48,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use collections::{HashSnapshot, ListSnapshot, SetOperation, SetSnapshot};
 pub use deadline::MAX_TTL_MS;
 pub use error::EngineError;
+pub use eviction::{EvictionPolicy, UnknownPolicy};
 pub use namespace::{Namespace, NamespaceStats};
 pub use pattern::{KeyPattern, MAX_PATTERN_BYTES};
 pub use scan::{ScanCursor, ScanFilter, ScanPage};
@@ -74,6 +76,13 @@ pub struct EngineConfig {
     pub max_value_bytes: usize,
     /// Most namespaces that may exist at once.
     pub max_namespaces: usize,
+    /// Most keys the engine holds across namespaces; 0 for no limit.
+    pub max_keys: u64,
+    /// Most bytes the engine's entries may be charged (keys, values and a
+    /// fixed per-entry cost); 0 for no limit.
+    pub max_memory_bytes: u64,
+    /// What to evict when a limit is reached.
+    pub eviction_policy: EvictionPolicy,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +92,9 @@ impl Default for EngineConfig {
             max_key_bytes: 64 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
             max_namespaces: 1024,
+            max_keys: 0,
+            max_memory_bytes: 0,
+            eviction_policy: EvictionPolicy::default(),
         }
     }
 }
@@ -119,6 +131,7 @@ struct EngineInner {
     sink: Option<Arc<dyn ChangeSink>>,
     namespaces: RwLock<HashMap<Arc<str>, Arc<Namespace>>>,
     cursor_epoch: u64,
+    budget: Arc<eviction::Budget>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -145,6 +158,11 @@ impl Engine {
     ) -> Self {
         Self {
             inner: Arc::new(EngineInner {
+                budget: Arc::new(eviction::Budget::new(
+                    config.eviction_policy,
+                    config.max_keys,
+                    config.max_memory_bytes,
+                )),
                 config,
                 clock,
                 sink,
@@ -196,6 +214,7 @@ impl Engine {
             Arc::clone(&self.inner.clock),
             self.inner.sink.clone(),
             self.inner.cursor_epoch,
+            Arc::clone(&self.inner.budget),
         ));
         namespaces.insert(name, Arc::clone(&namespace));
         Ok(namespace)
@@ -223,6 +242,20 @@ impl Engine {
         all
     }
 
+    /// Keys and charged bytes held against the budget (both 0 when no limit
+    /// is set), and the limits (0 = none).
+    pub fn budget_usage(&self) -> BudgetUsage {
+        let (keys, bytes) = self.inner.budget.usage();
+        let (max_keys, max_bytes) = self.inner.budget.limits();
+        BudgetUsage {
+            keys,
+            charged_bytes: bytes,
+            max_keys,
+            max_memory_bytes: max_bytes,
+            policy: self.inner.config.eviction_policy,
+        }
+    }
+
     /// Removes expired keys from every namespace, `batch` keys per lock at
     /// most. Returns how many were removed.
     pub fn sweep_expired(&self, batch: usize) -> u64 {
@@ -231,6 +264,21 @@ impl Engine {
             .map(|namespace| namespace.sweep_expired(batch))
             .sum()
     }
+}
+
+/// What the engine holds against its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetUsage {
+    /// Keys held (0 when no limit is set: nothing is tracked).
+    pub keys: u64,
+    /// Bytes charged: keys, values and a fixed per-entry cost.
+    pub charged_bytes: u64,
+    /// Key limit; 0 for none.
+    pub max_keys: u64,
+    /// Memory limit; 0 for none.
+    pub max_memory_bytes: u64,
+    /// The eviction policy.
+    pub policy: EvictionPolicy,
 }
 
 /// Maps the empty name to [`DEFAULT_NAMESPACE`].

@@ -8,9 +8,10 @@ use bytes::Bytes;
 
 use super::change::{ChangeKind, ChangeRecord, ChangeSink, CollectionChange, FlushRecord};
 use super::deadline::Deadline;
+use super::eviction::{Budget, EvictionCause, EvictionPolicy};
 use super::integer::{format_i64, parse_i64};
 use super::scan::{ScanCursor, ScanFilter, ScanPage, scan_shard};
-use super::shard::{Entry, Shard, ShardState, Value};
+use super::shard::{ENTRY_CHARGE_BYTES, Entry, Shard, ShardState, Value};
 use super::{
     Clock, Condition, EngineError, Expiry, IncrementOutcome, ItemMeta, KeyType, Limits, SetOptions,
     SetOutcome, WriteOutcome,
@@ -33,11 +34,20 @@ pub struct NamespaceStats {
     pub expirations: u64,
     /// Keys removed by flushes.
     pub flushed: u64,
+    /// Keys evicted because the engine held `max_keys` keys.
+    pub evicted_for_keys: u64,
+    /// Keys evicted because the engine held `max_memory` bytes.
+    pub evicted_for_memory: u64,
     /// Bytes held for entries: payload, table slots and expiry index.
     pub memory_bytes: u64,
 }
 
 impl NamespaceStats {
+    /// Keys evicted, for any cause.
+    pub fn evictions(&self) -> u64 {
+        self.evicted_for_keys + self.evicted_for_memory
+    }
+
     /// `hits / (hits + misses)`, or 0 before any read.
     pub fn hit_ratio(&self) -> f64 {
         let reads = self.hits + self.misses;
@@ -57,6 +67,8 @@ impl NamespaceStats {
         self.deletes += other.deletes;
         self.expirations += other.expirations;
         self.flushed += other.flushed;
+        self.evicted_for_keys += other.evicted_for_keys;
+        self.evicted_for_memory += other.evicted_for_memory;
         self.memory_bytes += other.memory_bytes;
     }
 }
@@ -73,6 +85,8 @@ pub struct Namespace {
     sink: Option<Arc<dyn ChangeSink>>,
     /// Identifies this namespace instance in scan cursors.
     cursor_epoch: u64,
+    /// The engine-wide key and memory budget.
+    budget: Arc<Budget>,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -92,17 +106,21 @@ impl Namespace {
         clock: Arc<dyn Clock>,
         sink: Option<Arc<dyn ChangeSink>>,
         cursor_epoch: u64,
+        budget: Arc<Budget>,
     ) -> Self {
         debug_assert!(shard_count.is_power_of_two());
         Self {
             name,
-            shards: (0..shard_count).map(|_| Shard::default()).collect(),
+            shards: (0..shard_count)
+                .map(|_| Shard::new(Arc::clone(&budget)))
+                .collect(),
             shard_mask: shard_count - 1,
             hasher: foldhash::fast::RandomState::default(),
             limits,
             clock,
             sink,
             cursor_epoch,
+            budget,
         }
     }
 
@@ -201,6 +219,57 @@ impl Namespace {
         self.check_value(value)
     }
 
+    /// Before a write that adds `extra_bytes` (and a key, when `adds_key`),
+    /// evicts from this shard until the engine is within its limits, never
+    /// the key being written. Under `noeviction` the write is refused
+    /// instead. Eviction is bounded per write; when this shard has nothing
+    /// left to evict the write goes ahead.
+    fn make_room(
+        &self,
+        index: usize,
+        state: &mut ShardState,
+        target: (u64, &[u8]),
+        adds_key: bool,
+        extra_bytes: usize,
+        evicted: &mut Vec<Entry>,
+    ) -> Result<(), EngineError> {
+        const MAX_EVICTIONS_PER_WRITE: usize = 64;
+        let Some(policy) = self.budget.policy() else {
+            return Ok(());
+        };
+        let extra_keys = u64::from(adds_key);
+        let extra_bytes = extra_bytes as u64
+            + if adds_key {
+                ENTRY_CHARGE_BYTES as u64
+            } else {
+                0
+            };
+        for _ in 0..MAX_EVICTIONS_PER_WRITE {
+            let Some(cause) = self.budget.over(extra_keys, extra_bytes) else {
+                return Ok(());
+            };
+            if policy == EvictionPolicy::NoEviction {
+                return Err(EngineError::OutOfMemory {
+                    limit: match cause {
+                        EvictionCause::KeyCount => "max_keys",
+                        EvictionCause::Memory => "max_memory",
+                    },
+                });
+            }
+            let Some(entry) = state.evict_one(target) else {
+                return Ok(());
+            };
+            match cause {
+                EvictionCause::KeyCount => state.counters.evicted_for_keys += 1,
+                EvictionCause::Memory => state.counters.evicted_for_memory += 1,
+            }
+            let sequence = state.next_sequence();
+            self.emit(index, sequence, &entry.key, ChangeKind::Evicted);
+            evicted.push(entry);
+        }
+        Ok(())
+    }
+
     /// Runs `read` on the live value under `key` (`None` when the key is
     /// absent or expired) under the shard's shared lock, counting a hit or a
     /// miss.
@@ -217,6 +286,9 @@ impl Namespace {
             .find(hash, key)
             .filter(|entry| entry.expires_at_ms == 0 || !entry.is_expired(self.clock.now_ms()));
         shard.count_read(live.is_some());
+        if let (Some(entry), Some(policy)) = (live, self.budget.evicting_policy()) {
+            entry.touch(policy.max_frequency());
+        }
         read(live.map(|entry| &entry.value))
     }
 
@@ -249,6 +321,22 @@ impl Namespace {
             .find(hash, key)
             .map(|entry| (entry.value.key_type(), entry.expires_at_ms));
         let mut garbage = Vec::new();
+        match existing {
+            None if create => {
+                self.make_room(
+                    index,
+                    &mut state,
+                    (hash, key),
+                    true,
+                    key.len(),
+                    &mut garbage,
+                )?;
+            }
+            // A write to an existing collection is refused under noeviction
+            // only once the engine is already over its limit.
+            Some(_) => self.make_room(index, &mut state, (hash, key), false, 0, &mut garbage)?,
+            None => {}
+        }
         let outcome = match existing {
             Some((actual, _)) if actual != key_type => {
                 return Err(EngineError::WrongType {
@@ -260,6 +348,10 @@ impl Namespace {
                 let (result, change) = state
                     .update_value(hash, key, apply)
                     .ok_or(EngineError::NoSuchKey)??;
+                if self.budget.evicting_policy().is_some() {
+                    // The collection may have grown past the limit.
+                    self.make_room(index, &mut state, (hash, key), false, 0, &mut garbage)?;
+                }
                 let emptied = state
                     .find(hash, key)
                     .is_some_and(|entry| entry.value.is_empty_collection());
@@ -367,6 +459,9 @@ impl Namespace {
             return Ok(None);
         }
         let value = string_value(entry)?.clone();
+        if let Some(policy) = self.budget.evicting_policy() {
+            entry.touch(policy.max_frequency());
+        }
         let meta = meta_of(entry, now_ms);
         drop(state);
         shard.count_read(true);
@@ -415,6 +510,21 @@ impl Namespace {
             });
         }
         let current_deadline = existing.map_or(0, |entry| entry.expires_at_ms);
+        let adds_key = existing.is_none();
+        let old_bytes = existing.map_or(0, |entry| entry.value.heap_bytes());
+        let mut evicted = Vec::new();
+        if deadline != Deadline::Passed {
+            let extra =
+                (value.len() + if adds_key { key.len() } else { 0 }).saturating_sub(old_bytes);
+            self.make_room(
+                index,
+                &mut state,
+                (hash, key),
+                adds_key,
+                extra,
+                &mut evicted,
+            )?;
+        }
         let (version, replaced) = if deadline == Deadline::Passed {
             let removed = state.remove(hash, key);
             if let Some(entry) = &removed {
@@ -442,7 +552,7 @@ impl Namespace {
             (version, replaced)
         };
         drop(state);
-        drop((expired, replaced));
+        drop((expired, replaced, evicted));
         Ok(SetOutcome {
             stored: true,
             version,
@@ -526,10 +636,21 @@ impl Namespace {
         let value = start
             .checked_add(delta)
             .ok_or(EngineError::IncrementOverflow)?;
+        let mut evicted = Vec::new();
         let version = if created && deadline == Deadline::Passed {
             0
         } else {
             let text = format_i64(value);
+            if created {
+                self.make_room(
+                    index,
+                    &mut state,
+                    (hash, key),
+                    true,
+                    key.len() + text.len(),
+                    &mut evicted,
+                )?;
+            }
             let (version, replaced) =
                 state.upsert(hash, key, Value::String(text.clone()), expires_at_ms);
             drop(replaced);
@@ -548,7 +669,7 @@ impl Namespace {
             version
         };
         drop(state);
-        drop(expired);
+        drop((expired, evicted));
         Ok(IncrementOutcome {
             value,
             version,
@@ -736,6 +857,8 @@ impl Namespace {
             stats.deletes += state.counters.deletes;
             stats.expirations += state.counters.expirations;
             stats.flushed += state.counters.flushed;
+            stats.evicted_for_keys += state.counters.evicted_for_keys;
+            stats.evicted_for_memory += state.counters.evicted_for_memory;
             stats.memory_bytes += state.memory_bytes() as u64;
             drop(state);
             stats.hits += shard.hits();

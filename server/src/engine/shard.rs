@@ -1,7 +1,7 @@
 //! One shard: a hash table of entries plus the expiry index and counters
 //! that describe them, all under one lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
@@ -11,7 +11,12 @@ use std::sync::Arc;
 
 use super::KeyType;
 use super::collections::{HashValue, ListValue, SetValue};
+use super::eviction::{Budget, EvictionQueues, QueueKind, Verdict};
 use super::expiry_index::ExpiryIndex;
+
+/// Bytes charged per entry beyond its key and value: the entry itself, its
+/// table slot at typical load, and its eviction-queue reference.
+pub(crate) const ENTRY_CHARGE_BYTES: usize = size_of::<Entry>() * 8 / 7 + 1 + 16;
 
 /// A value stored under a key. Collections sit behind `Arc` so a snapshot
 /// costs a reference count.
@@ -90,9 +95,24 @@ pub(crate) struct Entry {
     pub(crate) version: u64,
     /// Absolute deadline in Unix milliseconds; 0 when it never expires.
     pub(crate) expires_at_ms: u64,
+    /// Stamp of the entry's current eviction-queue reference (0: none).
+    pub(crate) queue_stamp: u32,
+    /// Which eviction queue that reference is in.
+    pub(crate) queue: QueueKind,
+    /// Reads since the eviction policy last looked at the entry, saturating
+    /// at the policy's maximum; bumped under the shared lock.
+    pub(crate) frequency: AtomicU8,
 }
 
 impl Entry {
+    /// Counts a read for the eviction policy.
+    pub(crate) fn touch(&self, max_frequency: u8) {
+        let frequency = self.frequency.load(Ordering::Relaxed);
+        if frequency < max_frequency {
+            self.frequency.store(frequency + 1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
     }
@@ -109,12 +129,14 @@ pub(crate) struct WriteCounters {
     pub(crate) deletes: u64,
     pub(crate) expirations: u64,
     pub(crate) flushed: u64,
+    pub(crate) evicted_for_keys: u64,
+    pub(crate) evicted_for_memory: u64,
 }
 
 /// A shard: its state behind a read-write lock, and read counters kept
 /// outside the lock so a hit needs only the shared lock. Aligned so that two
 /// shards never share a cache line.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
 pub(crate) struct Shard {
     state: RwLock<ShardState>,
@@ -123,6 +145,24 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
+    /// An empty shard reporting to `budget`.
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+        Self {
+            state: RwLock::new(ShardState {
+                table: HashTable::new(),
+                expiry: ExpiryIndex::default(),
+                queues: EvictionQueues::default(),
+                budget,
+                reported: (0, 0),
+                last_sequence: 0,
+                payload_bytes: 0,
+                counters: WriteCounters::default(),
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, ShardState> {
         self.state.read()
     }
@@ -146,10 +186,16 @@ impl Shard {
 }
 
 /// Everything a shard's lock protects.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ShardState {
     table: HashTable<Entry>,
     expiry: ExpiryIndex,
+    /// Eviction order; empty when the engine has no budget.
+    queues: EvictionQueues,
+    /// The engine-wide budget this shard reports its keys and bytes to.
+    budget: Arc<Budget>,
+    /// Keys and charged bytes last reported to the budget.
+    reported: (usize, usize),
     /// Last sequence number handed out; versions and change records use it.
     last_sequence: u64,
     /// Key bytes and value heap bytes of every entry.
@@ -195,7 +241,7 @@ impl ShardState {
                 entry.version = version;
                 entry.expires_at_ms = expires_at_ms;
                 self.payload_bytes =
-                    self.payload_bytes + added - entry.key.len() - old_value.size();
+                    self.payload_bytes + added - entry.key.len() - old_value.heap_bytes();
                 self.expiry.schedule(hash, expires_at_ms, previous_deadline);
                 Some(Entry {
                     hash,
@@ -203,9 +249,19 @@ impl ShardState {
                     value: old_value,
                     version: 0,
                     expires_at_ms: previous_deadline,
+                    queue_stamp: 0,
+                    queue: QueueKind::Main,
+                    frequency: AtomicU8::new(0),
                 })
             }
             None => {
+                let (queue_stamp, queue) = match self.budget.policy() {
+                    Some(policy) => {
+                        let (reference, queue) = self.queues.admit(policy, hash);
+                        (reference.stamp, queue)
+                    }
+                    None => (0, QueueKind::Main),
+                };
                 let entry = Entry {
                     hash,
                     // Copied so a stored key never pins a larger request buffer.
@@ -213,15 +269,20 @@ impl ShardState {
                     value,
                     version,
                     expires_at_ms,
+                    queue_stamp,
+                    queue,
+                    frequency: AtomicU8::new(0),
                 };
                 self.table.insert_unique(hash, entry, |entry| entry.hash);
                 self.payload_bytes += added;
+                self.compact_queues_if_stale();
                 self.expiry.schedule(hash, expires_at_ms, 0);
                 None
             }
         };
         self.counters.sets += 1;
         self.rebuild_expiry_if_stale();
+        self.settle();
         (version, replaced)
     }
 
@@ -258,6 +319,7 @@ impl ShardState {
         let result = change(&mut entry.value);
         let after = entry.value.heap_bytes();
         self.payload_bytes = self.payload_bytes + after - before;
+        self.settle();
         Some(result)
     }
 
@@ -269,6 +331,7 @@ impl ShardState {
             .ok()?
             .remove();
         self.payload_bytes -= entry.payload_bytes();
+        self.settle();
         Some(entry)
     }
 
@@ -291,6 +354,7 @@ impl ShardState {
                 expired.push(entry);
             }
         }
+        self.settle();
         expired
     }
 
@@ -298,8 +362,11 @@ impl ShardState {
     /// the lock is released.
     pub(crate) fn take_all(&mut self) -> HashTable<Entry> {
         self.expiry.clear();
+        self.queues.clear();
         self.payload_bytes = 0;
-        std::mem::take(&mut self.table)
+        let table = std::mem::take(&mut self.table);
+        self.settle();
+        table
     }
 
     /// Gives memory back after many removals: a table at under a quarter of
@@ -322,7 +389,91 @@ impl ShardState {
         } else {
             (capacity * 8 / 7).next_power_of_two()
         };
-        self.payload_bytes + buckets * (size_of::<Entry>() + 1) + self.expiry.memory_bytes()
+        self.payload_bytes
+            + buckets * (size_of::<Entry>() + 1)
+            + self.expiry.memory_bytes()
+            + self.queues.memory_bytes()
+    }
+
+    /// Bytes charged against the memory budget: payload plus a fixed cost
+    /// per entry for its table slot and metadata. Unlike
+    /// [`ShardState::memory_bytes`] it falls with every eviction, which the
+    /// eviction loop needs; the table's spare capacity is left out.
+    pub(crate) fn charged_bytes(&self) -> usize {
+        self.payload_bytes + self.table.len() * ENTRY_CHARGE_BYTES
+    }
+
+    /// Reports this shard's change in keys and charged bytes to the budget.
+    fn settle(&mut self) {
+        if self.budget.policy().is_none() {
+            return;
+        }
+        let now = (self.table.len(), self.charged_bytes());
+        self.budget
+            .report((self.reported.0, now.0), (self.reported.1, now.1));
+        self.reported = now;
+    }
+
+    /// Evicts one entry chosen by the policy, never the entry for
+    /// `protected`. Returns `None` when nothing can be evicted.
+    pub(crate) fn evict_one(&mut self, protected: (u64, &[u8])) -> Option<Entry> {
+        let policy = self.budget.evicting_policy()?;
+        let mut attempts = self.queues.len() + 1;
+        while attempts > 0 {
+            attempts -= 1;
+            let (reference, kind) = self.queues.next_candidate(self.table.len())?;
+            let Some(entry) = self.table.find_mut(reference.hash, |entry| {
+                entry.hash == reference.hash
+                    && entry.queue_stamp == reference.stamp
+                    && entry.queue == kind
+            }) else {
+                continue;
+            };
+            let frequency = if entry.hash == protected.0 && entry.key == protected.1 {
+                policy.max_frequency().max(1)
+            } else {
+                entry.frequency.load(Ordering::Relaxed)
+            };
+            match self.queues.judge(policy, reference.hash, kind, frequency) {
+                (Verdict::Keep(requeued, queue), frequency) => {
+                    entry.queue_stamp = requeued.stamp;
+                    entry.queue = queue;
+                    entry.frequency.store(frequency, Ordering::Relaxed);
+                }
+                (Verdict::Evict, _) => {
+                    let (entry, _) = self
+                        .table
+                        .find_entry(reference.hash, |entry| {
+                            entry.hash == reference.hash && entry.queue_stamp == reference.stamp
+                        })
+                        .ok()?
+                        .remove();
+                    self.payload_bytes -= entry.payload_bytes();
+                    self.compact_queues_if_stale();
+                    self.settle();
+                    return Some(entry);
+                }
+            }
+        }
+        None
+    }
+
+    /// Drops stale queue references once they outnumber live entries.
+    fn compact_queues_if_stale(&mut self) {
+        const MIN_REFERENCES: usize = 1024;
+        if self.queues.len() <= MIN_REFERENCES.max(self.table.len() * 2) {
+            return;
+        }
+        let table = &self.table;
+        self.queues.retain(|reference, kind| {
+            table
+                .find(reference.hash, |entry| {
+                    entry.hash == reference.hash
+                        && entry.queue_stamp == reference.stamp
+                        && entry.queue == kind
+                })
+                .is_some()
+        });
     }
 
     fn rebuild_expiry_if_stale(&mut self) {

@@ -1093,3 +1093,157 @@ fn collection_changes_are_recorded_with_their_resolved_effect() {
         ]
     );
 }
+
+fn bounded(
+    policy: EvictionPolicy,
+    max_keys: u64,
+    max_memory_bytes: u64,
+) -> (Engine, Arc<Namespace>) {
+    let config = EngineConfig {
+        shards_per_namespace: 1,
+        max_keys,
+        max_memory_bytes,
+        eviction_policy: policy,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_parts(config, Arc::new(ManualClock::new(START_MS)), None);
+    let ns = engine.namespace("bounded").expect("namespace");
+    (engine, ns)
+}
+
+fn put(ns: &Namespace, key: &str) {
+    ns.set(key.as_bytes(), b("v"), SetOptions::default())
+        .expect("set");
+}
+
+fn present(ns: &Namespace, keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .filter(|key| ns.describe(key.as_bytes()).expect("describe").is_some())
+        .map(|key| key.to_string())
+        .collect()
+}
+
+#[test]
+fn s3fifo_evicts_one_hit_wonders_before_keys_read_again() {
+    let (engine, ns) = bounded(EvictionPolicy::S3Fifo, 10, 0);
+    for i in 0..10 {
+        put(&ns, &format!("k{i}"));
+    }
+    // k0..k4 are read again; k5..k9 never are.
+    for i in 0..5 {
+        ns.get(format!("k{i}").as_bytes()).expect("get");
+    }
+    for i in 10..15 {
+        put(&ns, &format!("k{i}"));
+    }
+    let keys: Vec<String> = (0..15).map(|i| format!("k{i}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let kept = present(&ns, &refs);
+    assert_eq!(kept.len(), 10);
+    for reread in ["k0", "k1", "k2", "k3", "k4"] {
+        assert!(
+            kept.contains(&reread.to_string()),
+            "{reread} was read again and must stay: {kept:?}"
+        );
+    }
+    let usage = engine.budget_usage();
+    assert_eq!(usage.keys, 10);
+    assert_eq!(ns.stats().evicted_for_keys, 5);
+}
+
+#[test]
+fn lru_gives_recently_read_keys_a_second_chance() {
+    let (_, ns) = bounded(EvictionPolicy::Lru, 3, 0);
+    for key in ["a", "b", "c"] {
+        put(&ns, key);
+    }
+    ns.get(b"a").expect("get");
+    put(&ns, "d");
+    assert_eq!(
+        present(&ns, &["a", "b", "c", "d"]),
+        vec!["a", "c", "d"],
+        "b is the least recent"
+    );
+    put(&ns, "e");
+    assert_eq!(
+        present(&ns, &["a", "b", "c", "d", "e"]),
+        vec!["a", "d", "e"]
+    );
+}
+
+#[test]
+fn lfu_keeps_the_most_read_key() {
+    let (_, ns) = bounded(EvictionPolicy::Lfu, 3, 0);
+    for key in ["hot", "warm", "cold"] {
+        put(&ns, key);
+    }
+    for _ in 0..10 {
+        ns.get(b"hot").expect("get");
+    }
+    ns.get(b"warm").expect("get");
+    for key in ["x", "y", "z"] {
+        put(&ns, key);
+        ns.get(key.as_bytes()).expect("get");
+    }
+    assert!(
+        present(&ns, &["hot"]) == vec!["hot"],
+        "the most read key survives a stream of new keys"
+    );
+}
+
+#[test]
+fn noeviction_refuses_new_keys_but_serves_reads_updates_and_deletes() {
+    let (_, ns) = bounded(EvictionPolicy::NoEviction, 2, 0);
+    put(&ns, "a");
+    put(&ns, "b");
+    let refused = ns.set(b"c", b("v"), SetOptions::default());
+    assert_eq!(refused, Err(EngineError::OutOfMemory { limit: "max_keys" }));
+    assert!(matches!(
+        ns.sadd(b"s", vec![b("m")], Expiry::Keep),
+        Err(EngineError::OutOfMemory { .. })
+    ));
+    assert_eq!(ns.get(b"a").expect("get"), Some(b("v")));
+    put(&ns, "a");
+    ns.delete(&[b"b"]).expect("delete");
+    put(&ns, "c");
+    assert_eq!(ns.len(), 2);
+}
+
+#[test]
+fn a_memory_budget_holds_under_a_write_storm() {
+    let budget = 1 << 20;
+    let (engine, ns) = bounded(EvictionPolicy::S3Fifo, 0, budget);
+    let value = Bytes::from(vec![0u8; 1_000]);
+    for i in 0..5_000u32 {
+        ns.set(&i.to_be_bytes(), value.clone(), SetOptions::default())
+            .expect("set");
+        let usage = engine.budget_usage();
+        assert!(
+            usage.charged_bytes <= budget,
+            "over budget after write {i}: {usage:?}"
+        );
+    }
+    let stats = ns.stats();
+    assert!(stats.evicted_for_memory > 3_000, "{stats:?}");
+    assert!(stats.keys > 500, "the cache stays useful: {stats:?}");
+    // A collection growing past the budget evicts other keys, not itself.
+    for chunk in 0..20 {
+        let values = (0..50)
+            .map(|i| Bytes::from(format!("{chunk}-{i}-{}", "x".repeat(1_000))))
+            .collect();
+        ns.push(b"log", values, false, false, Expiry::Keep)
+            .expect("push");
+    }
+    assert!(engine.budget_usage().charged_bytes <= budget + 60_000);
+    assert_eq!(ns.llen(b"log").expect("llen"), 1_000);
+}
+
+#[test]
+fn without_limits_nothing_is_tracked_or_evicted() {
+    let (engine, ns) = bounded(EvictionPolicy::S3Fifo, 0, 0);
+    for i in 0..1_000 {
+        put(&ns, &format!("k{i}"));
+    }
+    assert_eq!(ns.len(), 1_000);
+    assert_eq!(engine.budget_usage().keys, 0);
+}

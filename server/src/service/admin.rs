@@ -58,12 +58,17 @@ impl AdminApi {
                     .collect(),
             })
             .collect();
+        let budget = engine.budget_usage();
         Ok(pb::StatsResponse {
             total: Some(namespace_stats("", &total)),
             namespaces,
             rpcs,
             uptime_ms: u64::try_from(self.state.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             server_version: env!("CARGO_PKG_VERSION").to_string(),
+            max_keys: budget.max_keys,
+            max_memory_bytes: budget.max_memory_bytes,
+            eviction_policy: budget.policy.to_string(),
+            charged_bytes: budget.charged_bytes,
         })
     }
 
@@ -102,6 +107,9 @@ fn namespace_stats(name: &str, stats: &NamespaceStats) -> pb::NamespaceStats {
         expirations: stats.expirations,
         memory_bytes: stats.memory_bytes,
         flushed: stats.flushed,
+        evictions: stats.evictions(),
+        evicted_for_keys: stats.evicted_for_keys,
+        evicted_for_memory: stats.evicted_for_memory,
     }
 }
 

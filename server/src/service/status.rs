@@ -51,6 +51,15 @@ pub(crate) fn engine_status(error: EngineError, field: Option<&str>) -> Status {
         EngineError::WrongType { .. } => precondition("WRONGTYPE", message),
         EngineError::NotAnInteger => precondition("NOT_AN_INTEGER", message),
         EngineError::IncrementOverflow => precondition("INCREMENT_OVERFLOW", message),
+        EngineError::OutOfMemory { limit } => Status::with_error_details(
+            Code::ResourceExhausted,
+            message,
+            ErrorDetails::with_error_info(
+                "OUT_OF_MEMORY",
+                ERROR_DOMAIN,
+                HashMap::from([("limit".to_string(), (*limit).to_string())]),
+            ),
+        ),
         EngineError::TooManyNamespaces { .. } => Status::with_error_details(
             Code::ResourceExhausted,
             message,

@@ -143,10 +143,21 @@ pub fn describe_table(infos: &[KeyInfo]) -> String {
 /// The `stats` report: a table per namespace with the total, then one per
 /// RPC method.
 pub fn stats_report(stats: &Stats) -> String {
+    let limit = |max: u64, show: &dyn Fn(u64) -> String| {
+        if max == 0 {
+            "none".to_owned()
+        } else {
+            show(max)
+        }
+    };
     let mut out = format!(
-        "server {}, up {}\n\n",
+        "server {}, up {}; eviction policy {}, max keys {}, max memory {} ({} charged)\n\n",
         stats.server_version,
-        duration(stats.uptime)
+        duration(stats.uptime),
+        stats.eviction_policy,
+        limit(stats.max_keys, &|n| n.to_string()),
+        limit(stats.max_memory_bytes, &size),
+        size(stats.charged_bytes),
     );
     let columns = [
         ("NAMESPACE", Align::Left),
@@ -158,6 +169,7 @@ pub fn stats_report(stats: &Stats) -> String {
         ("DELETES", Align::Right),
         ("EXPIRED", Align::Right),
         ("FLUSHED", Align::Right),
+        ("EVICTED", Align::Right),
         ("MEMORY", Align::Right),
     ];
     let row = |name: &str, ns: &NamespaceStats| {
@@ -171,6 +183,7 @@ pub fn stats_report(stats: &Stats) -> String {
             ns.deletes.to_string(),
             ns.expirations.to_string(),
             ns.flushed.to_string(),
+            (ns.evicted_for_keys + ns.evicted_for_memory).to_string(),
             size(ns.memory_bytes),
         ]
     };

@@ -1,0 +1,379 @@
+//! Which entry leaves a shard when the engine is over its key or memory
+//! budget.
+//!
+//! Every policy here keeps its order in FIFO queues of `(hash, stamp)`
+//! references beside the table, and its per-entry state in the entry itself
+//! (a frequency counter updated with a relaxed atomic on a hit, so a hit
+//! never needs the exclusive lock). A reference whose stamp no longer
+//! matches its entry is stale (the entry was deleted, expired or re-queued)
+//! and is skipped; stale references are compacted away when they pile up.
+//!
+//! - `s3fifo` (default): S3-FIFO (Yang et al., SOSP 2023). New keys enter a
+//!   small FIFO holding about 10% of the shard; those read again while there
+//!   move to the main FIFO, the rest leave at once and are remembered in a
+//!   ghost FIFO of hashes, so that a key coming back soon goes straight to
+//!   main. Main is a CLOCK with 2-bit frequencies.
+//! - `lru`: CLOCK, the second-chance approximation of LRU.
+//! - `lfu`: CLOCK with 4-bit frequency counters, which favours keys read
+//!   often over keys read recently.
+//! - `noeviction`: nothing is evicted; writes that would pass the budget fail.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hashbrown::HashMap;
+
+/// How a shard chooses what to evict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EvictionPolicy {
+    /// S3-FIFO: small, main and ghost FIFO queues.
+    #[default]
+    S3Fifo,
+    /// CLOCK approximation of least-recently-used.
+    Lru,
+    /// CLOCK with frequency counters: least-frequently-used first.
+    Lfu,
+    /// Never evict; writes over the budget fail with RESOURCE_EXHAUSTED.
+    NoEviction,
+}
+
+impl EvictionPolicy {
+    /// Every policy, in the order reports list them.
+    pub const ALL: &[EvictionPolicy] = &[
+        EvictionPolicy::S3Fifo,
+        EvictionPolicy::Lru,
+        EvictionPolicy::Lfu,
+        EvictionPolicy::NoEviction,
+    ];
+
+    /// The policy's name in configuration files and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionPolicy::S3Fifo => "s3fifo",
+            EvictionPolicy::Lru => "lru",
+            EvictionPolicy::Lfu => "lfu",
+            EvictionPolicy::NoEviction => "noeviction",
+        }
+    }
+
+    /// Highest value of an entry's frequency counter.
+    pub(crate) fn max_frequency(self) -> u8 {
+        match self {
+            EvictionPolicy::S3Fifo => 3,
+            EvictionPolicy::Lru => 1,
+            EvictionPolicy::Lfu => 15,
+            EvictionPolicy::NoEviction => 0,
+        }
+    }
+}
+
+impl fmt::Display for EvictionPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A policy name that is not one of [`EvictionPolicy::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown eviction policy {0:?}; expected s3fifo, lru, lfu or noeviction")]
+pub struct UnknownPolicy(pub String);
+
+impl FromStr for EvictionPolicy {
+    type Err = UnknownPolicy;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        EvictionPolicy::ALL
+            .iter()
+            .copied()
+            .find(|policy| policy.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| UnknownPolicy(text.to_string()))
+    }
+}
+
+/// Why an entry was evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EvictionCause {
+    /// The engine held `max_keys` keys.
+    KeyCount,
+    /// The engine held `max_memory` bytes.
+    Memory,
+}
+
+/// The engine-wide key and memory budget, shared by every shard of every
+/// namespace. Shards report what they hold after each change; a write that
+/// would pass a limit evicts from its own shard first (or, under
+/// `noeviction`, fails), so no lock is ever taken across shards.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    policy: EvictionPolicy,
+    max_keys: u64,
+    max_bytes: u64,
+    keys: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Budget {
+    pub(crate) fn new(policy: EvictionPolicy, max_keys: u64, max_bytes: u64) -> Self {
+        Self {
+            policy,
+            max_keys,
+            max_bytes,
+            keys: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// The policy, when a limit is set; `None` means nothing is tracked.
+    pub(crate) fn policy(&self) -> Option<EvictionPolicy> {
+        (self.max_keys > 0 || self.max_bytes > 0).then_some(self.policy)
+    }
+
+    /// The policy, when it evicts (a limit is set and it is not `noeviction`).
+    pub(crate) fn evicting_policy(&self) -> Option<EvictionPolicy> {
+        self.policy()
+            .filter(|policy| *policy != EvictionPolicy::NoEviction)
+    }
+
+    /// Adds a shard's change in keys and charged bytes.
+    pub(crate) fn report(&self, keys: (usize, usize), bytes: (usize, usize)) {
+        apply_delta(&self.keys, keys);
+        apply_delta(&self.bytes, bytes);
+    }
+
+    /// Which limit would be passed by adding `keys` keys and `bytes` bytes.
+    pub(crate) fn over(&self, keys: u64, bytes: u64) -> Option<EvictionCause> {
+        if self.max_keys > 0 && self.keys.load(Ordering::Relaxed) + keys > self.max_keys {
+            return Some(EvictionCause::KeyCount);
+        }
+        if self.max_bytes > 0 && self.bytes.load(Ordering::Relaxed) + bytes > self.max_bytes {
+            return Some(EvictionCause::Memory);
+        }
+        None
+    }
+
+    /// Keys and charged bytes held now.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        (
+            self.keys.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The limits: keys and bytes (0 = none).
+    pub(crate) fn limits(&self) -> (u64, u64) {
+        (self.max_keys, self.max_bytes)
+    }
+}
+
+fn apply_delta(counter: &AtomicU64, (before, after): (usize, usize)) {
+    if after > before {
+        counter.fetch_add((after - before) as u64, Ordering::Relaxed);
+    } else if before > after {
+        counter.fetch_sub((before - after) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Which queue a reference sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueKind {
+    Small,
+    Main,
+}
+
+/// A reference to an entry in a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueRef {
+    pub(crate) hash: u64,
+    pub(crate) stamp: u32,
+}
+
+/// The queues of one shard.
+#[derive(Debug, Default)]
+pub(crate) struct EvictionQueues {
+    small: VecDeque<QueueRef>,
+    main: VecDeque<QueueRef>,
+    /// Hashes of keys recently evicted from `small`, oldest first, each with
+    /// the sequence it was remembered at.
+    ghost: VecDeque<(u64, u64)>,
+    ghost_index: HashMap<u64, u64, foldhash::fast::RandomState>,
+    ghost_sequence: u64,
+    next_stamp: u32,
+}
+
+/// What the caller should do with the entry a popped reference points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Evict it.
+    Evict,
+    /// Keep it: it was moved or re-queued under this new reference.
+    Keep(QueueRef, QueueKind),
+}
+
+impl EvictionQueues {
+    fn stamp(&mut self) -> u32 {
+        self.next_stamp = self.next_stamp.wrapping_add(1);
+        self.next_stamp
+    }
+
+    /// Queues a new entry; returns its reference and queue.
+    pub(crate) fn admit(&mut self, policy: EvictionPolicy, hash: u64) -> (QueueRef, QueueKind) {
+        let stamp = self.stamp();
+        let reference = QueueRef { hash, stamp };
+        let kind = match policy {
+            EvictionPolicy::S3Fifo if self.ghost_index.remove(&hash).is_none() => QueueKind::Small,
+            _ => QueueKind::Main,
+        };
+        match kind {
+            QueueKind::Small => self.small.push_back(reference),
+            QueueKind::Main => self.main.push_back(reference),
+        }
+        (reference, kind)
+    }
+
+    /// Takes the next candidate: from `small` while it holds at least a
+    /// tenth of `live` entries (or main is empty), else from `main`.
+    pub(crate) fn next_candidate(&mut self, live: usize) -> Option<(QueueRef, QueueKind)> {
+        let small_target = (live / 10).max(1);
+        if !self.small.is_empty() && (self.small.len() >= small_target || self.main.is_empty()) {
+            return self
+                .small
+                .pop_front()
+                .map(|reference| (reference, QueueKind::Small));
+        }
+        if let Some(reference) = self.main.pop_front() {
+            return Some((reference, QueueKind::Main));
+        }
+        self.small
+            .pop_front()
+            .map(|reference| (reference, QueueKind::Small))
+    }
+
+    /// Decides about a live candidate read `frequency` times since it was
+    /// queued; returns the verdict and the entry's new frequency.
+    pub(crate) fn judge(
+        &mut self,
+        policy: EvictionPolicy,
+        hash: u64,
+        kind: QueueKind,
+        frequency: u8,
+    ) -> (Verdict, u8) {
+        match (policy, kind) {
+            (EvictionPolicy::S3Fifo, QueueKind::Small) if frequency > 0 => {
+                let reference = QueueRef {
+                    hash,
+                    stamp: self.stamp(),
+                };
+                self.main.push_back(reference);
+                (Verdict::Keep(reference, QueueKind::Main), 0)
+            }
+            (EvictionPolicy::S3Fifo, QueueKind::Small) => {
+                self.remember(hash, live_ghost_limit(self.main.len() + self.small.len()));
+                (Verdict::Evict, 0)
+            }
+            (_, _) if frequency > 0 => {
+                let reference = QueueRef {
+                    hash,
+                    stamp: self.stamp(),
+                };
+                self.main.push_back(reference);
+                (Verdict::Keep(reference, QueueKind::Main), frequency - 1)
+            }
+            _ => (Verdict::Evict, 0),
+        }
+    }
+
+    fn remember(&mut self, hash: u64, limit: usize) {
+        self.ghost_sequence += 1;
+        self.ghost.push_back((hash, self.ghost_sequence));
+        self.ghost_index.insert(hash, self.ghost_sequence);
+        while self.ghost.len() > limit {
+            if let Some((old, sequence)) = self.ghost.pop_front()
+                && self.ghost_index.get(&old) == Some(&sequence)
+            {
+                self.ghost_index.remove(&old);
+            }
+        }
+    }
+
+    /// References held, stale ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.small.len() + self.main.len()
+    }
+
+    /// Keeps only the references for which `live` says true.
+    pub(crate) fn retain(&mut self, mut live: impl FnMut(QueueRef, QueueKind) -> bool) {
+        self.small
+            .retain(|reference| live(*reference, QueueKind::Small));
+        self.main
+            .retain(|reference| live(*reference, QueueKind::Main));
+    }
+
+    /// Forgets everything.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Bytes held by the queues and the ghost.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        (self.small.capacity() + self.main.capacity()) * size_of::<QueueRef>()
+            + self.ghost.capacity() * 16
+            + self.ghost_index.capacity() * 17
+    }
+}
+
+/// The ghost remembers about as many hashes as the shard holds keys.
+fn live_ghost_limit(queued: usize) -> usize {
+    queued.max(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_from_their_names() {
+        for policy in EvictionPolicy::ALL {
+            assert_eq!(policy.as_str().parse::<EvictionPolicy>(), Ok(*policy));
+        }
+        assert_eq!("LRU".parse::<EvictionPolicy>(), Ok(EvictionPolicy::Lru));
+        assert!("random".parse::<EvictionPolicy>().is_err());
+    }
+
+    #[test]
+    fn s3fifo_promotes_reread_keys_and_remembers_evicted_ones() {
+        let mut queues = EvictionQueues::default();
+        let (_, kind) = queues.admit(EvictionPolicy::S3Fifo, 1);
+        assert_eq!(kind, QueueKind::Small);
+        let (candidate, kind) = queues.next_candidate(1).expect("candidate");
+        assert_eq!((candidate.hash, kind), (1, QueueKind::Small));
+        let (verdict, _) = queues.judge(EvictionPolicy::S3Fifo, 1, kind, 1);
+        assert!(matches!(verdict, Verdict::Keep(_, QueueKind::Main)));
+
+        queues.admit(EvictionPolicy::S3Fifo, 2);
+        let (candidate, kind) = queues.next_candidate(2).expect("candidate");
+        assert_eq!(candidate.hash, 2);
+        assert_eq!(
+            queues.judge(EvictionPolicy::S3Fifo, 2, kind, 0).0,
+            Verdict::Evict
+        );
+        // Coming back soon, it goes straight to main.
+        assert_eq!(queues.admit(EvictionPolicy::S3Fifo, 2).1, QueueKind::Main);
+    }
+
+    #[test]
+    fn clock_gives_a_second_chance() {
+        let mut queues = EvictionQueues::default();
+        queues.admit(EvictionPolicy::Lru, 1);
+        let (_, kind) = queues.next_candidate(1).expect("candidate");
+        let (verdict, frequency) = queues.judge(EvictionPolicy::Lru, 1, kind, 1);
+        assert!(matches!(verdict, Verdict::Keep(..)));
+        assert_eq!(frequency, 0);
+        let (_, kind) = queues.next_candidate(1).expect("candidate");
+        assert_eq!(
+            queues.judge(EvictionPolicy::Lru, 1, kind, 0).0,
+            Verdict::Evict
+        );
+    }
+}

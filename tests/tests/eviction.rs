@@ -1,0 +1,154 @@
+//! Memory and key budgets over real gRPC: a write storm stays within the
+//! budget while the server keeps serving, and `noeviction` refuses writes
+//! with RESOURCE_EXHAUSTED while reads go on.
+
+use bytes::Bytes;
+use shoal_proto::v1 as pb;
+use shoal_server::Config;
+use shoal_server::engine::EvictionPolicy;
+use shoal_tests::{TestServer, b, get_request, raw, set_request};
+use tonic::Code;
+
+/// A deterministic spread of value sizes from 16 bytes to 64 KiB.
+fn value_size(i: u64) -> usize {
+    let mixed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    16 << (mixed % 13)
+}
+
+#[tokio::test]
+async fn a_write_storm_of_three_times_the_budget_stays_within_it() {
+    let budget: u64 = 8 * 1024 * 1024;
+    let mut config = Config::default();
+    config.memory.max_memory = budget;
+    let server = TestServer::start_with(config).await;
+    let mut raw = raw(&server).await;
+    let mut written = 0u64;
+    let mut i = 0u64;
+    while written < 3 * budget {
+        let size = value_size(i);
+        raw.cache
+            .set(pb::SetRequest {
+                key: b(&format!("storm:{i}")),
+                value: Bytes::from(vec![b'x'; size]),
+                ..Default::default()
+            })
+            .await
+            .expect("writes keep succeeding under eviction");
+        written += size as u64;
+        i += 1;
+        if i % 256 == 0 {
+            let stats = raw
+                .admin
+                .stats(pb::StatsRequest::default())
+                .await
+                .expect("stats")
+                .into_inner();
+            assert!(
+                stats.charged_bytes <= budget,
+                "charged {} over budget {budget}",
+                stats.charged_bytes
+            );
+        }
+    }
+    let stats = raw
+        .admin
+        .stats(pb::StatsRequest::default())
+        .await
+        .expect("stats")
+        .into_inner();
+    let total = stats.total.expect("total");
+    assert!(stats.charged_bytes <= budget);
+    assert!(
+        total.memory_bytes <= budget * 2,
+        "held {} bytes for a {budget} budget",
+        total.memory_bytes
+    );
+    assert!(total.evicted_for_memory > 0 && total.evictions == total.evicted_for_memory);
+    assert_eq!(stats.max_memory_bytes, budget);
+    assert_eq!(stats.eviction_policy, "s3fifo");
+
+    // Still serving: the newest key is there, and new writes and reads work.
+    let last = raw
+        .cache
+        .get(get_request(&format!("storm:{}", i - 1)))
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(last.found);
+    raw.cache
+        .set(set_request("after", "storm"))
+        .await
+        .expect("set");
+    assert!(
+        raw.cache
+            .get(get_request("after"))
+            .await
+            .expect("get")
+            .into_inner()
+            .found
+    );
+}
+
+#[tokio::test]
+async fn noeviction_refuses_writes_over_the_limit_and_keeps_serving_reads() {
+    let mut config = Config::default();
+    config.memory.max_keys = 3;
+    config.memory.eviction_policy = EvictionPolicy::NoEviction;
+    let server = TestServer::start_with(config).await;
+    let mut raw = raw(&server).await;
+    for key in ["a", "b", "c"] {
+        raw.cache.set(set_request(key, "v")).await.expect("set");
+    }
+    let refused = raw
+        .cache
+        .set(set_request("d", "v"))
+        .await
+        .expect_err("over the key limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("max_keys"),
+        "{}",
+        refused.message()
+    );
+    let refused = raw
+        .collection
+        .s_add(pb::SAddRequest {
+            key: b("set"),
+            members: vec![b("m")],
+            ..Default::default()
+        })
+        .await
+        .expect_err("over the key limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+
+    assert!(
+        raw.cache
+            .get(get_request("a"))
+            .await
+            .expect("reads go on")
+            .into_inner()
+            .found
+    );
+    raw.cache
+        .set(set_request("a", "updated"))
+        .await
+        .expect("updates of existing keys go on");
+    raw.cache
+        .delete(pb::DeleteRequest {
+            keys: vec![b("b")],
+            ..Default::default()
+        })
+        .await
+        .expect("delete");
+    raw.cache
+        .set(set_request("d", "v"))
+        .await
+        .expect("room again after a delete");
+    let stats = raw
+        .admin
+        .stats(pb::StatsRequest::default())
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(stats.total.expect("total").evictions, 0);
+}
