@@ -88,3 +88,25 @@ pub async fn scan_all(raw: &mut Raw, request: pb::ScanRequest) -> (Vec<Bytes>, B
     }
     (keys, cursor)
 }
+
+/// Asserts that `result` failed with `code` and a message mentioning every
+/// one of `parts` (the field, the limit, ...); returns the status.
+///
+/// # Panics
+/// When it did not.
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    parts: &[&str],
+) -> tonic::Status {
+    let status = result.expect_err("request must fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    for part in parts {
+        assert!(
+            status.message().contains(part),
+            "{:?} does not mention {part:?}",
+            status.message()
+        );
+    }
+    status
+}

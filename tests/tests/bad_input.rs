@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_server::Config;
-use shoal_tests::{Raw, TestServer, b, get_request, raw, set_request, ttl};
+use shoal_tests::{Raw, TestServer, assert_status, b, get_request, raw, set_request, ttl};
 use tonic::Code;
 
 /// What the server holds, to compare before and after bad requests.
@@ -23,22 +23,6 @@ async fn snapshot(raw: &mut Raw) -> (pb::GetResponse, u64, u64) {
         .into_inner();
     let total = stats.total.expect("total");
     (got, total.keys, total.sets)
-}
-
-fn assert_status(
-    result: Result<impl std::fmt::Debug, tonic::Status>,
-    code: Code,
-    expected: &[&str],
-) {
-    let status = result.expect_err("request must fail");
-    assert_eq!(status.code(), code, "{status:?}");
-    for part in expected {
-        assert!(
-            status.message().contains(part),
-            "{:?} does not mention {part:?}",
-            status.message()
-        );
-    }
 }
 
 #[tokio::test]

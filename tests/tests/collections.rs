@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
-use shoal_tests::{Raw, TestServer, b, raw, scan_all, set_request, ttl};
+use shoal_tests::{Raw, TestServer, assert_status, b, raw, scan_all, set_request, ttl};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -232,23 +232,6 @@ async fn key_level_rpcs_work_on_collections() {
     assert_eq!(flushed.removed, 2);
 }
 
-fn assert_code<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    code: Code,
-    parts: &[&str],
-) -> tonic::Status {
-    let status = result.expect_err("must fail");
-    assert_eq!(status.code(), code, "{status:?}");
-    for part in parts {
-        assert!(
-            status.message().contains(part),
-            "{:?} lacks {part:?}",
-            status.message()
-        );
-    }
-    status
-}
-
 #[tokio::test]
 async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
     let server = TestServer::start().await;
@@ -266,7 +249,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         .await
         .expect("rpush");
 
-    let status = assert_code(
+    let status = assert_status(
         raw.collection
             .h_set(pb::HSetRequest {
                 key: b("s"),
@@ -288,12 +271,12 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
             .reason,
         "WRONGTYPE"
     );
-    assert_code(
+    assert_status(
         raw.cache.get(shoal_tests::get_request("l")).await,
         Code::FailedPrecondition,
         &["WRONGTYPE"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .l_set(pb::LSetRequest {
                 key: b("l"),
@@ -305,7 +288,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::OutOfRange,
         &["index out of range"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .l_set(pb::LSetRequest {
                 key: b("nope"),
@@ -317,7 +300,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::NotFound,
         &["no such key"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .s_add(pb::SAddRequest {
                 key: b("set"),
@@ -328,7 +311,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["member", "65537", "65536"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .h_set(pb::HSetRequest {
                 key: b("hash"),
@@ -342,7 +325,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["field", "65536"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .h_set(pb::HSetRequest {
                 key: b("hash"),
@@ -352,7 +335,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["fields", "at least 1"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .r_push(pb::RPushRequest {
                 key: b("l"),
@@ -363,7 +346,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["values", "10001", "10000"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .l_pop(pb::LPopRequest {
                 key: b("l"),
@@ -374,7 +357,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["count", "between 1 and 10000"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .s_rand_member(pb::SRandMemberRequest {
                 key: b("set"),
@@ -385,7 +368,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["count"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .l_range(pb::LRangeRequest {
                 key: b("l"),
@@ -397,7 +380,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["chunk_size", "10000"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .h_get_all(pb::HGetAllRequest {
                 key: b("hash"),
@@ -408,7 +391,7 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["projection", "unknown value 7"],
     );
-    assert_code(
+    assert_status(
         raw.collection
             .s_inter(pb::SInterRequest {
                 keys: vec![b("l")],
