@@ -157,7 +157,9 @@ impl Namespace {
         Ok(())
     }
 
-    fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
+    /// Checks a value (string, hash value or list element) against the
+    /// value size limit.
+    pub(crate) fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
         if value.len() > self.limits.max_value_bytes {
             return Err(EngineError::ValueTooLarge {
                 len: value.len(),
@@ -212,11 +214,6 @@ impl Namespace {
             });
         }
         Ok(())
-    }
-
-    /// Checks a hash value or list element against the value size limit.
-    pub(crate) fn check_element_value(&self, value: &[u8]) -> Result<(), EngineError> {
-        self.check_value(value)
     }
 
     /// Before a write that adds `extra_bytes` (and a key, when `adds_key`),

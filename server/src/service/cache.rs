@@ -31,16 +31,8 @@ impl CacheApi {
         Self { state }
     }
 
-    fn writable(&self, name: &str) -> Result<Arc<Namespace>, Status> {
-        self.state.writable(name)
-    }
-
-    fn readable(&self, name: &str) -> Result<Option<Arc<Namespace>>, Status> {
-        self.state.readable(name)
-    }
-
     fn get(&self, request: pb::GetRequest) -> Result<pb::GetResponse, Status> {
-        let Some(namespace) = self.readable(&request.namespace)? else {
+        let Some(namespace) = self.state.readable(&request.namespace)? else {
             validate::key(&self.state, &request.key)?;
             return Ok(pb::GetResponse::default());
         };
@@ -58,7 +50,7 @@ impl CacheApi {
     }
 
     fn set(&self, request: pb::SetRequest) -> Result<pb::SetResponse, Status> {
-        let namespace = self.writable(&request.namespace)?;
+        let namespace = self.state.writable(&request.namespace)?;
         let options = SetOptions {
             expiry: convert::expiry(request.expiry),
             condition: convert::condition(request.condition),
@@ -79,7 +71,7 @@ impl CacheApi {
 
     fn delete(&self, request: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
         validate::item_count("keys", request.keys.len(), 0)?;
-        let Some(namespace) = self.readable(&request.namespace)? else {
+        let Some(namespace) = self.state.readable(&request.namespace)? else {
             validate::keys(&self.state, &request.keys)?;
             return Ok(pb::DeleteResponse { deleted: 0 });
         };
@@ -93,7 +85,7 @@ impl CacheApi {
     fn describe(&self, request: pb::DescribeRequest) -> Result<pb::DescribeResponse, Status> {
         validate::item_count("keys", request.keys.len(), 0)?;
         validate::keys(&self.state, &request.keys)?;
-        let namespace = self.readable(&request.namespace)?;
+        let namespace = self.state.readable(&request.namespace)?;
         let keys = request
             .keys
             .into_iter()
@@ -116,7 +108,7 @@ impl CacheApi {
     }
 
     fn increment(&self, request: pb::IncrementRequest) -> Result<pb::IncrementResponse, Status> {
-        let namespace = self.writable(&request.namespace)?;
+        let namespace = self.state.writable(&request.namespace)?;
         let outcome = namespace
             .increment(
                 &request.key,
@@ -140,7 +132,7 @@ impl CacheApi {
             ));
         };
         let expiry = convert::expiry(Some(expiry));
-        let Some(namespace) = self.readable(&request.namespace)? else {
+        let Some(namespace) = self.state.readable(&request.namespace)? else {
             validate::key(&self.state, &request.key)?;
             return Ok(pb::UpdateTtlResponse::default());
         };
@@ -155,6 +147,7 @@ impl CacheApi {
 
     fn count(&self, request: pb::CountRequest) -> Result<pb::CountResponse, Status> {
         let keys = self
+            .state
             .readable(&request.namespace)?
             .map_or(0, |namespace| namespace.len());
         Ok(pb::CountResponse { keys })
@@ -182,7 +175,7 @@ impl CacheApi {
         };
         let filter = ScanFilter { pattern, key_type };
         let (sender, receiver) = mpsc::channel(SCAN_PAGES_IN_FLIGHT);
-        let Some(namespace) = self.readable(&request.namespace)? else {
+        let Some(namespace) = self.state.readable(&request.namespace)? else {
             if !request.cursor.is_empty() {
                 return Err(engine_status(EngineError::InvalidCursor, None));
             }

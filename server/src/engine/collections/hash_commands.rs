@@ -72,7 +72,7 @@ impl Namespace {
     ) -> Result<WriteOutcome<u64>, EngineError> {
         for (field, value) in &fields {
             self.check_element("field", field)?;
-            self.check_element_value(value)?;
+            self.check_value(value)?;
         }
         let outcome = self.write_collection(key, KeyType::Hash, true, expiry, |value| {
             let hash = as_hash_mut(value)?;

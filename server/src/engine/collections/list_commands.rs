@@ -81,7 +81,7 @@ impl Namespace {
         expiry: Expiry,
     ) -> Result<WriteOutcome<u64>, EngineError> {
         for value in &values {
-            self.check_element_value(value)?;
+            self.check_value(value)?;
         }
         let outcome =
             self.write_collection(key, KeyType::List, !only_if_exists, expiry, |value| {
@@ -193,7 +193,7 @@ impl Namespace {
     /// Invalid key or element; WRONGTYPE; [`EngineError::NoSuchKey`];
     /// [`EngineError::IndexOutOfRange`].
     pub fn lset(&self, key: &[u8], index: i64, element: Bytes) -> Result<u64, EngineError> {
-        self.check_element_value(&element)?;
+        self.check_value(&element)?;
         let outcome = self.write_collection(key, KeyType::List, false, Expiry::Keep, |value| {
             let list = as_list_mut(value)?;
             let at = resolve_index(index, list.len()).ok_or(EngineError::IndexOutOfRange)?;
