@@ -8,12 +8,15 @@ const PROTOS: &[&str] = &[
     "shoal/v1/cache.proto",
     "shoal/v1/admin.proto",
     "shoal/v1/collection.proto",
+    "shoal/v1/batch.proto",
+    "shoal/v1/watch.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
+    println!("cargo:rerun-if-changed=google/rpc/status.proto");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = protox::compile(PROTOS, ["."])?;
     std::fs::write(
@@ -24,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Values stay `bytes::Bytes` end to end: a GET hands the stored buffer
         // to the response without copying.
         .bytes(".")
+        // The standard error model comes from tonic-types, which also knows
+        // its details (BadRequest, ErrorInfo).
+        .extern_path(".google.rpc.Status", "::tonic_types::Status")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -3,6 +3,10 @@
 //! Generated from `proto/shoal/v1/*.proto`: prost messages (every `bytes`
 //! field is a [`bytes::Bytes`]), tonic clients and servers, and the encoded
 //! file descriptor set the server hands to gRPC reflection.
+//!
+//! Per-item errors in batches and pipelines are `google.rpc.Status`
+//! messages, generated as [`tonic_types::Status`] so that the richer error
+//! details of `tonic-types` apply to them as to a failed call.
 
 /// Package `shoal.v1`.
 pub mod v1 {
@@ -23,4 +27,8 @@ pub mod service_names {
     pub const ADMIN: &str = "shoal.v1.AdminService";
     /// `shoal.v1.CollectionService`.
     pub const COLLECTION: &str = "shoal.v1.CollectionService";
+    /// `shoal.v1.BatchService`.
+    pub const BATCH: &str = "shoal.v1.BatchService";
+    /// `shoal.v1.WatchService`.
+    pub const WATCH: &str = "shoal.v1.WatchService";
 }
