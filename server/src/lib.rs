@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+pub mod change_feed;
 pub mod config;
 pub mod engine;
 pub mod rpc_stats;
