@@ -1,5 +1,6 @@
 //! Command-line arguments, and their translation into client options.
 
+pub mod batches;
 pub mod collections;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shoal_client::{Condition, Expiry, KeyType, ScanOptions, SetOptions};
 
+use crate::args::batches::BatchCommand;
 use crate::args::collections::CollectionCommand;
 
 /// Command-line client for the shoal cache.
@@ -67,8 +69,10 @@ impl Cli {
     /// These arguments, after the checks clap cannot express (such as a
     /// value for every field of `hset`).
     pub fn validated(self) -> Result<Self, clap::Error> {
-        if let Command::Collection(command) = &self.command {
-            command.check()?;
+        match &self.command {
+            Command::Collection(command) => command.check()?,
+            Command::Batch(command) => command.check()?,
+            _ => {}
         }
         Ok(self)
     }
@@ -126,6 +130,9 @@ pub enum Command {
     /// Hashes, lists and sets: hset, lpush, sadd, ...
     #[command(flatten)]
     Collection(CollectionCommand),
+    /// Batches and the change feed: mget, mset, watch.
+    #[command(flatten)]
+    Batch(BatchCommand),
     /// Print the number of keys in the namespace.
     Count,
     /// Delete every key of the namespace; prints how many there were.
