@@ -83,6 +83,21 @@ pub(crate) fn item_error(status: tonic_types::Status) -> Error {
     Error::from(tonic::Status::new(code, status.message))
 }
 
+/// As [`item_error`], for an item of a batch this client split into
+/// requests: the server names the key by its place in one request
+/// (`keys[3]: ...`), which is not its place in the caller's input, so that
+/// prefix is dropped; the result's own position says which key it was.
+fn batch_item_error(mut status: tonic_types::Status) -> Error {
+    if let Some(rest) = status.message.strip_prefix("keys[") {
+        if let Some((index, message)) = rest.split_once("]: ") {
+            if index.bytes().all(|byte| byte.is_ascii_digit()) {
+                status.message = message.to_owned();
+            }
+        }
+    }
+    item_error(status)
+}
+
 impl Client {
     /// The values of many string keys, in the order given: `Ok(Some)` for a
     /// hit, `Ok(None)` for a miss, `Err` for a key that could not be read
@@ -278,7 +293,7 @@ impl Client {
                         results.push(match item.result {
                             Some(pb::delete_batch_item::Result::Existed(existed)) => Ok(existed),
                             Some(pb::delete_batch_item::Result::Error(status)) => {
-                                Err(item_error(status))
+                                Err(batch_item_error(status))
                             }
                             None => return Err(invalid_response("an item has no result")),
                         });
@@ -370,7 +385,7 @@ fn get_outcome(result: Option<pb::get_batch_item::Result>) -> Result<Result<Opti
     match result {
         Some(Item::Value(value)) => Ok(Ok(Some(value))),
         Some(Item::Miss(_)) => Ok(Ok(None)),
-        Some(Item::Error(status)) => Ok(Err(item_error(status))),
+        Some(Item::Error(status)) => Ok(Err(batch_item_error(status))),
         None => Err(invalid_response("an item has no result")),
     }
 }
@@ -384,6 +399,19 @@ pub(crate) fn invalid_response(message: impl Into<String>) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_item_errors_drop_the_request_relative_position() {
+        let status = |message: &str| tonic_types::Status {
+            code: tonic::Code::InvalidArgument as i32,
+            message: message.to_owned(),
+            details: Vec::new(),
+        };
+        let error = batch_item_error(status("keys[12]: key must not be empty"));
+        assert_eq!(error.to_string(), "invalid argument: key must not be empty");
+        let error = batch_item_error(status("keys[x]: other"));
+        assert_eq!(error.to_string(), "invalid argument: keys[x]: other");
+    }
 
     #[test]
     fn set_chunks_close_on_items_and_on_bytes() {

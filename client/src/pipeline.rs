@@ -46,7 +46,6 @@ pub struct Pipeline {
 
 /// Where one command's result will be, typed by what it returns.
 #[derive(Debug)]
-#[must_use = "take the result with PipelineResults::take"]
 pub struct Slot<T> {
     index: usize,
     decode: fn(Reply) -> Result<T>,

@@ -333,7 +333,9 @@ async fn watch_prints_events_until_its_count() {
         let endpoint = server.endpoint();
         tokio::task::spawn_blocking(move || {
             Command::new(env!("CARGO_BIN_EXE_shoal"))
-                .args(["--addr", &endpoint, "watch", "--prefix", "user:", "--count", "2"])
+                .args([
+                    "--addr", &endpoint, "watch", "--prefix", "user:", "--count", "2",
+                ])
                 .env_remove("SHOAL_NAMESPACE")
                 .output()
                 .expect("run shoal watch")
@@ -353,5 +355,8 @@ async fn watch_prints_events_until_its_count() {
     let text = String::from_utf8(output.stdout).expect("utf-8");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines.iter().all(|line| line.starts_with("set user:")), "{text}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("set user:")),
+        "{text}"
+    );
 }
