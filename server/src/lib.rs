@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod memory_limit;
 pub mod rpc_stats;
 pub mod server;
 pub mod service;
