@@ -20,6 +20,7 @@
 pub mod change_feed;
 pub mod config;
 pub mod engine;
+pub mod memory_limit;
 pub mod rpc_stats;
 pub mod server;
 pub mod service;
