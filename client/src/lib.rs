@@ -75,19 +75,32 @@
 mod builder;
 mod chunks;
 mod client;
+mod codec;
+mod compression;
 mod convert;
 mod error;
 mod hash;
 mod list;
+mod memoise;
+mod pool;
 mod retry;
 mod scan;
 mod set;
+mod single_flight;
+mod typed;
 mod types;
 
 pub use builder::{ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE};
 pub use client::Client;
+#[cfg(feature = "json")]
+pub use codec::Json;
+#[cfg(feature = "msgpack")]
+pub use codec::MsgPack;
+pub use codec::{Codec, CodecError, Raw};
+pub use compression::{Algorithm, Compression, DEFAULT_THRESHOLD, MAX_DECOMPRESSED_LEN};
 pub use error::{Error, Result};
 pub use retry::RetryPolicy;
+pub use typed::Typed;
 pub use types::{
     Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceStats,
     ParseKeyTypeError, PushOptions, RpcStats, ScanOptions, ScanPage, SetOptions, SetResult, Stats,
