@@ -69,6 +69,41 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Values of one type go through a [`Codec`] on a [`Typed`] handle ([`Raw`]
+//! bytes, [`Json`], `MsgPack` with feature `msgpack`, or your own);
+//! [`Compression`] shrinks large values for every reader; and
+//! [`get_or_insert_with`](Typed::get_or_insert_with) memoises a slow call,
+//! running one loader per key however many callers ask at once.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use serde::{Deserialize, Serialize};
+//! use shoal_client::{Client, Compression, Json};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Rates {
+//!     eur_usd: f64,
+//! }
+//!
+//! async fn fetch_rates() -> Result<Rates, std::io::Error> {
+//!     Ok(Rates { eur_usd: 1.08 }) // a slow upstream call
+//! }
+//!
+//! # async fn demo() -> shoal_client::Result<()> {
+//! let client = Client::builder()
+//!     .compression(Compression::zstd())
+//!     .connections(2)
+//!     .connect()
+//!     .await?;
+//! let rates = client.with_namespace("fx").typed::<Rates, Json>();
+//! let now = rates
+//!     .get_or_insert_with("latest", Duration::from_secs(5), fetch_rates)
+//!     .await?;
+//! println!("EUR/USD {}", now.eur_usd);
+//! # Ok(()) }
+//! ```
+//!
 //! The generated protobuf types are re-exported as [`proto`] for anything
 //! the typed API does not cover.
 
