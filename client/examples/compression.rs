@@ -28,6 +28,9 @@ const DIMENSIONS: usize = 256;
 /// Writes in flight at once.
 const CONCURRENCY: usize = 64;
 
+/// Makes one vector from a seeded generator.
+type Generator = fn(&mut StdRng) -> Vec<f32>;
+
 fn dense(rng: &mut StdRng) -> Vec<f32> {
     let normal = Normal::new(0.0f32, 1.0).expect("valid");
     let mut v: Vec<f32> = (0..DIMENSIONS).map(|_| normal.sample(rng)).collect();
@@ -45,11 +48,16 @@ fn quantised(rng: &mut StdRng) -> Vec<f32> {
 fn sparse(rng: &mut StdRng) -> Vec<f32> {
     // Shifted so that about 70% fall below zero and are cut to 0.
     let normal = Normal::new(-0.52f32, 1.0).expect("valid");
-    (0..DIMENSIONS).map(|_| normal.sample(rng).max(0.0)).collect()
+    (0..DIMENSIONS)
+        .map(|_| normal.sample(rng).max(0.0))
+        .collect()
 }
 
 fn to_bytes(v: &[f32]) -> Bytes {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>().into()
+    v.iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 /// Stores every vector under `namespace` and returns (bytes the server
@@ -112,8 +120,11 @@ async fn main() -> shoal_client::Result<()> {
         ("lz4", connect(Some(Compression::lz4())).await?),
     ];
 
-    let generators: [(&str, fn(&mut StdRng) -> Vec<f32>); 3] =
-        [("dense", dense), ("quantised", quantised), ("sparse", sparse)];
+    let generators: [(&str, Generator); 3] = [
+        ("dense", dense),
+        ("quantised", quantised),
+        ("sparse", sparse),
+    ];
     println!(
         "{VECTORS} vectors x {DIMENSIONS} f32 = {:.2} MiB of values per run\n",
         mib((VECTORS * DIMENSIONS * 4) as u64)
@@ -124,7 +135,9 @@ async fn main() -> shoal_client::Result<()> {
     );
     for (kind, generate) in generators {
         let mut rng = StdRng::seed_from_u64(7);
-        let vectors: Vec<Bytes> = (0..VECTORS).map(|_| to_bytes(&generate(&mut rng))).collect();
+        let vectors: Vec<Bytes> = (0..VECTORS)
+            .map(|_| to_bytes(&generate(&mut rng)))
+            .collect();
         let mut baseline = None;
         for (name, client) in &clients {
             let namespace = format!("compression-{kind}-{name}");

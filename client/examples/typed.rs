@@ -51,7 +51,11 @@ async fn main() -> shoal_client::Result<()> {
     let back = as_json.get("img:1").await?.expect("just stored");
     assert_eq!(back, info);
     let raw = client.get("img:1").await?.expect("just stored");
-    println!("json    {:>3} bytes: {}", raw.len(), String::from_utf8_lossy(&raw));
+    println!(
+        "json    {:>3} bytes: {}",
+        raw.len(),
+        String::from_utf8_lossy(&raw)
+    );
 
     // MessagePack: the same struct, smaller, still with field names.
     let as_msgpack = client.typed::<ImageInfo, MsgPack>();
@@ -62,7 +66,10 @@ async fn main() -> shoal_client::Result<()> {
 
     // A value written before `source` existed still reads.
     client
-        .set("img:3", r#"{"width":640,"height":480,"labels":[],"score":0.5}"#)
+        .set(
+            "img:3",
+            r#"{"width":640,"height":480,"labels":[],"score":0.5}"#,
+        )
         .await?;
     let old = as_json.get("img:3").await?.expect("just stored");
     println!("an older value reads with source = {:?}", old.source);
@@ -74,7 +81,9 @@ async fn main() -> shoal_client::Result<()> {
     }
 
     // Plain strings, with the raw codec.
-    let names = client.with_namespace("typed-example").typed::<String, Raw>();
+    let names = client
+        .with_namespace("typed-example")
+        .typed::<String, Raw>();
     names.set("owner", &"ada".to_owned()).await?;
     println!("owner: {:?}", names.get("owner").await?);
 
