@@ -11,6 +11,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
+use crate::telemetry::TracedChannel;
 
 /// Address used when none is given.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
@@ -161,6 +162,7 @@ impl ClientBuilder {
     /// A client over an existing channel, for custom transports. The
     /// endpoint, connect timeout and keepalive settings are not used.
     pub fn build_with_channel(self, channel: Channel) -> Client {
+        let channel = TracedChannel::new(channel);
         let limit = self.max_message_size;
         Client {
             cache: CacheServiceClient::new(channel.clone())

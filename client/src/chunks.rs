@@ -7,11 +7,11 @@ use std::future::Future;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 
 use crate::client::{Client, with_deadline};
 use crate::error::Result;
 use crate::retry::Idempotency;
+use crate::telemetry::TracedChannel;
 
 impl Client {
     /// One streaming read of the collection service, gathered into a `Vec`
@@ -31,7 +31,7 @@ impl Client {
     where
         Req: Clone,
         I: IntoIterator<Item = T>,
-        F: Fn(CollectionServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(CollectionServiceClient<TracedChannel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Streaming<Chunk>>, tonic::Status>>,
     {
         self.run(Idempotency::Idempotent, |timeout| {

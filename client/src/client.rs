@@ -12,13 +12,13 @@ use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use tokio::time::Instant;
 use tokio_stream::Stream;
-use tonic::transport::Channel;
 
 use crate::builder::ClientBuilder;
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::retry::{Idempotency, RetryPolicy};
 use crate::scan;
+use crate::telemetry::TracedChannel;
 use crate::types::{
     Expiry, IncrementResult, ItemMeta, KeyInfo, ScanOptions, ScanPage, SetOptions, SetResult,
     Stats, Ttl,
@@ -43,9 +43,9 @@ use crate::types::{
 /// [`sadd`](Self::sadd), ...
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) cache: CacheServiceClient<Channel>,
-    pub(crate) admin: AdminServiceClient<Channel>,
-    pub(crate) collection: CollectionServiceClient<Channel>,
+    pub(crate) cache: CacheServiceClient<TracedChannel>,
+    pub(crate) admin: AdminServiceClient<TracedChannel>,
+    pub(crate) collection: CollectionServiceClient<TracedChannel>,
     pub(crate) namespace: Arc<str>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,

@@ -82,6 +82,7 @@ mod list;
 mod retry;
 mod scan;
 mod set;
+mod telemetry;
 mod types;
 
 pub use builder::{ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE};
