@@ -159,9 +159,10 @@ impl Telemetry {
 pub fn init(config: &Config) -> Result<Telemetry, ServerError> {
     let provider = tracer_provider(&config.telemetry)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs = match config.log.format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().boxed(),
     }
     .with_filter(filter);
     let traces = provider.as_ref().map(otel_layer);
