@@ -69,6 +69,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Each call runs in a `tracing` span (`shoal.v1.CacheService/Get`, kind
+//! client) and sends that span's W3C `traceparent`, so that with a
+//! `tracing-opentelemetry` layer installed the server's spans join the
+//! caller's trace.
+//!
 //! The generated protobuf types are re-exported as [`proto`] for anything
 //! the typed API does not cover.
 

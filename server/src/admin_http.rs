@@ -2,7 +2,7 @@
 //! polls.
 //!
 //! - `GET /metrics`: every metric, in the OpenMetrics text format (see
-//!   [`metrics`](crate::metrics)).
+//!   [`crate::metrics`]).
 //! - `GET /healthz`: 200 while the process runs (liveness).
 //! - `GET /readyz`: 200 while the server takes calls, 503 once shutdown
 //!   began (readiness), exactly when the gRPC health service turns

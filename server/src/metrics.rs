@@ -2,8 +2,9 @@
 //!
 //! Nothing here counts anything: every figure is read at scrape time from
 //! where it is already kept (the engine's per-namespace statistics and
-//! budget, [`RpcStats`](crate::rpc_stats::RpcStats), [`Traffic`]
-//! (crate::traffic::Traffic), [`WatchStats`](crate::watch_stats::WatchStats)),
+//! budget, [`RpcStats`](crate::rpc_stats::RpcStats),
+//! [`Traffic`](crate::traffic::Traffic),
+//! [`WatchStats`](crate::watch_stats::WatchStats)),
 //! so the metrics and `AdminService.Stats` always agree and the request path
 //! pays for no second set of counters.
 //!

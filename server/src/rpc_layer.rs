@@ -1,6 +1,6 @@
 //! The tower layer every gRPC call passes through.
 //!
-//! It opens the call's span (see [`telemetry`](crate::telemetry)) and, once
+//! It opens the call's span (see [`crate::telemetry`]) and, once
 //! the call has ended, records its final status and latency in
 //! [`RpcStats`](crate::rpc_stats::RpcStats) and on the span. Handlers need
 //! not do anything, and services added later are covered without a change.
