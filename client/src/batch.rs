@@ -16,8 +16,8 @@ use crate::client::{Client, to_bytes, with_deadline};
 use crate::compression;
 use crate::convert;
 use crate::error::{Error, Result};
-use crate::pool::ChannelPool;
 use crate::retry::Idempotency;
+use crate::telemetry::TracedChannel;
 use crate::types::{SetOptions, SetResult};
 
 /// Keys per request when not configured: large enough to amortise a round
@@ -90,12 +90,11 @@ pub(crate) fn item_error(status: tonic_types::Status) -> Error {
 /// (`keys[3]: ...`), which is not its place in the caller's input, so that
 /// prefix is dropped; the result's own position says which key it was.
 fn batch_item_error(mut status: tonic_types::Status) -> Error {
-    if let Some(rest) = status.message.strip_prefix("keys[") {
-        if let Some((index, message)) = rest.split_once("]: ") {
-            if index.bytes().all(|byte| byte.is_ascii_digit()) {
-                status.message = message.to_owned();
-            }
-        }
+    if let Some(rest) = status.message.strip_prefix("keys[")
+        && let Some((index, message)) = rest.split_once("]: ")
+        && index.bytes().all(|byte| byte.is_ascii_digit())
+    {
+        status.message = message.to_owned();
     }
     item_error(status)
 }
@@ -351,7 +350,7 @@ fn set_chunks(
 }
 
 async fn collect_set_results(
-    batch: &mut shoal_proto::v1::batch_service_client::BatchServiceClient<ChannelPool>,
+    batch: &mut shoal_proto::v1::batch_service_client::BatchServiceClient<TracedChannel>,
     request: tonic::Request<ReceiverStream<pb::SetBatchRequest>>,
     total: usize,
 ) -> Result<Vec<Result<SetResult>>> {

@@ -15,6 +15,7 @@ use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::pool::ChannelPool;
 use crate::retry::RetryPolicy;
+use crate::telemetry::TracedChannel;
 
 /// Address used when none is given.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
@@ -229,9 +230,10 @@ impl ClientBuilder {
         self.build_with_pool(ChannelPool::new(vec![channel]))
     }
 
-    fn build_with_pool(self, channel: ChannelPool) -> Client {
+    fn build_with_pool(self, pool: ChannelPool) -> Client {
         let limit = self.max_message_size;
-        let connections = channel.len();
+        let connections = pool.len();
+        let channel = TracedChannel::new(pool);
         Client {
             cache: CacheServiceClient::new(channel.clone())
                 .max_decoding_message_size(limit)

@@ -10,8 +10,9 @@ use tonic::codec::Streaming;
 
 use crate::client::{Client, with_deadline};
 use crate::error::Result;
-use crate::pool::ChannelPool;
+
 use crate::retry::Idempotency;
+use crate::telemetry::TracedChannel;
 
 impl Client {
     /// One streaming read of the collection service, gathered into a `Vec`
@@ -31,7 +32,7 @@ impl Client {
     where
         Req: Clone,
         I: IntoIterator<Item = T>,
-        F: Fn(CollectionServiceClient<ChannelPool>, tonic::Request<Req>) -> Fut,
+        F: Fn(CollectionServiceClient<TracedChannel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Streaming<Chunk>>, tonic::Status>>,
     {
         self.run(Idempotency::Idempotent, |timeout| {

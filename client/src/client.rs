@@ -19,10 +19,11 @@ use crate::builder::ClientBuilder;
 use crate::compression::{self, Compression};
 use crate::convert;
 use crate::error::{Error, Result};
-use crate::pool::ChannelPool;
+
 use crate::retry::{Idempotency, RetryPolicy};
 use crate::scan;
 use crate::single_flight::Flights;
+use crate::telemetry::TracedChannel;
 use crate::types::{
     Expiry, IncrementResult, ItemMeta, KeyInfo, ScanOptions, ScanPage, SetOptions, SetResult,
     Stats, Ttl,
@@ -47,11 +48,11 @@ use crate::types::{
 /// [`sadd`](Self::sadd), ...
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) cache: CacheServiceClient<ChannelPool>,
-    pub(crate) admin: AdminServiceClient<ChannelPool>,
-    pub(crate) collection: CollectionServiceClient<ChannelPool>,
-    pub(crate) batch: BatchServiceClient<ChannelPool>,
-    pub(crate) watch: WatchServiceClient<ChannelPool>,
+    pub(crate) cache: CacheServiceClient<TracedChannel>,
+    pub(crate) admin: AdminServiceClient<TracedChannel>,
+    pub(crate) collection: CollectionServiceClient<TracedChannel>,
+    pub(crate) batch: BatchServiceClient<TracedChannel>,
+    pub(crate) watch: WatchServiceClient<TracedChannel>,
     pub(crate) namespace: Arc<str>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,

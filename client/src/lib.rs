@@ -104,6 +104,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Each call runs in a `tracing` span (`shoal.v1.CacheService/Get`, kind
+//! client) and sends that span's W3C `traceparent`, so that with a
+//! `tracing-opentelemetry` layer installed the server's spans join the
+//! caller's trace.
+//!
 //! The generated protobuf types are re-exported as [`proto`] for anything
 //! the typed API does not cover.
 
@@ -125,6 +130,7 @@ mod retry;
 mod scan;
 mod set;
 mod single_flight;
+mod telemetry;
 mod typed;
 mod types;
 mod watch;

@@ -28,7 +28,7 @@ use tonic::transport::channel::ResponseFuture;
 /// A fixed set of channels to one server, used round-robin. Cloning is
 /// cheap; clones share the channels and the turn counter.
 #[derive(Debug)]
-pub(crate) struct ChannelPool {
+pub struct ChannelPool {
     channels: Arc<[Channel]>,
     next: Arc<AtomicUsize>,
     /// The channel picked by `poll_ready`, which the next `call` must use:

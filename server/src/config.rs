@@ -41,7 +41,7 @@ pub enum ConfigError {
 }
 
 /// Everything the server needs to start.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
@@ -59,6 +59,10 @@ pub struct Config {
     pub watch: WatchSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The admin HTTP listener: metrics and health probes.
+    pub admin: AdminSettings,
+    /// Trace export.
+    pub telemetry: TelemetrySettings,
 }
 
 /// The `[engine]` section.
@@ -249,6 +253,51 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// The `[admin]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AdminSettings {
+    /// Address of the HTTP listener serving `/metrics`, `/healthz` and
+    /// `/readyz`; `None` (written `"off"`) for none.
+    #[serde(deserialize_with = "admin_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Parses the admin listener's address: `host:port`, or `off` for none.
+///
+/// # Errors
+/// A message naming the text when it is neither.
+pub fn parse_admin_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    match text.trim() {
+        "off" => Ok(None),
+        address => address.parse().map(Some).map_err(|_| {
+            format!("{text:?} is neither an address such as 127.0.0.1:9464 nor \"off\"")
+        }),
+    }
+}
+
+fn admin_listen<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    parse_admin_listen(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+}
+
+/// The `[telemetry]` section: OpenTelemetry trace export.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TelemetrySettings {
+    /// OTLP/gRPC endpoint spans are exported to, such as
+    /// `http://localhost:4317`; empty for no export.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Fraction of the traces started here that are recorded, 0 to 1. A call
+    /// whose caller recorded its trace is always recorded.
+    pub sampling_ratio: f64,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -273,6 +322,29 @@ impl Default for Config {
             grpc: GrpcSettings::default(),
             watch: WatchSettings::default(),
             log: LogSettings::default(),
+            admin: AdminSettings::default(),
+            telemetry: TelemetrySettings::default(),
+        }
+    }
+}
+
+/// Default admin HTTP port.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            service_name: "shoal".to_string(),
+            sampling_ratio: 1.0,
         }
     }
 }
@@ -397,6 +469,12 @@ impl Config {
         if self.watch.max_watchers == 0 {
             return invalid("watch.max_watchers", "must be at least 1");
         }
+        if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
+            return invalid("telemetry.sampling_ratio", "must be between 0 and 1");
+        }
+        if self.telemetry.service_name.is_empty() {
+            return invalid("telemetry.service_name", "must not be empty");
+        }
         Ok(())
     }
 
@@ -503,6 +581,21 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_takes_an_address_or_off() {
+        let config =
+            Config::from_toml("[admin]\nlisten = \"off\"", Path::new("x.toml")).expect("parses");
+        assert_eq!(config.admin.listen, None);
+        let config = Config::from_toml("[admin]\nlisten = \"0.0.0.0:9100\"", Path::new("x.toml"))
+            .expect("parses");
+        assert_eq!(config.admin.listen, Some("0.0.0.0:9100".parse().unwrap()));
+        assert!(Config::from_toml("[admin]\nlisten = \"on\"", Path::new("x.toml")).is_err());
+        assert_eq!(
+            Config::default().admin.listen.map(|addr| addr.to_string()),
+            Some(DEFAULT_ADMIN_LISTEN.to_string())
+        );
+    }
+
+    #[test]
     fn max_memory_as_a_percentage_resolves_or_names_the_field() {
         if cfg!(target_os = "linux") {
             let limit = crate::memory_limit::detect().expect("Linux has a limit");
@@ -517,6 +610,23 @@ mod tests {
             assert!(message.contains("memory.max_memory"), "{message}");
             assert!(message.contains(bad), "{message}");
         }
+    }
+
+    #[test]
+    fn telemetry_settings_are_checked() {
+        let text = "[telemetry]\notlp_endpoint = \"http://collector:4317\"\nsampling_ratio = 0.25";
+        let config = Config::from_toml(text, Path::new("x.toml")).expect("parses");
+        assert_eq!(config.telemetry.otlp_endpoint, "http://collector:4317");
+        assert_eq!(config.telemetry.sampling_ratio, 0.25);
+        assert_eq!(config.telemetry.service_name, "shoal");
+        let bad = Config::from_toml("[telemetry]\nsampling_ratio = 1.5", Path::new("x.toml"));
+        assert!(matches!(
+            bad,
+            Err(ConfigError::Invalid {
+                setting: "telemetry.sampling_ratio",
+                ..
+            })
+        ));
     }
 
     #[test]

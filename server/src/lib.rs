@@ -5,6 +5,10 @@
 //! - [`service`]: the `shoal.v1` gRPC services over the engine.
 //! - [`serve`] / [`run`]: a complete server with health, reflection and
 //!   graceful shutdown, as the `shoal-server` binary runs it.
+//! - [`telemetry`], [`metrics`], [`admin_http`]: logs and OpenTelemetry
+//!   traces, Prometheus metrics, and the admin HTTP listener serving them
+//!   with the health probes.
+//! - [`healthcheck`]: the probe behind `shoal-server healthcheck`.
 //! - [`testing`]: a real server on an ephemeral port, for tests.
 //!
 //! ```no_run
@@ -17,14 +21,20 @@
 //! # }
 //! ```
 
+pub mod admin_http;
 pub mod change_feed;
 pub mod config;
 pub mod engine;
+pub mod healthcheck;
 pub mod memory_limit;
+pub mod metrics;
+pub mod rpc_layer;
 pub mod rpc_stats;
 pub mod server;
 pub mod service;
+pub mod telemetry;
 pub mod testing;
+pub mod traffic;
 
 pub use config::Config;
-pub use server::{ServerError, run, serve, serve_engine};
+pub use server::{ServerError, run, serve, serve_engine, serve_listeners};

@@ -1,16 +1,56 @@
-//! `shoal-server`: runs the shoal cache server.
+//! `shoal-server`: runs the shoal cache server, or checks one's health.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use shoal_server::config::{Config, LogFormat};
 use shoal_server::engine::EvictionPolicy;
-use tracing_subscriber::EnvFilter;
 
 /// The shoal cache server: a sharded in-memory cache behind a gRPC API.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Asks a running server for its health over gRPC; exits 0 when it is
+    /// SERVING, 1 otherwise. For container health checks.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthcheckArgs {
+    /// Address of the server's gRPC listener.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Longest to wait for the connection, and again for the answer, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+/// Address of the admin listener, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        shoal_server::config::parse_admin_listen(text).map(AdminListen)
+    }
+}
+
+/// Serving flags; each overrides the configuration file.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// TOML configuration file (see server/config/shoal.example.toml).
     #[arg(long, env = "SHOAL_CONFIG")]
@@ -35,6 +75,21 @@ struct Args {
     /// Log format [default: text]. The level comes from RUST_LOG.
     #[arg(long, env = "SHOAL_LOG_FORMAT")]
     log_format: Option<LogFormat>,
+    /// Address of the admin HTTP listener (/metrics, /healthz, /readyz), or
+    /// `off` [default: 127.0.0.1:9464].
+    #[arg(long, env = "SHOAL_ADMIN_LISTEN")]
+    admin_listen: Option<AdminListen>,
+    /// OTLP/gRPC endpoint to export traces to, such as
+    /// http://localhost:4317 [default: none, no export].
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// service.name of exported traces [default: shoal].
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    otel_service_name: Option<String>,
+    /// Fraction of new traces recorded, 0 to 1; calls whose caller recorded
+    /// its trace always are [default: 1].
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG")]
+    trace_sampling_ratio: Option<f64>,
 }
 
 impl Args {
@@ -61,17 +116,20 @@ impl Args {
         if let Some(format) = self.log_format {
             config.log.format = format;
         }
+        if let Some(AdminListen(listen)) = self.admin_listen {
+            config.admin.listen = listen;
+        }
+        if let Some(endpoint) = self.otlp_endpoint {
+            config.telemetry.otlp_endpoint = endpoint;
+        }
+        if let Some(name) = self.otel_service_name {
+            config.telemetry.service_name = name;
+        }
+        if let Some(ratio) = self.trace_sampling_ratio {
+            config.telemetry.sampling_ratio = ratio;
+        }
         config.validate()?;
         Ok(config)
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -99,17 +157,43 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// Runs one health check and says what it found.
+async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    let probe =
+        shoal_server::healthcheck::probe(&args.addr, Duration::from_millis(args.timeout_ms)).await;
+    if probe.is_serving() {
+        println!("{probe}");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("unhealthy: {probe}");
+        ExitCode::FAILURE
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Args::parse().into_config() {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck(args)) = cli.command {
+        return healthcheck(args).await;
+    }
+    let config = match cli.serve.into_config() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log.format);
-    match shoal_server::run(config, shutdown_signal()).await {
+    let telemetry = match shoal_server::telemetry::init(&config) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = shoal_server::run(config, shutdown_signal()).await;
+    // Shutting the exporter down blocks until the last spans are sent.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "shoal-server failed");

@@ -1,4 +1,5 @@
-//! Listener, gRPC services, health, reflection and graceful shutdown.
+//! Listeners, gRPC services, health, reflection, metrics and graceful
+//! shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,14 +11,19 @@ use shoal_proto::v1::cache_service_server::CacheServiceServer;
 use shoal_proto::v1::collection_service_server::CollectionServiceServer;
 use shoal_proto::v1::watch_service_server::WatchServiceServer;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::admin_http::{self, Readiness};
 use crate::change_feed::ChangeFeed;
 use crate::config::Config;
 use crate::engine::{Engine, ExpirySweeper};
+use crate::metrics::Metrics;
+use crate::rpc_layer::RpcLayer;
 use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
+use crate::traffic::TrackedConnection;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +45,21 @@ pub enum ServerError {
     /// The transport failed.
     #[error("gRPC transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The OpenTelemetry span exporter could not be built.
+    #[error("cannot export traces to {endpoint}: {source}")]
+    Exporter {
+        /// The configured OTLP endpoint.
+        endpoint: String,
+        /// The cause.
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// A tracing subscriber was already installed in this process.
+    #[error("cannot install logging and tracing: {0}")]
+    Subscriber(#[from] tracing_subscriber::util::TryInitError),
 }
 
-/// Binds `config.listen` and serves until `shutdown` completes.
+/// Binds `config.listen` (and `config.admin.listen`) and serves until
+/// `shutdown` completes.
 ///
 /// # Errors
 /// See [`ServerError`].
@@ -76,12 +94,36 @@ pub async fn serve(
 }
 
 /// As [`serve`], over an engine the caller built (for example with a manual
-/// clock, or shared with in-process users).
+/// clock, or shared with in-process users). Binds the admin listener at
+/// `config.admin.listen` unless it is off.
 ///
 /// # Errors
 /// See [`ServerError`].
 pub async fn serve_engine(
     listener: TcpListener,
+    config: Config,
+    engine: Engine,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let admin = match config.admin.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    serve_listeners(listener, admin, config, engine, shutdown).await
+}
+
+/// As [`serve_engine`], with the admin listener bound by the caller (`None`
+/// for none) and `config.admin.listen` ignored. Tests bind both on port 0.
+///
+/// # Errors
+/// See [`ServerError`].
+pub async fn serve_listeners(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
     config: Config,
     engine: Engine,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -101,6 +143,15 @@ pub async fn serve_engine(
     }
     let state = ServiceState::new(engine, feed.clone(), config.grpc.max_batch_items);
     let max_message = config.max_message_bytes();
+    let readiness = Readiness::ready();
+    let admin = admin.map(|listener| {
+        tracing::info!(addr = ?listener.local_addr().ok(), "admin listener: /metrics, /healthz, /readyz");
+        tokio::spawn(admin_http::serve(
+            listener,
+            Metrics::new(state.clone()),
+            readiness.clone(),
+        ))
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CacheServiceServer<CacheApi>>().await;
@@ -125,11 +176,12 @@ pub async fn serve_engine(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let watch = WatchServiceServer::new(WatchApi::new(state.clone()));
-    let admin = AdminServiceServer::new(AdminApi::new(state))
+    let admin_api = AdminServiceServer::new(AdminApi::new(state.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
 
     let grpc = &config.grpc;
+    let request_timeout = Duration::from_secs(grpc.request_timeout_secs);
     let router = Server::builder()
         .tcp_nodelay(true)
         .max_concurrent_streams(grpc.max_concurrent_streams)
@@ -137,8 +189,8 @@ pub async fn serve_engine(
         .http2_max_header_list_size(grpc.max_header_list_size)
         .http2_keepalive_interval(Some(Duration::from_secs(grpc.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
-        .timeout(Duration::from_secs(grpc.request_timeout_secs))
-        .trace_fn(|request| tracing::debug_span!("grpc", path = %request.uri().path()))
+        .timeout(request_timeout)
+        .layer(RpcLayer::new(state.clone(), Some(request_timeout)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -146,13 +198,14 @@ pub async fn serve_engine(
         .add_service(collection)
         .add_service(batch)
         .add_service(watch)
-        .add_service(admin);
+        .add_service(admin_api);
 
     let grace = config.shutdown_grace();
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let stop_accepting = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
+        readiness.set_not_ready();
         health
             .set_service_status("", ServingStatus::NotServing)
             .await;
@@ -177,8 +230,13 @@ pub async fn serve_engine(
         let _ = drained_tx.send(());
     };
     tracing::info!(addr = ?local_addr, "shoal-server listening");
-    let serving =
-        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting);
+    let connections = {
+        let state = state.clone();
+        TcpListenerStream::new(listener).map(move |accepted| {
+            accepted.map(|stream| TrackedConnection::new(stream, state.clone()))
+        })
+    };
+    let serving = router.serve_with_incoming_shutdown(connections, stop_accepting);
     tokio::pin!(serving);
     let result = tokio::select! {
         result = &mut serving => result,
@@ -191,6 +249,10 @@ pub async fn serve_engine(
         }
     };
     drop(sweeper);
+    // Scrapes and probes have nothing to finish: stop answering them.
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     tracing::info!("shoal-server stopped");
     Ok(result?)
 }

@@ -3,7 +3,11 @@
 //!
 //! [`TestServer::start`] binds `127.0.0.1:0`, serves in the background and
 //! returns once the health service reports SERVING (polled, never a fixed
-//! sleep). Dropping the handle shuts the server down.
+//! sleep). Dropping the handle shuts the server down. Unless the
+//! configuration turns it off, the admin HTTP listener runs too, also on an
+//! ephemeral port ([`TestServer::admin_addr`]).
+//!
+//! [`TraceCollector`] receives the spans a server exports.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,6 +22,10 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::engine::Engine;
 use crate::{Config, ServerError};
 
+mod trace_collector;
+
+pub use trace_collector::TraceCollector;
+
 /// How long [`TestServer::start`] waits for the server to become healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -25,6 +33,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServerError>>>,
 }
@@ -39,7 +48,8 @@ impl TestServer {
         Self::start_with(Config::default()).await
     }
 
-    /// Starts a server with `config` (its `listen` address is ignored).
+    /// Starts a server with `config` (its `listen` address is ignored, and
+    /// so is `admin.listen` except to turn the admin listener off).
     ///
     /// # Panics
     /// As [`TestServer::start`].
@@ -57,12 +67,30 @@ impl TestServer {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
+        let admin = match config.admin.listen {
+            Some(_) => Some(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind 127.0.0.1:0"),
+            ),
+            None => None,
+        };
+        let admin_addr = admin
+            .as_ref()
+            .map(|admin| admin.local_addr().expect("local address"));
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::serve_engine(listener, config, engine, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(crate::serve_listeners(
+            listener,
+            admin,
+            config,
+            engine,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let server = Self {
             addr,
+            admin_addr,
             shutdown: Some(shutdown),
             task: Some(task),
         };
@@ -73,6 +101,12 @@ impl TestServer {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the admin HTTP listener (`/metrics`, `/healthz`,
+    /// `/readyz`); `None` when the configuration turned it off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// `http://127.0.0.1:PORT`, as clients take it.

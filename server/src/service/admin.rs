@@ -7,8 +7,9 @@ use shoal_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
 use super::status::engine_status;
-use super::{ServiceState, method};
+use super::{ServiceState, reply};
 use crate::engine::NamespaceStats;
+use crate::telemetry::record_call;
 
 /// Implementation of `AdminService` over the engine.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ impl AdminApi {
     }
 
     fn stats(&self, request: pb::StatsRequest) -> Result<pb::StatsResponse, Status> {
+        if let [namespace] = request.namespaces.as_slice() {
+            record_call(namespace, 1);
+        }
         let engine = &self.state.engine;
         let mut total = NamespaceStats::default();
         let mut namespaces = Vec::new();
@@ -47,6 +51,9 @@ impl AdminApi {
             .rpc_stats
             .snapshot()
             .into_iter()
+            // Health checks and reflection are counted too, but only in the
+            // metrics: this reply is about the shoal API.
+            .filter(|method| method.method.starts_with("/shoal."))
             .map(|method| pb::RpcStats {
                 method: method.method.to_string(),
                 calls: method.calls,
@@ -73,6 +80,7 @@ impl AdminApi {
     }
 
     fn flush(&self, request: pb::FlushRequest) -> Result<pb::FlushResponse, Status> {
+        record_call(&request.namespace, 0);
         let namespace = self
             .state
             .engine
@@ -119,28 +127,20 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        let result = AdminApi::stats(self, request.into_inner());
-        self.state.rpc_stats.observe(method::STATS, &result);
-        result.map(Response::new)
+        reply(AdminApi::stats(self, request.into_inner()))
     }
 
     async fn flush(
         &self,
         request: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
-        let result = AdminApi::flush(self, request.into_inner());
-        self.state.rpc_stats.observe(method::FLUSH, &result);
-        result.map(Response::new)
+        reply(AdminApi::flush(self, request.into_inner()))
     }
 
     async fn list_namespaces(
         &self,
         _request: Request<pb::ListNamespacesRequest>,
     ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
-        let result = Ok(self.list_namespaces());
-        self.state
-            .rpc_stats
-            .observe(method::LIST_NAMESPACES, &result);
-        result.map(Response::new)
+        Ok(Response::new(self.list_namespaces()))
     }
 }

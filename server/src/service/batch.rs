@@ -19,8 +19,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::chunks::{ResponseStream, chunk_size, stream_positions};
 use super::pipeline::Pipeline;
 use super::status::{engine_status, invalid, item_status};
-use super::{ServiceState, convert, method};
+use super::{ServiceState, convert, reply};
 use crate::engine::{Namespace, SetOptions};
+use crate::telemetry::record_call;
 
 /// SetBatch chunks applied ahead of a client that is slow to read outcomes.
 const SET_CHUNKS_IN_FLIGHT: usize = 2;
@@ -236,8 +237,9 @@ impl BatchService for BatchApi {
         &self,
         request: Request<pb::GetBatchRequest>,
     ) -> Result<Response<Self::GetBatchStream>, Status> {
-        let result = BatchApi::get_batch(self, request.into_inner());
-        self.state.finish(method::GET_BATCH, result)
+        let request = request.into_inner();
+        record_call(&request.namespace, request.keys.len());
+        reply(BatchApi::get_batch(self, request))
     }
 
     type SetBatchStream = ReceiverStream<Result<pb::SetBatchResponse, Status>>;
@@ -248,8 +250,9 @@ impl BatchService for BatchApi {
     ) -> Result<Response<Self::SetBatchStream>, Status> {
         let (sender, receiver) = mpsc::channel(SET_CHUNKS_IN_FLIGHT);
         tokio::spawn(self.clone().set_batch(request.into_inner(), sender));
-        self.state
-            .finish(method::SET_BATCH, Ok(ReceiverStream::new(receiver)))
+        // Namespaces and items arrive chunk by chunk, after the span opens:
+        // the span records neither.
+        reply(Ok(ReceiverStream::new(receiver)))
     }
 
     type DeleteBatchStream = ResponseStream<pb::DeleteBatchResponse>;
@@ -258,8 +261,9 @@ impl BatchService for BatchApi {
         &self,
         request: Request<pb::DeleteBatchRequest>,
     ) -> Result<Response<Self::DeleteBatchStream>, Status> {
-        let result = BatchApi::delete_batch(self, request.into_inner());
-        self.state.finish(method::DELETE_BATCH, result)
+        let request = request.into_inner();
+        record_call(&request.namespace, request.keys.len());
+        reply(BatchApi::delete_batch(self, request))
     }
 
     type PipelineStream = ReceiverStream<Result<pb::PipelineResponse, Status>>;
@@ -269,6 +273,6 @@ impl BatchService for BatchApi {
         request: Request<Streaming<pb::PipelineRequest>>,
     ) -> Result<Response<Self::PipelineStream>, Status> {
         let stream = Pipeline::new(Arc::clone(&self.state)).start(request.into_inner());
-        self.state.finish(method::PIPELINE, Ok(stream))
+        reply(Ok(stream))
     }
 }

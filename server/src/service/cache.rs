@@ -10,8 +10,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status::{engine_status, invalid};
-use super::{ServiceState, convert, method, validate};
+use super::{ServiceState, convert, reply, validate};
 use crate::engine::{EngineError, KeyPattern, Namespace, ScanFilter, SetOptions};
+use crate::telemetry::record_call;
 
 /// Keys per Scan page when the request does not say.
 pub const DEFAULT_SCAN_PAGE: u32 = 100;
@@ -32,6 +33,7 @@ impl CacheApi {
     }
 
     fn get(&self, request: pb::GetRequest) -> Result<pb::GetResponse, Status> {
+        record_call(&request.namespace, 1);
         let Some(namespace) = self.state.readable(&request.namespace)? else {
             validate::key(&self.state, &request.key)?;
             return Ok(pb::GetResponse::default());
@@ -50,6 +52,7 @@ impl CacheApi {
     }
 
     fn set(&self, request: pb::SetRequest) -> Result<pb::SetResponse, Status> {
+        record_call(&request.namespace, 1);
         let namespace = self.state.writable(&request.namespace)?;
         let options = SetOptions {
             expiry: convert::expiry(request.expiry),
@@ -70,6 +73,7 @@ impl CacheApi {
     }
 
     fn delete(&self, request: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
+        record_call(&request.namespace, request.keys.len());
         validate::item_count("keys", request.keys.len(), 0)?;
         let Some(namespace) = self.state.readable(&request.namespace)? else {
             validate::keys(&self.state, &request.keys)?;
@@ -83,6 +87,7 @@ impl CacheApi {
     }
 
     fn describe(&self, request: pb::DescribeRequest) -> Result<pb::DescribeResponse, Status> {
+        record_call(&request.namespace, request.keys.len());
         validate::item_count("keys", request.keys.len(), 0)?;
         validate::keys(&self.state, &request.keys)?;
         let namespace = self.state.readable(&request.namespace)?;
@@ -108,6 +113,7 @@ impl CacheApi {
     }
 
     fn increment(&self, request: pb::IncrementRequest) -> Result<pb::IncrementResponse, Status> {
+        record_call(&request.namespace, 1);
         let namespace = self.state.writable(&request.namespace)?;
         let outcome = namespace
             .increment(
@@ -125,6 +131,7 @@ impl CacheApi {
     }
 
     fn update_ttl(&self, request: pb::UpdateTtlRequest) -> Result<pb::UpdateTtlResponse, Status> {
+        record_call(&request.namespace, 1);
         let Some(expiry) = request.expiry.filter(|expiry| expiry.kind.is_some()) else {
             return Err(invalid(
                 "expiry",
@@ -146,6 +153,7 @@ impl CacheApi {
     }
 
     fn count(&self, request: pb::CountRequest) -> Result<pb::CountResponse, Status> {
+        record_call(&request.namespace, 0);
         let keys = self
             .state
             .readable(&request.namespace)?
@@ -158,6 +166,7 @@ impl CacheApi {
         &self,
         request: pb::ScanRequest,
     ) -> Result<ReceiverStream<Result<pb::ScanResponse, Status>>, Status> {
+        record_call(&request.namespace, 0);
         let page_size = match request.page_size {
             0 => DEFAULT_SCAN_PAGE,
             size if size <= MAX_SCAN_PAGE => size,
@@ -243,54 +252,42 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let result = CacheApi::get(self, request.into_inner());
-        self.state.rpc_stats.observe(method::GET, &result);
-        result.map(Response::new)
+        reply(CacheApi::get(self, request.into_inner()))
     }
 
     async fn set(
         &self,
         request: Request<pb::SetRequest>,
     ) -> Result<Response<pb::SetResponse>, Status> {
-        let result = CacheApi::set(self, request.into_inner());
-        self.state.rpc_stats.observe(method::SET, &result);
-        result.map(Response::new)
+        reply(CacheApi::set(self, request.into_inner()))
     }
 
     async fn delete(
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let result = CacheApi::delete(self, request.into_inner());
-        self.state.rpc_stats.observe(method::DELETE, &result);
-        result.map(Response::new)
+        reply(CacheApi::delete(self, request.into_inner()))
     }
 
     async fn describe(
         &self,
         request: Request<pb::DescribeRequest>,
     ) -> Result<Response<pb::DescribeResponse>, Status> {
-        let result = CacheApi::describe(self, request.into_inner());
-        self.state.rpc_stats.observe(method::DESCRIBE, &result);
-        result.map(Response::new)
+        reply(CacheApi::describe(self, request.into_inner()))
     }
 
     async fn increment(
         &self,
         request: Request<pb::IncrementRequest>,
     ) -> Result<Response<pb::IncrementResponse>, Status> {
-        let result = CacheApi::increment(self, request.into_inner());
-        self.state.rpc_stats.observe(method::INCREMENT, &result);
-        result.map(Response::new)
+        reply(CacheApi::increment(self, request.into_inner()))
     }
 
     async fn update_ttl(
         &self,
         request: Request<pb::UpdateTtlRequest>,
     ) -> Result<Response<pb::UpdateTtlResponse>, Status> {
-        let result = CacheApi::update_ttl(self, request.into_inner());
-        self.state.rpc_stats.observe(method::UPDATE_TTL, &result);
-        result.map(Response::new)
+        reply(CacheApi::update_ttl(self, request.into_inner()))
     }
 
     type ScanStream = ReceiverStream<Result<pb::ScanResponse, Status>>;
@@ -299,17 +296,13 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
-        let result = CacheApi::scan(self, request.into_inner());
-        self.state.rpc_stats.observe(method::SCAN, &result);
-        result.map(Response::new)
+        reply(CacheApi::scan(self, request.into_inner()))
     }
 
     async fn count(
         &self,
         request: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
-        let result = CacheApi::count(self, request.into_inner());
-        self.state.rpc_stats.observe(method::COUNT, &result);
-        result.map(Response::new)
+        reply(CacheApi::count(self, request.into_inner()))
     }
 }

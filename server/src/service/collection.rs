@@ -10,8 +10,9 @@ use tonic::{Request, Response, Status};
 use super::chunks::{ResponseStream, chunk_size, stream_positions};
 use super::status::{engine_status, invalid};
 use super::validate::{self, MAX_ITEMS_PER_REQUEST, item_count, pop_count};
-use super::{ServiceState, convert, method};
+use super::{ServiceState, convert, reply};
 use crate::engine::{EngineError, Namespace, SetOperation};
+use crate::telemetry::record_call;
 
 /// Implementation of `CollectionService` over the engine.
 #[derive(Debug, Clone)]
@@ -59,6 +60,7 @@ impl CollectionApi {
     }
 
     fn hset(&self, request: pb::HSetRequest) -> Result<pb::HSetResponse, Status> {
+        record_call(&request.namespace, request.fields.len());
         item_count("fields", request.fields.len(), 1)?;
         let fields = request
             .fields
@@ -76,6 +78,7 @@ impl CollectionApi {
     }
 
     fn hget(&self, request: pb::HGetRequest) -> Result<pb::HGetResponse, Status> {
+        record_call(&request.namespace, 1);
         let value = self.read(&request.namespace, &request.key, |ns| {
             ns.hget(&request.key, &request.field)
         })?;
@@ -83,6 +86,7 @@ impl CollectionApi {
     }
 
     fn hmget(&self, request: pb::HmGetRequest) -> Result<pb::HmGetResponse, Status> {
+        record_call(&request.namespace, request.fields.len());
         item_count("fields", request.fields.len(), 1)?;
         let values = self.read(&request.namespace, &request.key, |ns| {
             ns.hmget(&request.key, &request.fields)
@@ -104,6 +108,7 @@ impl CollectionApi {
         &self,
         request: pb::HGetAllRequest,
     ) -> Result<ResponseStream<pb::HGetAllResponse>, Status> {
+        record_call(&request.namespace, 1);
         let chunk = chunk_size(request.chunk_size)?;
         let projection = pb::HashProjection::try_from(request.projection).map_err(|_| {
             invalid(
@@ -146,6 +151,7 @@ impl CollectionApi {
     }
 
     fn hdel(&self, request: pb::HDelRequest) -> Result<pb::HDelResponse, Status> {
+        record_call(&request.namespace, request.fields.len());
         item_count("fields", request.fields.len(), 1)?;
         let removed = self.read(&request.namespace, &request.key, |ns| {
             ns.hdel(&request.key, &request.fields)
@@ -154,11 +160,13 @@ impl CollectionApi {
     }
 
     fn hlen(&self, request: pb::HLenRequest) -> Result<pb::HLenResponse, Status> {
+        record_call(&request.namespace, 1);
         let length = self.read(&request.namespace, &request.key, |ns| ns.hlen(&request.key))?;
         Ok(pb::HLenResponse { length })
     }
 
     fn hexists(&self, request: pb::HExistsRequest) -> Result<pb::HExistsResponse, Status> {
+        record_call(&request.namespace, 1);
         let exists = self.read(&request.namespace, &request.key, |ns| {
             ns.hexists(&request.key, &request.field)
         })?;
@@ -166,6 +174,7 @@ impl CollectionApi {
     }
 
     fn hincrby(&self, request: pb::HIncrByRequest) -> Result<pb::HIncrByResponse, Status> {
+        record_call(&request.namespace, 1);
         let expiry = convert::collection_expiry(request.expiry);
         let value = self.create(&request.namespace, |ns| {
             ns.hincrby(&request.key, &request.field, request.delta, expiry)
@@ -182,6 +191,7 @@ impl CollectionApi {
         only_if_exists: bool,
         expiry: Option<pb::Expiry>,
     ) -> Result<u64, Status> {
+        record_call(namespace, values.len());
         item_count("values", values.len(), 1)?;
         let values = values.iter().map(owned).collect();
         let expiry = convert::collection_expiry(expiry);
@@ -198,6 +208,7 @@ impl CollectionApi {
         count: Option<u32>,
         front: bool,
     ) -> Result<Vec<Bytes>, Status> {
+        record_call(namespace, 1);
         let count = pop_count(count)?;
         self.read(namespace, key, |ns| ns.pop(key, count, front))
     }
@@ -206,6 +217,7 @@ impl CollectionApi {
         &self,
         request: pb::LRangeRequest,
     ) -> Result<ResponseStream<pb::LRangeResponse>, Status> {
+        record_call(&request.namespace, 1);
         let chunk = chunk_size(request.chunk_size)?;
         let snapshot = self.read(&request.namespace, &request.key, |ns| {
             ns.list_snapshot(&request.key)
@@ -227,11 +239,13 @@ impl CollectionApi {
     }
 
     fn llen(&self, request: pb::LLenRequest) -> Result<pb::LLenResponse, Status> {
+        record_call(&request.namespace, 1);
         let length = self.read(&request.namespace, &request.key, |ns| ns.llen(&request.key))?;
         Ok(pb::LLenResponse { length })
     }
 
     fn ltrim(&self, request: pb::LTrimRequest) -> Result<pb::LTrimResponse, Status> {
+        record_call(&request.namespace, 1);
         let length = self.read(&request.namespace, &request.key, |ns| {
             ns.ltrim(&request.key, request.start, request.stop)
         })?;
@@ -239,6 +253,7 @@ impl CollectionApi {
     }
 
     fn lindex(&self, request: pb::LIndexRequest) -> Result<pb::LIndexResponse, Status> {
+        record_call(&request.namespace, 1);
         let value = self.read(&request.namespace, &request.key, |ns| {
             ns.lindex(&request.key, request.index)
         })?;
@@ -249,6 +264,7 @@ impl CollectionApi {
     }
 
     fn lset(&self, request: pb::LSetRequest) -> Result<pb::LSetResponse, Status> {
+        record_call(&request.namespace, 1);
         let Some(namespace) = self.state.readable(&request.namespace)? else {
             validate::key(&self.state, &request.key)?;
             return Err(engine(EngineError::NoSuchKey));
@@ -260,6 +276,7 @@ impl CollectionApi {
     }
 
     fn lrem(&self, request: pb::LRemRequest) -> Result<pb::LRemResponse, Status> {
+        record_call(&request.namespace, 1);
         let removed = self.read(&request.namespace, &request.key, |ns| {
             ns.lrem(&request.key, request.count, &request.value)
         })?;
@@ -267,6 +284,7 @@ impl CollectionApi {
     }
 
     fn sadd(&self, request: pb::SAddRequest) -> Result<pb::SAddResponse, Status> {
+        record_call(&request.namespace, request.members.len());
         item_count("members", request.members.len(), 1)?;
         let members = request.members.iter().map(owned).collect();
         let expiry = convert::collection_expiry(request.expiry);
@@ -279,6 +297,7 @@ impl CollectionApi {
     }
 
     fn srem(&self, request: pb::SRemRequest) -> Result<pb::SRemResponse, Status> {
+        record_call(&request.namespace, request.members.len());
         item_count("members", request.members.len(), 1)?;
         let removed = self.read(&request.namespace, &request.key, |ns| {
             ns.srem(&request.key, &request.members)
@@ -290,6 +309,7 @@ impl CollectionApi {
         &self,
         request: pb::SMembersRequest,
     ) -> Result<ResponseStream<pb::SMembersResponse>, Status> {
+        record_call(&request.namespace, 1);
         let chunk = chunk_size(request.chunk_size)?;
         let snapshot = self.read(&request.namespace, &request.key, |ns| {
             ns.smembers(&request.key)
@@ -314,6 +334,7 @@ impl CollectionApi {
         key: &Bytes,
         members: &[Bytes],
     ) -> Result<Vec<bool>, Status> {
+        record_call(namespace, members.len());
         item_count("members", members.len(), 1)?;
         let found = self.read(namespace, key, |ns| ns.smismember(key, members))?;
         Ok(if found.is_empty() {
@@ -324,6 +345,7 @@ impl CollectionApi {
     }
 
     fn scard(&self, request: pb::SCardRequest) -> Result<pb::SCardResponse, Status> {
+        record_call(&request.namespace, 1);
         let cardinality = self.read(&request.namespace, &request.key, |ns| {
             ns.scard(&request.key)
         })?;
@@ -331,6 +353,7 @@ impl CollectionApi {
     }
 
     fn spop(&self, request: pb::SPopRequest) -> Result<pb::SPopResponse, Status> {
+        record_call(&request.namespace, 1);
         let count = pop_count(request.count)?;
         let members = self.read(&request.namespace, &request.key, |ns| {
             ns.spop(&request.key, count)
@@ -342,6 +365,7 @@ impl CollectionApi {
         &self,
         request: pb::SRandMemberRequest,
     ) -> Result<pb::SRandMemberResponse, Status> {
+        record_call(&request.namespace, 1);
         let count = request.count.unwrap_or(1);
         if count.unsigned_abs() > MAX_ITEMS_PER_REQUEST as u64 {
             return Err(invalid(
@@ -367,6 +391,7 @@ impl CollectionApi {
         operation: SetOperation,
         message: impl FnMut(Vec<Bytes>) -> M + Send + 'static,
     ) -> Result<ResponseStream<M>, Status> {
+        record_call(namespace, keys.len());
         item_count("keys", keys.len(), 1)?;
         validate::keys(&self.state, keys)?;
         let chunk = chunk_size(requested_chunk)?;
@@ -395,45 +420,37 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl CollectionService for CollectionApi {
     async fn h_set(&self, request: Request<pb::HSetRequest>) -> Reply<pb::HSetResponse> {
-        self.state
-            .finish(method::HSET, self.hset(request.into_inner()))
+        reply(self.hset(request.into_inner()))
     }
 
     async fn h_get(&self, request: Request<pb::HGetRequest>) -> Reply<pb::HGetResponse> {
-        self.state
-            .finish(method::HGET, self.hget(request.into_inner()))
+        reply(self.hget(request.into_inner()))
     }
 
     async fn hm_get(&self, request: Request<pb::HmGetRequest>) -> Reply<pb::HmGetResponse> {
-        self.state
-            .finish(method::HMGET, self.hmget(request.into_inner()))
+        reply(self.hmget(request.into_inner()))
     }
 
     type HGetAllStream = ResponseStream<pb::HGetAllResponse>;
 
     async fn h_get_all(&self, request: Request<pb::HGetAllRequest>) -> Reply<Self::HGetAllStream> {
-        self.state
-            .finish(method::HGETALL, self.hgetall(request.into_inner()))
+        reply(self.hgetall(request.into_inner()))
     }
 
     async fn h_del(&self, request: Request<pb::HDelRequest>) -> Reply<pb::HDelResponse> {
-        self.state
-            .finish(method::HDEL, self.hdel(request.into_inner()))
+        reply(self.hdel(request.into_inner()))
     }
 
     async fn h_len(&self, request: Request<pb::HLenRequest>) -> Reply<pb::HLenResponse> {
-        self.state
-            .finish(method::HLEN, self.hlen(request.into_inner()))
+        reply(self.hlen(request.into_inner()))
     }
 
     async fn h_exists(&self, request: Request<pb::HExistsRequest>) -> Reply<pb::HExistsResponse> {
-        self.state
-            .finish(method::HEXISTS, self.hexists(request.into_inner()))
+        reply(self.hexists(request.into_inner()))
     }
 
     async fn h_incr_by(&self, request: Request<pb::HIncrByRequest>) -> Reply<pb::HIncrByResponse> {
-        self.state
-            .finish(method::HINCRBY, self.hincrby(request.into_inner()))
+        reply(self.hincrby(request.into_inner()))
     }
 
     async fn l_push(&self, request: Request<pb::LPushRequest>) -> Reply<pb::LPushResponse> {
@@ -448,7 +465,7 @@ impl CollectionService for CollectionApi {
                 r.expiry,
             )
             .map(|length| pb::LPushResponse { length });
-        self.state.finish(method::LPUSH, result)
+        reply(result)
     }
 
     async fn r_push(&self, request: Request<pb::RPushRequest>) -> Reply<pb::RPushResponse> {
@@ -463,7 +480,7 @@ impl CollectionService for CollectionApi {
                 r.expiry,
             )
             .map(|length| pb::RPushResponse { length });
-        self.state.finish(method::RPUSH, result)
+        reply(result)
     }
 
     async fn l_pop(&self, request: Request<pb::LPopRequest>) -> Reply<pb::LPopResponse> {
@@ -471,7 +488,7 @@ impl CollectionService for CollectionApi {
         let result = self
             .pop(&r.namespace, &r.key, r.count, true)
             .map(|values| pb::LPopResponse { values });
-        self.state.finish(method::LPOP, result)
+        reply(result)
     }
 
     async fn r_pop(&self, request: Request<pb::RPopRequest>) -> Reply<pb::RPopResponse> {
@@ -479,49 +496,41 @@ impl CollectionService for CollectionApi {
         let result = self
             .pop(&r.namespace, &r.key, r.count, false)
             .map(|values| pb::RPopResponse { values });
-        self.state.finish(method::RPOP, result)
+        reply(result)
     }
 
     type LRangeStream = ResponseStream<pb::LRangeResponse>;
 
     async fn l_range(&self, request: Request<pb::LRangeRequest>) -> Reply<Self::LRangeStream> {
-        self.state
-            .finish(method::LRANGE, self.lrange(request.into_inner()))
+        reply(self.lrange(request.into_inner()))
     }
 
     async fn l_len(&self, request: Request<pb::LLenRequest>) -> Reply<pb::LLenResponse> {
-        self.state
-            .finish(method::LLEN, self.llen(request.into_inner()))
+        reply(self.llen(request.into_inner()))
     }
 
     async fn l_trim(&self, request: Request<pb::LTrimRequest>) -> Reply<pb::LTrimResponse> {
-        self.state
-            .finish(method::LTRIM, self.ltrim(request.into_inner()))
+        reply(self.ltrim(request.into_inner()))
     }
 
     async fn l_index(&self, request: Request<pb::LIndexRequest>) -> Reply<pb::LIndexResponse> {
-        self.state
-            .finish(method::LINDEX, self.lindex(request.into_inner()))
+        reply(self.lindex(request.into_inner()))
     }
 
     async fn l_set(&self, request: Request<pb::LSetRequest>) -> Reply<pb::LSetResponse> {
-        self.state
-            .finish(method::LSET, self.lset(request.into_inner()))
+        reply(self.lset(request.into_inner()))
     }
 
     async fn l_rem(&self, request: Request<pb::LRemRequest>) -> Reply<pb::LRemResponse> {
-        self.state
-            .finish(method::LREM, self.lrem(request.into_inner()))
+        reply(self.lrem(request.into_inner()))
     }
 
     async fn s_add(&self, request: Request<pb::SAddRequest>) -> Reply<pb::SAddResponse> {
-        self.state
-            .finish(method::SADD, self.sadd(request.into_inner()))
+        reply(self.sadd(request.into_inner()))
     }
 
     async fn s_rem(&self, request: Request<pb::SRemRequest>) -> Reply<pb::SRemResponse> {
-        self.state
-            .finish(method::SREM, self.srem(request.into_inner()))
+        reply(self.srem(request.into_inner()))
     }
 
     type SMembersStream = ResponseStream<pb::SMembersResponse>;
@@ -530,8 +539,7 @@ impl CollectionService for CollectionApi {
         &self,
         request: Request<pb::SMembersRequest>,
     ) -> Reply<Self::SMembersStream> {
-        self.state
-            .finish(method::SMEMBERS, self.smembers(request.into_inner()))
+        reply(self.smembers(request.into_inner()))
     }
 
     async fn s_is_member(
@@ -544,7 +552,7 @@ impl CollectionService for CollectionApi {
             .map(|found| pb::SIsMemberResponse {
                 is_member: found.first().copied().unwrap_or(false),
             });
-        self.state.finish(method::SISMEMBER, result)
+        reply(result)
     }
 
     async fn sm_is_member(
@@ -555,25 +563,22 @@ impl CollectionService for CollectionApi {
         let result = self
             .smismember(&r.namespace, &r.key, &r.members)
             .map(|is_member| pb::SmIsMemberResponse { is_member });
-        self.state.finish(method::SMISMEMBER, result)
+        reply(result)
     }
 
     async fn s_card(&self, request: Request<pb::SCardRequest>) -> Reply<pb::SCardResponse> {
-        self.state
-            .finish(method::SCARD, self.scard(request.into_inner()))
+        reply(self.scard(request.into_inner()))
     }
 
     async fn s_pop(&self, request: Request<pb::SPopRequest>) -> Reply<pb::SPopResponse> {
-        self.state
-            .finish(method::SPOP, self.spop(request.into_inner()))
+        reply(self.spop(request.into_inner()))
     }
 
     async fn s_rand_member(
         &self,
         request: Request<pb::SRandMemberRequest>,
     ) -> Reply<pb::SRandMemberResponse> {
-        self.state
-            .finish(method::SRANDMEMBER, self.srandmember(request.into_inner()))
+        reply(self.srandmember(request.into_inner()))
     }
 
     type SInterStream = ResponseStream<pb::SInterResponse>;
@@ -587,7 +592,7 @@ impl CollectionService for CollectionApi {
             SetOperation::Intersection,
             |members| pb::SInterResponse { members },
         );
-        self.state.finish(method::SINTER, result)
+        reply(result)
     }
 
     type SUnionStream = ResponseStream<pb::SUnionResponse>;
@@ -601,7 +606,7 @@ impl CollectionService for CollectionApi {
             SetOperation::Union,
             |members| pb::SUnionResponse { members },
         );
-        self.state.finish(method::SUNION, result)
+        reply(result)
     }
 
     type SDiffStream = ResponseStream<pb::SDiffResponse>;
@@ -615,6 +620,6 @@ impl CollectionService for CollectionApi {
             SetOperation::Difference,
             |members| pb::SDiffResponse { members },
         );
-        self.state.finish(method::SDIFF, result)
+        reply(result)
     }
 }

@@ -31,6 +31,7 @@ use tonic::{Response, Status};
 use crate::change_feed::ChangeFeed;
 use crate::engine::{Engine, Namespace};
 use crate::rpc_stats::RpcStats;
+use crate::traffic::Traffic;
 use status::engine_status;
 
 /// Defines a constant per method path, and `ALL` listing them.
@@ -47,6 +48,14 @@ macro_rules! methods {
 
 /// Full paths of every method, for per-RPC statistics.
 pub mod method {
+    /// Methods of the health and reflection services served beside ours.
+    pub const INFRASTRUCTURE: &[&str] = &[
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+
     methods! {
         GET = "/shoal.v1.CacheService/Get";
         SET = "/shoal.v1.CacheService/Set";
@@ -100,7 +109,10 @@ pub mod method {
 #[derive(Debug)]
 pub struct ServiceState {
     pub(crate) engine: Engine,
+    /// Fed by the [`RpcLayer`](crate::rpc_layer::RpcLayer) for every call,
+    /// whichever service serves it.
     pub(crate) rpc_stats: RpcStats,
+    pub(crate) traffic: Traffic,
     pub(crate) started: Instant,
     /// Fans the engine's changes out to Watch streams.
     pub(crate) feed: Arc<ChangeFeed>,
@@ -112,9 +124,15 @@ impl ServiceState {
     /// State over `engine`, with fresh statistics, feeding Watch streams
     /// from `feed` (which the caller has attached to the engine).
     pub fn new(engine: Engine, feed: Arc<ChangeFeed>, max_batch_items: usize) -> Arc<Self> {
+        let methods: Vec<&'static str> = method::ALL
+            .iter()
+            .chain(method::INFRASTRUCTURE)
+            .copied()
+            .collect();
         Arc::new(Self {
             engine,
-            rpc_stats: RpcStats::new(method::ALL),
+            rpc_stats: RpcStats::new(&methods),
+            traffic: Traffic::default(),
             started: Instant::now(),
             feed,
             max_batch_items,
@@ -137,14 +155,11 @@ impl ServiceState {
             .existing_namespace(name)
             .map_err(|error| engine_status(error, None))
     }
+}
 
-    /// Counts a finished call of `method` and wraps its result.
-    pub(crate) fn finish<T>(
-        &self,
-        method: &'static str,
-        result: Result<T, Status>,
-    ) -> Result<Response<T>, Status> {
-        self.rpc_stats.observe(method, &result);
-        result.map(Response::new)
-    }
+/// Wraps a handler's result. Calls are counted by the
+/// [`RpcLayer`](crate::rpc_layer::RpcLayer) once they end, not here, so that a
+/// stream counts with its final status.
+pub(crate) fn reply<T>(result: Result<T, Status>) -> Result<Response<T>, Status> {
+    result.map(Response::new)
 }

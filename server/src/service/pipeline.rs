@@ -2,8 +2,8 @@
 //! order, each answered as soon as it has run.
 //!
 //! Every command runs through the same handler as its unary RPC, so a
-//! pipelined command validates, behaves and is counted in the per-RPC
-//! statistics exactly as if it had been called on its own.
+//! pipelined command validates and behaves exactly as if it had been called
+//! on its own. The per-RPC statistics count the Pipeline call once.
 
 use std::sync::Arc;
 

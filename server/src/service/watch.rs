@@ -12,9 +12,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status::{engine_status, invalid};
-use super::{ServiceState, method};
+use super::{ServiceState, reply};
 use crate::change_feed::{FeedError, FeedEvent, KeyChange, Next, Subscription};
 use crate::engine::resolve_namespace_name;
+use crate::telemetry::record_call;
 
 /// Most prefixes one Watch may name.
 pub const MAX_WATCH_PREFIXES: usize = 64;
@@ -213,7 +214,8 @@ impl WatchService for WatchApi {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let result = WatchApi::watch(self, request.into_inner());
-        self.state.finish(method::WATCH, result)
+        let request = request.into_inner();
+        record_call(&request.namespace, request.key_prefixes.len());
+        reply(WatchApi::watch(self, request))
     }
 }

@@ -1,0 +1,298 @@
+//! The Prometheus metrics served at `/metrics`.
+//!
+//! Nothing here counts anything: every figure is read at scrape time from
+//! where it is already kept (the engine's per-namespace statistics and
+//! budget, [`RpcStats`](crate::rpc_stats::RpcStats),
+//! [`Traffic`](crate::traffic::Traffic),
+//! the Watch [`ChangeFeed`](crate::change_feed::ChangeFeed)),
+//! so the metrics and `AdminService.Stats` always agree and the request path
+//! pays for no second set of counters.
+//!
+//! The families, in the OpenMetrics text format (a counter's samples carry
+//! the `_total` suffix):
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `shoal_build_info` | gauge (1) | `version` |
+//! | `shoal_requests_total` | counter | `service`, `method`, `code` |
+//! | `shoal_request_duration_seconds` | histogram | `service`, `method` |
+//! | `shoal_cache_hits_total`, `shoal_cache_misses_total`, `shoal_cache_sets_total` | counter | `namespace` |
+//! | `shoal_evictions_total` | counter | `namespace`, `cause` (`memory`, `keys`) |
+//! | `shoal_expirations_total` | counter | `namespace` |
+//! | `shoal_keys` | gauge | `namespace` |
+//! | `shoal_memory_used_bytes` | gauge | `namespace` |
+//! | `shoal_memory_limit_bytes` | gauge (0: no limit) | |
+//! | `shoal_keys_limit` | gauge (0: no limit) | |
+//! | `shoal_connections_open`, `shoal_streams_open` | gauge | |
+//! | `shoal_watch_subscribers` | gauge | |
+//! | `shoal_watch_resyncs_total` | counter | |
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::engine::NamespaceStats;
+use crate::rpc_stats::code_name;
+use crate::service::ServiceState;
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics of one server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// Metrics read from `state`.
+    pub fn new(state: Arc<ServiceState>) -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ServerCollector { state }));
+        Self { registry }
+    }
+
+    /// Every metric, in the OpenMetrics text format.
+    ///
+    /// # Errors
+    /// When a collector fails to write, which ours never do.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut text = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Reads the server's figures at scrape time.
+#[derive(Debug)]
+struct ServerCollector {
+    state: Arc<ServiceState>,
+}
+
+impl Collector for ServerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let state = &self.state;
+        let version = [("version", env!("CARGO_PKG_VERSION"))];
+        let mut build = encoder.encode_descriptor(
+            "shoal_build_info",
+            "The running version; always 1.",
+            None,
+            MetricType::Gauge,
+        )?;
+        build.encode_family(&version)?.encode_gauge(&1u64)?;
+
+        self.encode_requests(&mut encoder)?;
+        self.encode_engine(&mut encoder)?;
+
+        let traffic = &state.traffic;
+        gauge(
+            &mut encoder,
+            "shoal_connections_open",
+            "TCP connections open on the gRPC listener.",
+            None,
+            traffic.connections_open(),
+        )?;
+        gauge(
+            &mut encoder,
+            "shoal_streams_open",
+            "gRPC calls in flight, unary and streaming.",
+            None,
+            traffic.streams_open(),
+        )?;
+        let watch = &state.feed;
+        gauge(
+            &mut encoder,
+            "shoal_watch_subscribers",
+            "Subscribers of the Watch feed.",
+            None,
+            watch.watchers() as u64,
+        )?;
+        let mut resyncs = encoder.encode_descriptor(
+            "shoal_watch_resyncs",
+            "Watch subscribers told to resync after falling behind.",
+            None,
+            MetricType::Counter,
+        )?;
+        encode_counter(&mut resyncs, watch.resyncs())
+    }
+}
+
+impl ServerCollector {
+    fn encode_requests(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let methods = self.state.rpc_stats.snapshot();
+        let mut requests = encoder.encode_descriptor(
+            "shoal_requests",
+            "gRPC calls finished, by final status code.",
+            None,
+            MetricType::Counter,
+        )?;
+        for method in &methods {
+            for (code, count) in &method.by_code {
+                let labels = [
+                    ("service", method.service()),
+                    ("method", method.name()),
+                    ("code", code_name(*code)),
+                ];
+                encode_counter(&mut requests.encode_family(&labels)?, *count)?;
+            }
+        }
+        let mut durations = encoder.encode_descriptor(
+            "shoal_request_duration",
+            "Time from a call's arrival to its final status (a stream's last message).",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for method in &methods {
+            let labels = [("service", method.service()), ("method", method.name())];
+            let latency = &method.latency;
+            durations
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    latency.sum_seconds,
+                    latency.count,
+                    &latency.buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+
+    fn encode_engine(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let engine = &self.state.engine;
+        let namespaces: Vec<_> = engine
+            .namespaces()
+            .iter()
+            .map(|namespace| (namespace.name().to_string(), namespace.stats()))
+            .collect();
+        per_namespace(
+            encoder,
+            &namespaces,
+            "shoal_cache_hits",
+            "Reads that found their key.",
+            None,
+            MetricType::Counter,
+            |stats| stats.hits,
+        )?;
+        per_namespace(
+            encoder,
+            &namespaces,
+            "shoal_cache_misses",
+            "Reads that did not find their key.",
+            None,
+            MetricType::Counter,
+            |stats| stats.misses,
+        )?;
+        per_namespace(
+            encoder,
+            &namespaces,
+            "shoal_cache_sets",
+            "Writes that stored a value.",
+            None,
+            MetricType::Counter,
+            |stats| stats.sets,
+        )?;
+        let mut evictions = encoder.encode_descriptor(
+            "shoal_evictions",
+            "Keys evicted to stay within a limit, by the limit hit.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (namespace, stats) in &namespaces {
+            for (cause, count) in [
+                ("memory", stats.evicted_for_memory),
+                ("keys", stats.evicted_for_keys),
+            ] {
+                let labels = [("namespace", namespace.as_str()), ("cause", cause)];
+                encode_counter(&mut evictions.encode_family(&labels)?, count)?;
+            }
+        }
+        per_namespace(
+            encoder,
+            &namespaces,
+            "shoal_expirations",
+            "Keys removed because their deadline passed.",
+            None,
+            MetricType::Counter,
+            |stats| stats.expirations,
+        )?;
+        per_namespace(
+            encoder,
+            &namespaces,
+            "shoal_keys",
+            "Keys held.",
+            None,
+            MetricType::Gauge,
+            |stats| stats.keys,
+        )?;
+        per_namespace(
+            encoder,
+            &namespaces,
+            "shoal_memory_used",
+            "Bytes held for entries: payload, table slots and expiry index.",
+            Some(&Unit::Bytes),
+            MetricType::Gauge,
+            |stats| stats.memory_bytes,
+        )?;
+        let budget = engine.budget_usage();
+        gauge(
+            encoder,
+            "shoal_memory_limit",
+            "Memory budget for entries across namespaces; 0 for none.",
+            Some(&Unit::Bytes),
+            budget.max_memory_bytes,
+        )?;
+        gauge(
+            encoder,
+            "shoal_keys_limit",
+            "Most keys across namespaces; 0 for none.",
+            None,
+            budget.max_keys,
+        )
+    }
+}
+
+/// A family with one sample per namespace, read by `value`.
+fn per_namespace(
+    encoder: &mut DescriptorEncoder<'_>,
+    namespaces: &[(String, NamespaceStats)],
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    kind: MetricType,
+    value: fn(&NamespaceStats) -> u64,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, unit, kind)?;
+    for (namespace, stats) in namespaces {
+        let labels = [("namespace", namespace.as_str())];
+        let mut sample = family.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => encode_counter(&mut sample, value(stats))?,
+            _ => sample.encode_gauge(&value(stats))?,
+        }
+    }
+    Ok(())
+}
+
+/// A gauge without labels.
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: impl EncodeGaugeValue,
+) -> fmt::Result {
+    encoder
+        .encode_descriptor(name, help, unit, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
+
+/// A counter sample, without exemplar.
+fn encode_counter(encoder: &mut MetricEncoder<'_>, value: impl EncodeCounterValue) -> fmt::Result {
+    encoder.encode_counter::<NoLabelSet, _, u64>(&value, None)
+}
