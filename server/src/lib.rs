@@ -6,6 +6,8 @@
 //! - [`serve`] / [`run`]: a complete server with health, reflection and
 //!   graceful shutdown, as the `shoal-server` binary runs it.
 //! - [`testing`]: a real server on an ephemeral port, for tests.
+//! - [`noop`]: the same API with no cache behind it, a peer for benchmarks
+//!   that measures the cost of gRPC itself.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +21,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod noop;
 pub mod rpc_stats;
 pub mod server;
 pub mod service;
