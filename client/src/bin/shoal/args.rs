@@ -1,5 +1,6 @@
 //! Command-line arguments, and their translation into client options.
 
+pub mod bench;
 pub mod collections;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shoal_client::{Condition, Expiry, KeyType, ScanOptions, SetOptions};
 
+use crate::args::bench::BenchArgs;
 use crate::args::collections::CollectionCommand;
 
 /// Command-line client for the shoal cache.
@@ -67,8 +69,10 @@ impl Cli {
     /// These arguments, after the checks clap cannot express (such as a
     /// value for every field of `hset`).
     pub fn validated(self) -> Result<Self, clap::Error> {
-        if let Command::Collection(command) = &self.command {
-            command.check()?;
+        match &self.command {
+            Command::Collection(command) => command.check()?,
+            Command::Bench(bench) => bench.check()?,
+            _ => {}
         }
         Ok(self)
     }
@@ -138,6 +142,17 @@ pub enum Command {
     Stats,
     /// List the namespaces the server knows, one per line.
     Namespaces,
+    /// Generate load and report throughput and latency per test, as
+    /// redis-benchmark does.
+    ///
+    /// Each test sends -n requests with -c in flight over --connections
+    /// HTTP/2 connections and prints requests per second (and items per
+    /// second for batches) with the p50, p99, p99.9 and maximum latency.
+    /// Before get, mget, pipeline and hget it writes the whole key space
+    /// (-r keys of -d bytes), so reads hit. With --json, one object per test.
+    /// --timeout bounds the wait for the server to be up; the requests
+    /// themselves have no deadline.
+    Bench(BenchArgs),
 }
 
 /// Arguments of `set`.

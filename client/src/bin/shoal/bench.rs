@@ -1,0 +1,357 @@
+//! `shoal bench`: load generation in the manner of redis-benchmark.
+//!
+//! A test runs as `-c` workers, each a task keeping one request in flight
+//! (one Pipeline stream with `-P` commands for `pipeline`), assigned in turn
+//! to `--connections` HTTP/2 connections. The workers draw from one budget
+//! of `-n` requests and record latencies in histograms of their own, merged
+//! when the phase ends, so the hot path shares nothing but an atomic
+//! counter. The generated gRPC clients are used directly: the typed client's
+//! retries and deadlines would be measured too.
+
+mod report;
+mod workers;
+mod workload;
+
+use std::io::{IsTerminal as _, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+use shoal_client::Client;
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::args::Cli;
+use crate::args::bench::{BenchArgs, Test, Warmup};
+use crate::bench::report::Report;
+use crate::bench::workers::{Shared, Tally, Worker};
+use crate::bench::workload::{Budget, KeyPlan};
+use crate::commands::Failure;
+
+/// Keys per SetBatch chunk when preloading the key space.
+const PRELOAD_CHUNK: u64 = 1000;
+
+/// How long to wait for the server when `--timeout 0` sets no deadline.
+const DEFAULT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Runs every test of `args` against `cli.addr` and prints one report per
+/// test.
+///
+/// # Errors
+/// When the server cannot be reached, preloading fails, or any request of a
+/// test failed (after every report has been printed).
+pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let bench = Bench {
+        channels: connect(cli, args).await?,
+        namespace: cli.namespace.clone(),
+        value: Bytes::from(vec![b'x'; args.value_size]),
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+        args,
+    };
+    let mut strings_loaded = false;
+    let mut hashes_loaded = false;
+    let mut failures = Vec::new();
+    for &test in &args.tests {
+        match test {
+            Test::Get | Test::Mget | Test::Pipeline if !strings_loaded => {
+                bench.preload_strings().await?;
+                strings_loaded = true;
+            }
+            Test::Hget if !hashes_loaded => {
+                bench.preload_hashes().await?;
+                hashes_loaded = true;
+            }
+            _ => {}
+        }
+        let report = bench.measure(test).await;
+        if test == Test::Delete {
+            strings_loaded = false;
+        }
+        if cli.json {
+            serde_json::to_writer(&mut *out, &report.json(args)).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{}", report.line())?;
+        }
+        out.flush()?;
+        if let Some(status) = &report.tally.first_error {
+            failures.push(format!(
+                "{test}: {} errors, the first {}",
+                report.tally.errors,
+                report::describe(status)
+            ));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Bench(format!(
+            "requests failed: {}",
+            failures.join("; ")
+        )))
+    }
+}
+
+/// Connects `--connections` channels once the server reports SERVING.
+async fn connect(cli: &Cli, args: &BenchArgs) -> Result<Vec<Channel>, Failure> {
+    let patience = cli.deadline().unwrap_or(DEFAULT_PATIENCE);
+    let builder = Client::builder()
+        .endpoint(&cli.addr)
+        .connect_timeout(patience);
+    // A server started a moment ago may not listen, or not serve, yet:
+    // scripts start one and run the benchmark right after.
+    let deadline = Instant::now() + patience;
+    let first = loop {
+        let retry = match builder.connect_channel().await {
+            Ok(channel) => match serving(channel.clone()).await {
+                Ok(()) => break channel,
+                Err(status) => Failure::Bench(format!(
+                    "the server at {} is not serving: {}",
+                    cli.addr,
+                    status.message()
+                )),
+            },
+            Err(error) => Failure::Client(error),
+        };
+        if Instant::now() >= deadline {
+            return Err(retry);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut channels = vec![first];
+    for _ in 1..args.connections {
+        channels.push(builder.connect_channel().await?);
+    }
+    Ok(channels)
+}
+
+/// Asks the standard health service; a server without one is taken as
+/// serving, so any implementation of the API can be measured.
+async fn serving(channel: Channel) -> Result<(), Status> {
+    let check = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    match check.map(|r| ServingStatus::try_from(r.into_inner().status)) {
+        Ok(Ok(ServingStatus::Serving)) => Ok(()),
+        Ok(status) => Err(Status::unavailable(format!("health is {status:?}"))),
+        Err(status) if status.code() == Code::Unimplemented => Ok(()),
+        Err(status) => Err(status),
+    }
+}
+
+/// Settings shared by every phase of a run.
+struct Bench<'a> {
+    channels: Vec<Channel>,
+    namespace: String,
+    value: Bytes,
+    progress: bool,
+    args: &'a BenchArgs,
+}
+
+impl Bench<'_> {
+    /// The warmup, then the measured run, of `test`.
+    async fn measure(&self, test: Test) -> Report {
+        let args = self.args;
+        let depth = match test {
+            Test::Mget | Test::Mset | Test::Pipeline => args.depth,
+            _ => 1,
+        };
+        let plan = KeyPlan::Random {
+            keyspace: args.keyspace,
+            distribution: args.distribution,
+            exponent: args.zipf_exponent,
+        };
+        let salt = 1 + Test::ALL.iter().position(|&t| t == test).unwrap_or(0) as u64;
+        if !args.warmup.is_none() {
+            let budget = match args.warmup {
+                Warmup::Requests(n) => Budget::count(n),
+                Warmup::Time(duration) => Budget::time(duration),
+            };
+            let label = format!("{test} warmup");
+            self.phase(
+                test,
+                plan,
+                depth,
+                budget,
+                args.concurrency,
+                salt << 40,
+                &label,
+            )
+            .await;
+        }
+        let (tally, elapsed) = self
+            .phase(
+                test,
+                plan,
+                depth,
+                Budget::count(args.requests),
+                args.concurrency,
+                salt << 48,
+                test.name(),
+            )
+            .await;
+        Report {
+            test,
+            depth,
+            elapsed,
+            tally,
+        }
+    }
+
+    /// Writes every string key of the key space, so that reads hit: with
+    /// SetBatch, or unary Sets when the server has no BatchService.
+    async fn preload_strings(&self) -> Result<(), Failure> {
+        let keyspace = self.args.keyspace;
+        let chunk = PRELOAD_CHUNK.min(keyspace);
+        let batches = keyspace.div_ceil(chunk);
+        let plan = KeyPlan::Sequential { keyspace };
+        let workers = u64::from(self.args.concurrency).min(batches) as u32;
+        let (tally, _) = self
+            .phase(
+                Test::Mset,
+                plan,
+                chunk as u32,
+                Budget::count(batches),
+                workers,
+                0,
+                "preload",
+            )
+            .await;
+        let unimplemented = tally
+            .first_error
+            .as_ref()
+            .is_some_and(|status| status.code() == Code::Unimplemented);
+        let tally = if unimplemented {
+            let workers = u64::from(self.args.concurrency).min(keyspace) as u32;
+            self.phase(
+                Test::Set,
+                plan,
+                1,
+                Budget::count(keyspace),
+                workers,
+                0,
+                "preload",
+            )
+            .await
+            .0
+        } else {
+            tally
+        };
+        preloaded(&tally, keyspace, "string keys")
+    }
+
+    /// Writes the field that hget reads into every hash of the key space.
+    async fn preload_hashes(&self) -> Result<(), Failure> {
+        let keyspace = self.args.keyspace;
+        let workers = u64::from(self.args.concurrency).min(keyspace) as u32;
+        let (tally, _) = self
+            .phase(
+                Test::Hset,
+                KeyPlan::Sequential { keyspace },
+                1,
+                Budget::count(keyspace),
+                workers,
+                0,
+                "preload",
+            )
+            .await;
+        preloaded(&tally, keyspace, "hashes")
+    }
+
+    /// Runs `workers` workers of `test` until `budget` is spent; returns
+    /// what they measured and how long it took.
+    #[allow(clippy::too_many_arguments)]
+    async fn phase(
+        &self,
+        test: Test,
+        plan: KeyPlan,
+        depth: u32,
+        budget: Budget,
+        workers: u32,
+        seed: u64,
+        label: &str,
+    ) -> (Tally, Duration) {
+        let bar = self.progress_bar(label, &budget);
+        let shared = Arc::new(Shared {
+            budget,
+            done: AtomicU64::new(0),
+        });
+        let start = Instant::now();
+        let mut tasks = JoinSet::new();
+        for i in 0..workers as usize {
+            let worker = Worker {
+                channel: self.channels[i % self.channels.len()].clone(),
+                namespace: self.namespace.clone(),
+                ids: plan.ids(seed + i as u64),
+                value: self.value.clone(),
+                depth: depth as usize,
+                shared: Arc::clone(&shared),
+            };
+            tasks.spawn(worker.run(test));
+        }
+        let mut tally = Tally::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    Some(Ok(worker)) => tally.merge(worker),
+                    Some(Err(error)) => std::panic::resume_unwind(error.into_panic()),
+                    None => break,
+                },
+                _ = tick.tick() => match &shared.budget {
+                    Budget::Count { .. } => bar.set_position(shared.done.load(Ordering::Relaxed)),
+                    Budget::Until { .. } => bar.set_position(start.elapsed().as_millis() as u64),
+                },
+            }
+        }
+        let elapsed = start.elapsed();
+        bar.finish_and_clear();
+        (tally, elapsed)
+    }
+
+    /// A bar on stderr counting requests (or milliseconds of a timed
+    /// warmup); hidden with --quiet or when stderr is not a terminal.
+    fn progress_bar(&self, label: &str, budget: &Budget) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let (length, template) = match budget {
+            Budget::Count { limit, .. } => (
+                *limit,
+                "{prefix:>14} [{bar:40}] {human_pos}/{human_len} {per_sec:>12} eta {eta}",
+            ),
+            Budget::Until { deadline, .. } => (
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis() as u64,
+                "{prefix:>14} [{bar:40}] {elapsed}",
+            ),
+        };
+        let style = ProgressStyle::with_template(template)
+            .expect("valid progress template")
+            .progress_chars("=> ");
+        ProgressBar::new(length)
+            .with_style(style)
+            .with_prefix(label.to_owned())
+    }
+}
+
+/// Fails when a preload phase had errors: the reads would measure misses.
+fn preloaded(tally: &Tally, keyspace: u64, what: &str) -> Result<(), Failure> {
+    match &tally.first_error {
+        None => Ok(()),
+        Some(status) => Err(Failure::Bench(format!(
+            "preloading {keyspace} {what} failed ({} errors, the first {})",
+            tally.errors,
+            report::describe(status)
+        ))),
+    }
+}
