@@ -55,6 +55,8 @@ pub struct Config {
     pub expiry: ExpirySettings,
     /// HTTP/2 and gRPC limits.
     pub grpc: GrpcSettings,
+    /// The change feed.
+    pub watch: WatchSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -153,6 +155,21 @@ pub struct GrpcSettings {
     pub request_timeout_secs: u64,
     /// Seconds in-flight calls get to finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Most keys one GetBatch or DeleteBatch request, or one SetBatch chunk,
+    /// may name.
+    pub max_batch_items: usize,
+}
+
+/// The `[watch]` section: the change feed behind `WatchService`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WatchSettings {
+    /// Events buffered per watched namespace; a watcher further behind gets
+    /// a resync event instead of more server memory.
+    pub buffer_events: usize,
+    /// Watch streams open at once, over all namespaces.
+    pub max_watchers: usize,
 }
 
 /// The `[log]` section.
@@ -186,6 +203,7 @@ impl Default for Config {
             memory: MemorySettings::default(),
             expiry: ExpirySettings::default(),
             grpc: GrpcSettings::default(),
+            watch: WatchSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -221,6 +239,16 @@ impl Default for GrpcSettings {
             keepalive_timeout_secs: 10,
             request_timeout_secs: 60,
             shutdown_grace_secs: 10,
+            max_batch_items: 10_000,
+        }
+    }
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            buffer_events: 4096,
+            max_watchers: 1024,
         }
     }
 }
@@ -291,6 +319,15 @@ impl Config {
         }
         if self.grpc.request_timeout_secs == 0 {
             return invalid("grpc.request_timeout_secs", "must be at least 1");
+        }
+        if !(1..=1_000_000).contains(&self.grpc.max_batch_items) {
+            return invalid("grpc.max_batch_items", "must be between 1 and 1000000");
+        }
+        if !(16..=1 << 20).contains(&self.watch.buffer_events) {
+            return invalid("watch.buffer_events", "must be between 16 and 1048576");
+        }
+        if self.watch.max_watchers == 0 {
+            return invalid("watch.max_watchers", "must be at least 1");
         }
         Ok(())
     }

@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod change_feed;
 pub mod config;
 pub mod engine;
 pub mod noop;

@@ -5,16 +5,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_proto::v1::admin_service_server::AdminServiceServer;
+use shoal_proto::v1::batch_service_server::BatchServiceServer;
 use shoal_proto::v1::cache_service_server::CacheServiceServer;
 use shoal_proto::v1::collection_service_server::CollectionServiceServer;
+use shoal_proto::v1::watch_service_server::WatchServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::change_feed::ChangeFeed;
 use crate::config::Config;
 use crate::engine::{Engine, ExpirySweeper};
-use crate::service::{AdminApi, CacheApi, CollectionApi, ServiceState};
+use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +92,14 @@ pub async fn serve_engine(
         Duration::from_millis(config.expiry.sweep_interval_ms),
     )
     .map_err(ServerError::Sweeper)?;
-    let state = ServiceState::new(engine);
+    let feed = ChangeFeed::new(config.watch.buffer_events, config.watch.max_watchers);
+    if !engine.attach_sink(feed.clone()) {
+        // An embedder's engine that already reports its changes elsewhere:
+        // Watch streams then get UNAVAILABLE rather than a silent feed.
+        tracing::warn!("the engine already has a change sink; Watch is unavailable");
+        feed.close();
+    }
+    let state = ServiceState::new(engine, feed.clone(), config.grpc.max_batch_items);
     let max_message = config.max_message_bytes();
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -98,6 +108,8 @@ pub async fn serve_engine(
     health
         .set_serving::<CollectionServiceServer<CollectionApi>>()
         .await;
+    health.set_serving::<BatchServiceServer<BatchApi>>().await;
+    health.set_serving::<WatchServiceServer<WatchApi>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let reflection_v1 = reflection().build_v1()?;
@@ -109,6 +121,10 @@ pub async fn serve_engine(
     let collection = CollectionServiceServer::new(CollectionApi::new(state.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let batch = BatchServiceServer::new(BatchApi::new(state.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let watch = WatchServiceServer::new(WatchApi::new(state.clone()));
     let admin = AdminServiceServer::new(AdminApi::new(state))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
@@ -128,6 +144,8 @@ pub async fn serve_engine(
         .add_service(reflection_v1alpha)
         .add_service(cache)
         .add_service(collection)
+        .add_service(batch)
+        .add_service(watch)
         .add_service(admin);
 
     let grace = config.shutdown_grace();
@@ -144,6 +162,18 @@ pub async fn serve_engine(
         health
             .set_not_serving::<AdminServiceServer<AdminApi>>()
             .await;
+        health
+            .set_not_serving::<CollectionServiceServer<CollectionApi>>()
+            .await;
+        health
+            .set_not_serving::<BatchServiceServer<BatchApi>>()
+            .await;
+        health
+            .set_not_serving::<WatchServiceServer<WatchApi>>()
+            .await;
+        // Watch streams never end on their own: end them so that draining
+        // finishes and watchers reconnect to another server.
+        feed.close();
         let _ = drained_tx.send(());
     };
     tracing::info!(addr = ?local_addr, "shoal-server listening");

@@ -4,8 +4,10 @@
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
+use shoal_proto::v1::batch_service_client::BatchServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
+use shoal_proto::v1::watch_service_client::WatchServiceClient;
 pub use shoal_server::testing::TestServer;
 use tonic::transport::Channel;
 
@@ -18,6 +20,10 @@ pub struct Raw {
     pub admin: AdminServiceClient<Channel>,
     /// `CollectionService`.
     pub collection: CollectionServiceClient<Channel>,
+    /// `BatchService`.
+    pub batch: BatchServiceClient<Channel>,
+    /// `WatchService`.
+    pub watch: WatchServiceClient<Channel>,
 }
 
 /// Connects raw clients to `server`, allowing messages as large as the server's.
@@ -38,9 +44,13 @@ pub async fn raw(server: &TestServer) -> Raw {
         admin: AdminServiceClient::new(channel.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
-        collection: CollectionServiceClient::new(channel)
+        collection: CollectionServiceClient::new(channel.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
+        batch: BatchServiceClient::new(channel.clone())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        watch: WatchServiceClient::new(channel),
     }
 }
 

@@ -6,7 +6,7 @@
 //! its resulting value), so replaying records reproduces the keyspace without
 //! re-running commands.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -134,4 +134,31 @@ pub trait ChangeSink: Send + Sync + 'static {
     fn record(&self, change: ChangeRecord);
     /// A namespace was flushed.
     fn flushed(&self, flush: FlushRecord);
+}
+
+/// Where a namespace sends its change records. Filled at most once, when the
+/// engine is built or when a server attaches its change feed, and read on
+/// every mutation without a lock.
+#[derive(Default)]
+pub(crate) struct SinkSlot(OnceLock<Arc<dyn ChangeSink>>);
+
+impl SinkSlot {
+    /// A slot holding `sink`, if any.
+    pub(crate) fn new(sink: Option<Arc<dyn ChangeSink>>) -> Self {
+        let slot = Self::default();
+        if let Some(sink) = sink {
+            let _ = slot.0.set(sink);
+        }
+        slot
+    }
+
+    /// The sink, once one is attached.
+    pub(crate) fn get(&self) -> Option<&Arc<dyn ChangeSink>> {
+        self.0.get()
+    }
+
+    /// Attaches `sink`; false when one was already attached.
+    pub(crate) fn attach(&self, sink: Arc<dyn ChangeSink>) -> bool {
+        self.0.set(sink).is_ok()
+    }
 }

@@ -128,7 +128,7 @@ pub struct Engine {
 struct EngineInner {
     config: EngineConfig,
     clock: Arc<dyn Clock>,
-    sink: Option<Arc<dyn ChangeSink>>,
+    sink: Arc<change::SinkSlot>,
     namespaces: RwLock<HashMap<Arc<str>, Arc<Namespace>>>,
     cursor_epoch: u64,
     budget: Arc<eviction::Budget>,
@@ -165,11 +165,20 @@ impl Engine {
                 )),
                 config,
                 clock,
-                sink,
+                sink: Arc::new(change::SinkSlot::new(sink)),
                 namespaces: RwLock::new(HashMap::new()),
                 cursor_epoch: RandomState::new().hash_one(std::process::id()),
             }),
         }
+    }
+
+    /// Sends a [`ChangeRecord`] for every later mutation to `sink`, for an
+    /// engine built without one (a server attaches its change feed this
+    /// way). Returns false, and changes nothing, when a sink is already
+    /// attached: records go to exactly one sink, which may fan out.
+    #[must_use = "a false return means the sink receives nothing"]
+    pub fn attach_sink(&self, sink: Arc<dyn ChangeSink>) -> bool {
+        self.inner.sink.attach(sink)
     }
 
     /// The engine's settings.
@@ -212,7 +221,7 @@ impl Engine {
             self.inner.config.shard_count(),
             limits,
             Arc::clone(&self.inner.clock),
-            self.inner.sink.clone(),
+            Arc::clone(&self.inner.sink),
             self.inner.cursor_epoch,
             Arc::clone(&self.inner.budget),
         ));
@@ -279,6 +288,16 @@ pub struct BudgetUsage {
     pub max_memory_bytes: u64,
     /// The eviction policy.
     pub policy: EvictionPolicy,
+}
+
+/// The name a namespace is known by (and reported under in change records):
+/// `name` itself, or [`DEFAULT_NAMESPACE`] for the empty name.
+///
+/// # Errors
+/// [`EngineError::InvalidNamespace`] for a bad name.
+pub fn resolve_namespace_name(name: &str) -> Result<&str, EngineError> {
+    validate_namespace(name)?;
+    Ok(canonical_namespace(name))
 }
 
 /// Maps the empty name to [`DEFAULT_NAMESPACE`].

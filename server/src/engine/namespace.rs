@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::change::{ChangeKind, ChangeRecord, ChangeSink, CollectionChange, FlushRecord};
+use super::change::{ChangeKind, ChangeRecord, CollectionChange, FlushRecord, SinkSlot};
 use super::deadline::Deadline;
 use super::eviction::{Budget, EvictionCause, EvictionPolicy};
 use super::integer::{format_i64, parse_i64};
@@ -82,7 +82,7 @@ pub struct Namespace {
     hasher: foldhash::fast::RandomState,
     limits: Limits,
     clock: Arc<dyn Clock>,
-    sink: Option<Arc<dyn ChangeSink>>,
+    sink: Arc<SinkSlot>,
     /// Identifies this namespace instance in scan cursors.
     cursor_epoch: u64,
     /// The engine-wide key and memory budget.
@@ -104,7 +104,7 @@ impl Namespace {
         shard_count: usize,
         limits: Limits,
         clock: Arc<dyn Clock>,
-        sink: Option<Arc<dyn ChangeSink>>,
+        sink: Arc<SinkSlot>,
         cursor_epoch: u64,
         budget: Arc<Budget>,
     ) -> Self {
@@ -170,7 +170,7 @@ impl Namespace {
     }
 
     fn emit(&self, shard: usize, sequence: u64, key: &Bytes, kind: ChangeKind) {
-        if let Some(sink) = &self.sink {
+        if let Some(sink) = self.sink.get() {
             sink.record(ChangeRecord {
                 namespace: Arc::clone(&self.name),
                 shard: shard as u32,
@@ -534,7 +534,7 @@ impl Namespace {
             let expires_at_ms = deadline.stored_ms(current_deadline);
             let (version, replaced) =
                 state.upsert(hash, key, Value::String(value.clone()), expires_at_ms);
-            if self.sink.is_some() {
+            if self.sink.get().is_some() {
                 let key = Bytes::copy_from_slice(key);
                 self.emit(
                     index,
@@ -651,7 +651,7 @@ impl Namespace {
             let (version, replaced) =
                 state.upsert(hash, key, Value::String(text.clone()), expires_at_ms);
             drop(replaced);
-            if self.sink.is_some() {
+            if self.sink.get().is_some() {
                 let key = Bytes::copy_from_slice(key);
                 self.emit(
                     index,
@@ -803,7 +803,7 @@ impl Namespace {
             removed += table.len() as u64;
             drop(table);
         }
-        if let Some(sink) = &self.sink {
+        if let Some(sink) = self.sink.get() {
             sink.flushed(FlushRecord {
                 namespace: Arc::clone(&self.name),
                 removed,

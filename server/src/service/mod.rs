@@ -4,24 +4,31 @@
 //! Engine errors become statuses in one place, [`status::engine_status`].
 
 mod admin;
+mod batch;
 mod cache;
 mod chunks;
 mod collection;
 mod convert;
+mod pipeline;
 mod status;
 mod validate;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use admin::AdminApi;
+pub use batch::BatchApi;
 pub use cache::{CacheApi, DEFAULT_SCAN_PAGE, MAX_SCAN_PAGE};
 pub use chunks::{DEFAULT_CHUNK_ITEMS, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS};
 pub use collection::CollectionApi;
+pub use pipeline::MAX_PIPELINE_READ_BYTES;
 pub use validate::MAX_ITEMS_PER_REQUEST;
+pub use watch::{DEFAULT_HEARTBEAT_MS, MAX_WATCH_PREFIXES, WatchApi};
 
 use tonic::{Response, Status};
 
+use crate::change_feed::ChangeFeed;
 use crate::engine::{Engine, Namespace};
 use crate::rpc_stats::RpcStats;
 use status::engine_status;
@@ -81,6 +88,11 @@ pub mod method {
         SINTER = "/shoal.v1.CollectionService/SInter";
         SUNION = "/shoal.v1.CollectionService/SUnion";
         SDIFF = "/shoal.v1.CollectionService/SDiff";
+        GET_BATCH = "/shoal.v1.BatchService/GetBatch";
+        SET_BATCH = "/shoal.v1.BatchService/SetBatch";
+        DELETE_BATCH = "/shoal.v1.BatchService/DeleteBatch";
+        PIPELINE = "/shoal.v1.BatchService/Pipeline";
+        WATCH = "/shoal.v1.WatchService/Watch";
     }
 }
 
@@ -90,15 +102,22 @@ pub struct ServiceState {
     pub(crate) engine: Engine,
     pub(crate) rpc_stats: RpcStats,
     pub(crate) started: Instant,
+    /// Fans the engine's changes out to Watch streams.
+    pub(crate) feed: Arc<ChangeFeed>,
+    /// Most items in one batch request or SetBatch chunk.
+    pub(crate) max_batch_items: usize,
 }
 
 impl ServiceState {
-    /// State over `engine`, with fresh statistics.
-    pub fn new(engine: Engine) -> Arc<Self> {
+    /// State over `engine`, with fresh statistics, feeding Watch streams
+    /// from `feed` (which the caller has attached to the engine).
+    pub fn new(engine: Engine, feed: Arc<ChangeFeed>, max_batch_items: usize) -> Arc<Self> {
         Arc::new(Self {
             engine,
             rpc_stats: RpcStats::new(method::ALL),
             started: Instant::now(),
+            feed,
+            max_batch_items,
         })
     }
 }

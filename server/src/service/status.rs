@@ -84,6 +84,24 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Status {
     )
 }
 
+/// The `google.rpc.Status` a failed item of a batch or pipeline carries:
+/// the same code, message and details the call would have failed with.
+pub(crate) fn item_status(status: &Status) -> tonic_types::Status {
+    // A status built with details carries them as an encoded
+    // `google.rpc.Status`; only its details list is needed here.
+    let details = match status.details() {
+        [] => Vec::new(),
+        encoded => <tonic_types::Status as prost::Message>::decode(encoded)
+            .map(|decoded| decoded.details)
+            .unwrap_or_default(),
+    };
+    tonic_types::Status {
+        code: status.code() as i32,
+        message: status.message().to_string(),
+        details,
+    }
+}
+
 /// FAILED_PRECONDITION with an `ErrorInfo` reason such as `WRONGTYPE`.
 fn precondition(reason: &str, message: String) -> Status {
     Status::with_error_details(
@@ -130,6 +148,17 @@ mod tests {
             status.message(),
             "expiry.ttl_ms is -1, must be between 1 and 10"
         );
+    }
+
+    #[test]
+    fn item_statuses_keep_code_message_and_details() {
+        let status = engine_status(EngineError::EmptyKey, Some("keys[2]"));
+        let item = item_status(&status);
+        assert_eq!(item.code, Code::InvalidArgument as i32);
+        assert_eq!(item.message, "keys[2]: key must not be empty");
+        assert_eq!(item.details.len(), 1);
+        assert!(item.details[0].type_url.ends_with("google.rpc.BadRequest"));
+        assert!(item_status(&Status::internal("plain")).details.is_empty());
     }
 
     #[test]

@@ -1,0 +1,274 @@
+//! `shoal.v1.BatchService`: GetBatch, SetBatch and DeleteBatch. Pipeline
+//! lives in [`super::pipeline`].
+//!
+//! Batches report an outcome per item: an item at fault gets its own
+//! `google.rpc.Status` and the others go on. Replies are produced lazily,
+//! chunk by chunk, as the client reads them, so a batch holds at most one
+//! chunk of values in server memory whatever its size.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shoal_proto::v1 as pb;
+use shoal_proto::v1::batch_service_server::BatchService;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::chunks::{ResponseStream, chunk_size, stream_positions};
+use super::pipeline::Pipeline;
+use super::status::{engine_status, invalid, item_status};
+use super::{ServiceState, convert, method};
+use crate::engine::{Namespace, SetOptions};
+
+/// SetBatch chunks applied ahead of a client that is slow to read outcomes.
+const SET_CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Implementation of `BatchService` over the engine.
+#[derive(Debug, Clone)]
+pub struct BatchApi {
+    state: Arc<ServiceState>,
+}
+
+impl BatchApi {
+    pub(crate) fn new(state: Arc<ServiceState>) -> Self {
+        Self { state }
+    }
+
+    /// Checks that `field` names at most the server's batch limit.
+    fn batch_size(&self, field: &str, count: usize) -> Result<(), Status> {
+        let max = self.state.max_batch_items;
+        if count > max {
+            return Err(invalid(
+                field,
+                format!("{field} has {count} items, over the server's batch limit of {max}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn get_batch(
+        &self,
+        request: pb::GetBatchRequest,
+    ) -> Result<ResponseStream<pb::GetBatchResponse>, Status> {
+        self.batch_size("keys", request.keys.len())?;
+        let chunk = chunk_size(request.chunk_size)?;
+        let namespace = self.state.readable(&request.namespace)?;
+        let state = Arc::clone(&self.state);
+        let keys = request.keys;
+        let include_meta = request.include_meta;
+        Ok(stream_positions(
+            0..keys.len(),
+            chunk,
+            move |at| {
+                let item = get_item(&state, namespace.as_deref(), &keys[at], at, include_meta);
+                let size = match &item.result {
+                    Some(pb::get_batch_item::Result::Value(value)) => value.len(),
+                    _ => 0,
+                };
+                Some((item, size))
+            },
+            |items| pb::GetBatchResponse { items },
+        ))
+    }
+
+    fn delete_batch(
+        &self,
+        request: pb::DeleteBatchRequest,
+    ) -> Result<ResponseStream<pb::DeleteBatchResponse>, Status> {
+        self.batch_size("keys", request.keys.len())?;
+        let chunk = chunk_size(request.chunk_size)?;
+        let namespace = self.state.readable(&request.namespace)?;
+        let state = Arc::clone(&self.state);
+        let keys = request.keys;
+        Ok(stream_positions(
+            0..keys.len(),
+            chunk,
+            move |at| {
+                let key = &keys[at];
+                let result = match check_key(&state, key, at) {
+                    Err(status) => pb::delete_batch_item::Result::Error(status),
+                    Ok(()) => match &namespace {
+                        None => pb::delete_batch_item::Result::Existed(false),
+                        Some(namespace) => match namespace.delete(std::slice::from_ref(key)) {
+                            Ok(removed) => pb::delete_batch_item::Result::Existed(removed > 0),
+                            Err(error) => pb::delete_batch_item::Result::Error(item_status(
+                                &engine_status(error, Some(&format!("keys[{at}]"))),
+                            )),
+                        },
+                    },
+                };
+                let item = pb::DeleteBatchItem {
+                    index: index_u32(at),
+                    result: Some(result),
+                };
+                Some((item, 0))
+            },
+            |items| pb::DeleteBatchResponse { items },
+        ))
+    }
+
+    /// Applies each chunk of a SetBatch stream as it arrives and answers it
+    /// before reading the next, so the server holds at most a few chunks.
+    async fn set_batch(
+        self,
+        mut chunks: Streaming<pb::SetBatchRequest>,
+        replies: mpsc::Sender<Result<pb::SetBatchResponse, Status>>,
+    ) {
+        let mut next_index: u64 = 0;
+        loop {
+            let chunk = tokio::select! {
+                () = replies.closed() => return,
+                chunk = chunks.next() => chunk,
+            };
+            let reply = match chunk {
+                None => return,
+                Some(Err(status)) => Err(status),
+                Some(Ok(chunk)) => self.set_chunk(chunk, &mut next_index),
+            };
+            let failed = reply.is_err();
+            if replies.send(reply).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    fn set_chunk(
+        &self,
+        chunk: pb::SetBatchRequest,
+        next_index: &mut u64,
+    ) -> Result<pb::SetBatchResponse, Status> {
+        self.batch_size("items", chunk.items.len())?;
+        let namespace = self.state.writable(&chunk.namespace)?;
+        let results = chunk
+            .items
+            .into_iter()
+            .map(|item| {
+                let index = *next_index;
+                *next_index += 1;
+                let result = match set_item(&namespace, item) {
+                    Ok(outcome) => pb::set_batch_result::Result::Outcome(outcome),
+                    Err(status) => pb::set_batch_result::Result::Error(item_status(&status)),
+                };
+                pb::SetBatchResult {
+                    index,
+                    result: Some(result),
+                }
+            })
+            .collect();
+        Ok(pb::SetBatchResponse { results })
+    }
+}
+
+/// Reads one key of a GetBatch.
+fn get_item(
+    state: &ServiceState,
+    namespace: Option<&Namespace>,
+    key: &Bytes,
+    at: usize,
+    include_meta: bool,
+) -> pb::GetBatchItem {
+    use pb::get_batch_item::Result as Item;
+    let index = index_u32(at);
+    let found = match (check_key(state, key, at), namespace) {
+        (Err(status), _) => Err(status),
+        (Ok(()), None) => Ok(None),
+        (Ok(()), Some(namespace)) => namespace
+            .get_with_meta(key)
+            .map_err(|error| item_status(&engine_status(error, Some(&format!("keys[{at}]"))))),
+    };
+    match found {
+        Err(status) => pb::GetBatchItem {
+            index,
+            result: Some(Item::Error(status)),
+            meta: None,
+        },
+        Ok(None) => pb::GetBatchItem {
+            index,
+            result: Some(Item::Miss(pb::Miss {})),
+            meta: None,
+        },
+        Ok(Some((value, meta))) => pb::GetBatchItem {
+            index,
+            result: Some(Item::Value(value)),
+            meta: include_meta.then(|| convert::meta(meta)),
+        },
+    }
+}
+
+/// Writes one item of a SetBatch.
+fn set_item(namespace: &Namespace, item: pb::SetBatchItem) -> Result<pb::SetOutcome, Status> {
+    let options = SetOptions {
+        expiry: convert::expiry(item.expiry),
+        condition: convert::condition(item.condition),
+        return_previous: false,
+    };
+    // Copied so the stored value owns exactly its bytes, not a slice pinning
+    // the whole chunk's receive buffer.
+    let value = Bytes::copy_from_slice(&item.value);
+    let outcome = namespace
+        .set(&item.key, value, options)
+        .map_err(|error| engine_status(error, None))?;
+    Ok(pb::SetOutcome {
+        stored: outcome.stored,
+        version: outcome.version,
+    })
+}
+
+/// A key's shape, checked even when its namespace does not exist, so that a
+/// bad key is reported the same way whatever the keyspace holds.
+fn check_key(state: &ServiceState, key: &[u8], at: usize) -> Result<(), tonic_types::Status> {
+    super::validate::key(state, key)
+        .map_err(|status| item_status(&invalid(&format!("keys[{at}]"), status.message())))
+}
+
+/// Batch positions fit in u32: a batch is bounded by the server's limit.
+fn index_u32(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
+#[tonic::async_trait]
+impl BatchService for BatchApi {
+    type GetBatchStream = ResponseStream<pb::GetBatchResponse>;
+
+    async fn get_batch(
+        &self,
+        request: Request<pb::GetBatchRequest>,
+    ) -> Result<Response<Self::GetBatchStream>, Status> {
+        let result = BatchApi::get_batch(self, request.into_inner());
+        self.state.finish(method::GET_BATCH, result)
+    }
+
+    type SetBatchStream = ReceiverStream<Result<pb::SetBatchResponse, Status>>;
+
+    async fn set_batch(
+        &self,
+        request: Request<Streaming<pb::SetBatchRequest>>,
+    ) -> Result<Response<Self::SetBatchStream>, Status> {
+        let (sender, receiver) = mpsc::channel(SET_CHUNKS_IN_FLIGHT);
+        tokio::spawn(self.clone().set_batch(request.into_inner(), sender));
+        self.state
+            .finish(method::SET_BATCH, Ok(ReceiverStream::new(receiver)))
+    }
+
+    type DeleteBatchStream = ResponseStream<pb::DeleteBatchResponse>;
+
+    async fn delete_batch(
+        &self,
+        request: Request<pb::DeleteBatchRequest>,
+    ) -> Result<Response<Self::DeleteBatchStream>, Status> {
+        let result = BatchApi::delete_batch(self, request.into_inner());
+        self.state.finish(method::DELETE_BATCH, result)
+    }
+
+    type PipelineStream = ReceiverStream<Result<pb::PipelineResponse, Status>>;
+
+    async fn pipeline(
+        &self,
+        request: Request<Streaming<pb::PipelineRequest>>,
+    ) -> Result<Response<Self::PipelineStream>, Status> {
+        let stream = Pipeline::new(Arc::clone(&self.state)).start(request.into_inner());
+        self.state.finish(method::PIPELINE, Ok(stream))
+    }
+}
