@@ -21,7 +21,6 @@ use shoal_proto::v1 as pb;
 use shoal_proto::v1::batch_service_server::{BatchService, BatchServiceServer};
 use shoal_proto::v1::cache_service_server::{CacheService, CacheServiceServer};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::Server;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -70,7 +69,6 @@ pub async fn serve_noop(
     // behind the RPCs differs between the two servers.
     let grpc = &config.grpc;
     Server::builder()
-        .tcp_nodelay(true)
         .max_concurrent_streams(grpc.max_concurrent_streams)
         .http2_max_pending_accept_reset_streams(Some(grpc.max_pending_accept_reset_streams))
         .http2_max_header_list_size(grpc.max_header_list_size)
@@ -80,7 +78,7 @@ pub async fn serve_noop(
         .add_service(health_service)
         .add_service(cache)
         .add_service(batch)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(crate::server::accepted_without_delay(listener), shutdown)
         .await?;
     Ok(())
 }
