@@ -306,10 +306,15 @@ impl Bench<'_> {
                     Some(Err(error)) => std::panic::resume_unwind(error.into_panic()),
                     None => break,
                 },
-                _ = tick.tick() => match &shared.budget {
-                    Budget::Count { .. } => bar.set_position(shared.done.load(Ordering::Relaxed)),
-                    Budget::Until { .. } => bar.set_position(start.elapsed().as_millis() as u64),
-                },
+                _ = tick.tick() => {
+                    let done = shared.done.load(Ordering::Relaxed);
+                    let elapsed = start.elapsed();
+                    bar.set_message(format!("{:.0} requests/s", done as f64 / elapsed.as_secs_f64()));
+                    bar.set_position(match &shared.budget {
+                        Budget::Count { .. } => done,
+                        Budget::Until { .. } => elapsed.as_millis() as u64,
+                    });
+                }
             }
         }
         let elapsed = start.elapsed();
@@ -326,13 +331,13 @@ impl Bench<'_> {
         let (length, template) = match budget {
             Budget::Count { limit, .. } => (
                 *limit,
-                "{prefix:>14} [{bar:40}] {human_pos}/{human_len} {per_sec:>12} eta {eta}",
+                "{prefix:>14} [{bar:40}] {human_pos}/{human_len} {msg} eta {eta}",
             ),
             Budget::Until { deadline, .. } => (
                 deadline
                     .saturating_duration_since(Instant::now())
                     .as_millis() as u64,
-                "{prefix:>14} [{bar:40}] {elapsed}",
+                "{prefix:>14} [{bar:40}] {elapsed} {msg}",
             ),
         };
         let style = ProgressStyle::with_template(template)
