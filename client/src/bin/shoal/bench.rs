@@ -147,6 +147,24 @@ async fn serving(channel: Channel) -> Result<(), Status> {
     }
 }
 
+/// One round of workers: a preload, a warmup or a measurement.
+struct Phase<'a> {
+    /// What every worker sends.
+    test: Test,
+    /// Which keys.
+    plan: KeyPlan,
+    /// Keys per batch, commands in flight per pipeline stream.
+    depth: u32,
+    /// How many requests.
+    budget: Budget,
+    /// Requests in flight.
+    workers: u32,
+    /// Worker `i` draws its keys from seed `seed + i`.
+    seed: u64,
+    /// Name on the progress bar.
+    label: &'a str,
+}
+
 /// Settings shared by every phase of a run.
 struct Bench<'a> {
     channels: Vec<Channel>,
@@ -176,27 +194,27 @@ impl Bench<'_> {
                 Warmup::Time(duration) => Budget::time(duration),
             };
             let label = format!("{test} warmup");
-            self.phase(
+            self.phase(Phase {
                 test,
                 plan,
                 depth,
                 budget,
-                args.concurrency,
-                salt << 40,
-                &label,
-            )
+                workers: args.concurrency,
+                seed: salt << 40,
+                label: &label,
+            })
             .await;
         }
         let (tally, elapsed) = self
-            .phase(
+            .phase(Phase {
                 test,
                 plan,
                 depth,
-                Budget::count(args.requests),
-                args.concurrency,
-                salt << 48,
-                test.name(),
-            )
+                budget: Budget::count(args.requests),
+                workers: args.concurrency,
+                seed: salt << 48,
+                label: test.name(),
+            })
             .await;
         Report {
             test,
@@ -215,15 +233,15 @@ impl Bench<'_> {
         let plan = KeyPlan::Sequential { keyspace };
         let workers = u64::from(self.args.concurrency).min(batches) as u32;
         let (tally, _) = self
-            .phase(
-                Test::Mset,
+            .phase(Phase {
+                test: Test::Mset,
                 plan,
-                chunk as u32,
-                Budget::count(batches),
+                depth: chunk as u32,
+                budget: Budget::count(batches),
                 workers,
-                0,
-                "preload",
-            )
+                seed: 0,
+                label: "preload",
+            })
             .await;
         let unimplemented = tally
             .first_error
@@ -231,15 +249,15 @@ impl Bench<'_> {
             .is_some_and(|status| status.code() == Code::Unimplemented);
         let tally = if unimplemented {
             let workers = u64::from(self.args.concurrency).min(keyspace) as u32;
-            self.phase(
-                Test::Set,
+            self.phase(Phase {
+                test: Test::Set,
                 plan,
-                1,
-                Budget::count(keyspace),
+                depth: 1,
+                budget: Budget::count(keyspace),
                 workers,
-                0,
-                "preload",
-            )
+                seed: 0,
+                label: "preload",
+            })
             .await
             .0
         } else {
@@ -253,32 +271,31 @@ impl Bench<'_> {
         let keyspace = self.args.keyspace;
         let workers = u64::from(self.args.concurrency).min(keyspace) as u32;
         let (tally, _) = self
-            .phase(
-                Test::Hset,
-                KeyPlan::Sequential { keyspace },
-                1,
-                Budget::count(keyspace),
+            .phase(Phase {
+                test: Test::Hset,
+                plan: KeyPlan::Sequential { keyspace },
+                depth: 1,
+                budget: Budget::count(keyspace),
                 workers,
-                0,
-                "preload",
-            )
+                seed: 0,
+                label: "preload",
+            })
             .await;
         preloaded(&tally, keyspace, "hashes")
     }
 
-    /// Runs `workers` workers of `test` until `budget` is spent; returns
-    /// what they measured and how long it took.
-    #[allow(clippy::too_many_arguments)]
-    async fn phase(
-        &self,
-        test: Test,
-        plan: KeyPlan,
-        depth: u32,
-        budget: Budget,
-        workers: u32,
-        seed: u64,
-        label: &str,
-    ) -> (Tally, Duration) {
+    /// Runs the workers of `phase` until its budget is spent; returns what
+    /// they measured and how long it took.
+    async fn phase(&self, phase: Phase<'_>) -> (Tally, Duration) {
+        let Phase {
+            test,
+            plan,
+            depth,
+            budget,
+            workers,
+            seed,
+            label,
+        } = phase;
         let bar = self.progress_bar(label, &budget);
         let shared = Arc::new(Shared {
             budget,
