@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
+use shoal_proto::v1::batch_service_client::BatchServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
+use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::client::Client;
@@ -189,9 +191,13 @@ impl ClientBuilder {
             admin: AdminServiceClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            collection: CollectionServiceClient::new(channel)
+            collection: CollectionServiceClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
+            batch: BatchServiceClient::new(channel.clone())
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            watch: WatchServiceClient::new(channel),
             namespace: Arc::from(self.namespace),
             timeout: self.timeout,
             retry: self.retry,

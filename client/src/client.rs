@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
+use shoal_proto::v1::batch_service_client::BatchServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
+use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::transport::Channel;
@@ -46,6 +48,8 @@ pub struct Client {
     pub(crate) cache: CacheServiceClient<Channel>,
     pub(crate) admin: AdminServiceClient<Channel>,
     pub(crate) collection: CollectionServiceClient<Channel>,
+    pub(crate) batch: BatchServiceClient<Channel>,
+    pub(crate) watch: WatchServiceClient<Channel>,
     pub(crate) namespace: Arc<str>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,

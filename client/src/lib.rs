@@ -72,6 +72,7 @@
 //! The generated protobuf types are re-exported as [`proto`] for anything
 //! the typed API does not cover.
 
+mod batch;
 mod builder;
 mod chunks;
 mod client;
@@ -79,20 +80,28 @@ mod convert;
 mod error;
 mod hash;
 mod list;
+mod near_cache;
+mod pipeline;
 mod retry;
 mod scan;
 mod set;
 mod types;
+mod watch;
 
+pub use batch::{BatchOptions, BatchSet, DEFAULT_BATCH_CHUNK_ITEMS, DEFAULT_BATCH_IN_FLIGHT};
 pub use builder::{ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE};
 pub use client::Client;
 pub use error::{Error, Result};
+pub use near_cache::{NearCache, NearCacheOptions, NearCacheStats};
+pub use pipeline::{Pipeline, PipelineResults, Slot};
 pub use retry::RetryPolicy;
 pub use types::{
     Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceStats,
     ParseKeyTypeError, PushOptions, RpcStats, ScanOptions, ScanPage, SetOptions, SetResult, Stats,
     Ttl,
 };
+
+pub use watch::{ChangeKind, WatchEvent, WatchOptions, WatchStream};
 
 /// The generated `shoal.v1` messages and gRPC clients, as an escape hatch.
 pub use shoal_proto::v1 as proto;

@@ -310,3 +310,53 @@ async fn commands_on_the_wrong_type_fail_with_wrongtype() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("WRONGTYPE"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_from_the_command_line() {
+    let server = TestServer::start().await;
+    assert_eq!(ok(&server, &["mset", "a", "1", "b", "2"]).await, "OK\n");
+    assert_eq!(
+        ok(&server, &["mget", "a", "missing", "b"]).await,
+        "1\n(nil)\n2\n"
+    );
+    let values = json(&server, &["mget", "a", "missing"]).await;
+    assert_eq!(values, serde_json::json!(["1", null]));
+    let odd = shoal(&server, &["mset", "a", "1", "b"]).await;
+    assert!(!odd.status.success());
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("KEY VALUE pairs"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_events_until_its_count() {
+    let server = TestServer::start().await;
+    let watcher = {
+        let endpoint = server.endpoint();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_shoal"))
+                .args([
+                    "--addr", &endpoint, "watch", "--prefix", "user:", "--count", "2",
+                ])
+                .env_remove("SHOAL_NAMESPACE")
+                .output()
+                .expect("run shoal watch")
+        })
+    };
+    // Writes until the watcher has seen two of them: it may subscribe after
+    // the first few.
+    let mut round = 0;
+    while !watcher.is_finished() {
+        round += 1;
+        ok(&server, &["set", &format!("user:{round}"), "x"]).await;
+        ok(&server, &["set", "order:1", "ignored"]).await;
+        assert!(round < 10_000, "the watcher never finished");
+    }
+    let output = watcher.await.expect("join");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("set user:")),
+        "{text}"
+    );
+}

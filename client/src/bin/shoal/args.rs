@@ -1,5 +1,6 @@
 //! Command-line arguments, and their translation into client options.
 
+pub mod batches;
 pub mod bench;
 pub mod collections;
 
@@ -8,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shoal_client::{Condition, Expiry, KeyType, ScanOptions, SetOptions};
 
+use crate::args::batches::BatchCommand;
 use crate::args::bench::BenchArgs;
 use crate::args::collections::CollectionCommand;
 
@@ -72,6 +74,7 @@ impl Cli {
         match &self.command {
             Command::Collection(command) => command.check()?,
             Command::Bench(bench) => bench.check()?,
+            Command::Batch(command) => command.check()?,
             _ => {}
         }
         Ok(self)
@@ -130,6 +133,9 @@ pub enum Command {
     /// Hashes, lists and sets: hset, lpush, sadd, ...
     #[command(flatten)]
     Collection(CollectionCommand),
+    /// Batches and the change feed: mget, mset, watch.
+    #[command(flatten)]
+    Batch(BatchCommand),
     /// Print the number of keys in the namespace.
     Count,
     /// Delete every key of the namespace; prints how many there were.

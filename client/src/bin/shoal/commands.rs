@@ -1,5 +1,6 @@
 //! Runs one parsed command against the server and prints its result.
 
+mod batches;
 mod collections;
 
 use std::fmt;
@@ -193,6 +194,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             }
         }
         Command::Collection(command) => collections::run(&client, command, json, out).await,
+        Command::Batch(command) => batches::run(&client, command, json, out).await,
         Command::Count => {
             let keys = client.count().await?;
             number_or_json(out, json, "keys", keys)
