@@ -17,7 +17,7 @@
 #
 #   bash server/benches/compare.sh     (needs redis-server and redis-benchmark)
 #
-# Settings (environment): RUNS (3), KEYS (100000), CLIENTS (50),
+# Settings (environment): RUNS (5), KEYS (100000), CLIENTS (50),
 # UNARY_REQUESTS (200000), BATCH_KEYS (keys read per batched run, 2000000),
 # CONNECTIONS (HTTP/2 connections of shoal bench, 2), THREADS (its threads, 1).
 set -euo pipefail
@@ -34,7 +34,7 @@ if ! command -v python3 >/dev/null 2>&1; then
   exit 1
 fi
 
-runs=${RUNS:-3}
+runs=${RUNS:-5}
 keys=${KEYS:-100000}
 clients=${CLIENTS:-50}
 unary_requests=${UNARY_REQUESTS:-200000}
