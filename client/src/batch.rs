@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::client::{Client, to_bytes, with_deadline};
+use crate::compression;
 use crate::convert;
 use crate::error::{Error, Result};
+use crate::pool::ChannelPool;
 use crate::retry::Idempotency;
 use crate::types::{SetOptions, SetResult};
 
@@ -223,6 +225,11 @@ impl Client {
         items: impl IntoIterator<Item = BatchSet>,
         options: BatchOptions,
     ) -> Result<Vec<Result<SetResult>>> {
+        let compression = self.compression;
+        let items = items.into_iter().map(|mut item| {
+            item.value = compression::encode_value(compression.as_ref(), item.value);
+            item
+        });
         let chunks = set_chunks(&self.ns(), items, options.chunk_items.max(1));
         let total: usize = chunks.iter().map(|chunk| chunk.items.len()).sum();
         let in_flight = options.in_flight.max(1);
@@ -344,9 +351,7 @@ fn set_chunks(
 }
 
 async fn collect_set_results(
-    batch: &mut shoal_proto::v1::batch_service_client::BatchServiceClient<
-        tonic::transport::Channel,
-    >,
+    batch: &mut shoal_proto::v1::batch_service_client::BatchServiceClient<ChannelPool>,
     request: tonic::Request<ReceiverStream<pb::SetBatchRequest>>,
     total: usize,
 ) -> Result<Vec<Result<SetResult>>> {
@@ -383,7 +388,9 @@ async fn collect_set_results(
 fn get_outcome(result: Option<pb::get_batch_item::Result>) -> Result<Result<Option<Bytes>>> {
     use pb::get_batch_item::Result as Item;
     match result {
-        Some(Item::Value(value)) => Ok(Ok(Some(value))),
+        Some(Item::Value(value)) => Ok(compression::decode_value(value)
+            .map(Some)
+            .map_err(Error::from)),
         Some(Item::Miss(_)) => Ok(Ok(None)),
         Some(Item::Error(status)) => Ok(Err(batch_item_error(status))),
         None => Err(invalid_response("an item has no result")),

@@ -11,7 +11,9 @@ use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::client::Client;
+use crate::compression::Compression;
 use crate::error::{Error, Result};
+use crate::pool::ChannelPool;
 use crate::retry::RetryPolicy;
 
 /// Address used when none is given.
@@ -49,6 +51,8 @@ pub struct ClientBuilder {
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
     max_message_size: usize,
+    connections: usize,
+    compression: Option<Compression>,
 }
 
 impl Default for ClientBuilder {
@@ -62,6 +66,8 @@ impl Default for ClientBuilder {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            connections: 1,
+            compression: None,
         }
     }
 }
@@ -133,6 +139,56 @@ impl ClientBuilder {
         self
     }
 
+    /// How many HTTP/2 connections to open; calls take them in turn
+    /// (round-robin). 0 counts as 1.
+    ///
+    /// The default is 1: one HTTP/2 connection already carries up to the
+    /// server's limit of concurrent calls (1 024 by default), and every
+    /// connection costs the server a socket, buffers and a task, for every
+    /// client process. Raise it for a client that keeps more calls than
+    /// that in flight, or that moves large values, where one TCP stream
+    /// and one connection task become the bottleneck; a few (2 to 4)
+    /// usually suffice. Each connection has its own keepalive and
+    /// reconnects on its own.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> shoal_client::Result<()> {
+    /// let client = shoal_client::Client::builder()
+    ///     .endpoint("127.0.0.1:50051")
+    ///     .connections(4)
+    ///     .connect()
+    ///     .await?;
+    /// assert_eq!(client.connections(), 4);
+    /// # Ok(()) }
+    /// ```
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections.max(1);
+        self
+    }
+
+    /// Compress string values of at least a threshold size before they
+    /// are stored, when that makes them smaller. Off by default.
+    ///
+    /// Whatever the setting, every client reads compressed values back
+    /// (they carry a header saying how they were compressed), so writers
+    /// can turn it on without touching readers. See [`Compression`] for
+    /// when it pays.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> shoal_client::Result<()> {
+    /// use shoal_client::Compression;
+    ///
+    /// let client = shoal_client::Client::builder()
+    ///     .compression(Compression::zstd().threshold(1024))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
     /// Connects now, failing if the server cannot be reached.
     ///
     /// # Errors
@@ -142,11 +198,14 @@ impl ClientBuilder {
     /// the connect timeout.
     pub async fn connect(self) -> Result<Client> {
         let endpoint = self.transport_endpoint()?;
-        let channel = endpoint.connect().await.map_err(|source| Error::Connect {
-            endpoint: endpoint.uri().to_string(),
-            source,
-        })?;
-        Ok(self.build_with_channel(channel))
+        let connecting = (0..self.connections).map(|_| endpoint.connect());
+        let channels = futures_util::future::try_join_all(connecting)
+            .await
+            .map_err(|source| Error::Connect {
+                endpoint: endpoint.uri().to_string(),
+                source,
+            })?;
+        Ok(self.build_with_pool(ChannelPool::new(channels)))
     }
 
     /// A client that connects on its first call (and reconnects as needed)
@@ -156,8 +215,11 @@ impl ClientBuilder {
     ///
     /// [`Error::InvalidEndpoint`] when the endpoint is not a valid URI.
     pub fn connect_lazy(self) -> Result<Client> {
-        let channel = self.transport_endpoint()?.connect_lazy();
-        Ok(self.build_with_channel(channel))
+        let endpoint = self.transport_endpoint()?;
+        let channels = (0..self.connections)
+            .map(|_| endpoint.connect_lazy())
+            .collect();
+        Ok(self.build_with_pool(ChannelPool::new(channels)))
     }
 
     /// Opens one HTTP/2 connection with this builder's transport settings
@@ -181,9 +243,15 @@ impl ClientBuilder {
     }
 
     /// A client over an existing channel, for custom transports. The
-    /// endpoint, connect timeout and keepalive settings are not used.
+    /// endpoint, connect timeout, keepalive and connection count settings
+    /// are not used.
     pub fn build_with_channel(self, channel: Channel) -> Client {
+        self.build_with_pool(ChannelPool::new(vec![channel]))
+    }
+
+    fn build_with_pool(self, channel: ChannelPool) -> Client {
         let limit = self.max_message_size;
+        let connections = channel.len();
         Client {
             cache: CacheServiceClient::new(channel.clone())
                 .max_decoding_message_size(limit)
@@ -201,6 +269,9 @@ impl ClientBuilder {
             namespace: Arc::from(self.namespace),
             timeout: self.timeout,
             retry: self.retry,
+            compression: self.compression,
+            flights: Arc::default(),
+            connections,
         }
     }
 

@@ -7,10 +7,10 @@ use std::future::Future;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 
 use crate::client::{Client, with_deadline};
 use crate::error::Result;
+use crate::pool::ChannelPool;
 use crate::retry::Idempotency;
 
 impl Client {
@@ -31,7 +31,7 @@ impl Client {
     where
         Req: Clone,
         I: IntoIterator<Item = T>,
-        F: Fn(CollectionServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(CollectionServiceClient<ChannelPool>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Streaming<Chunk>>, tonic::Status>>,
     {
         self.run(Idempotency::Idempotent, |timeout| {

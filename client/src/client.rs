@@ -14,13 +14,15 @@ use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tokio::time::Instant;
 use tokio_stream::Stream;
-use tonic::transport::Channel;
 
 use crate::builder::ClientBuilder;
+use crate::compression::{self, Compression};
 use crate::convert;
 use crate::error::{Error, Result};
+use crate::pool::ChannelPool;
 use crate::retry::{Idempotency, RetryPolicy};
 use crate::scan;
+use crate::single_flight::Flights;
 use crate::types::{
     Expiry, IncrementResult, ItemMeta, KeyInfo, ScanOptions, ScanPage, SetOptions, SetResult,
     Stats, Ttl,
@@ -45,14 +47,20 @@ use crate::types::{
 /// [`sadd`](Self::sadd), ...
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) cache: CacheServiceClient<Channel>,
-    pub(crate) admin: AdminServiceClient<Channel>,
-    pub(crate) collection: CollectionServiceClient<Channel>,
-    pub(crate) batch: BatchServiceClient<Channel>,
-    pub(crate) watch: WatchServiceClient<Channel>,
+    pub(crate) cache: CacheServiceClient<ChannelPool>,
+    pub(crate) admin: AdminServiceClient<ChannelPool>,
+    pub(crate) collection: CollectionServiceClient<ChannelPool>,
+    pub(crate) batch: BatchServiceClient<ChannelPool>,
+    pub(crate) watch: WatchServiceClient<ChannelPool>,
     pub(crate) namespace: Arc<str>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
+    /// How string values are compressed on write; reads always decode.
+    pub(crate) compression: Option<Compression>,
+    /// Loads in progress of `get_or_insert_with`, shared by clones.
+    pub(crate) flights: Arc<Flights>,
+    /// Size of the channel pool behind the service clients.
+    pub(crate) connections: usize,
 }
 
 impl fmt::Debug for Client {
@@ -61,6 +69,7 @@ impl fmt::Debug for Client {
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +101,20 @@ impl Client {
         self.timeout
     }
 
+    /// How many HTTP/2 connections this client spreads its calls over; see
+    /// [`ClientBuilder::connections`].
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.connections
+    }
+
+    /// How this client compresses the string values it writes, if at all;
+    /// see [`ClientBuilder::compression`].
+    #[must_use]
+    pub fn compression(&self) -> Option<Compression> {
+        self.compression
+    }
+
     /// A handle on the same connection, working in another namespace.
     #[must_use]
     pub fn with_namespace(&self, namespace: impl Into<String>) -> Self {
@@ -112,10 +135,14 @@ impl Client {
 
     /// The value of a string key, or `None` when it does not exist.
     ///
+    /// A value a client stored compressed comes back decompressed, whether
+    /// this client compresses or not.
+    ///
     /// # Errors
     ///
-    /// [`Error::WrongType`] when the key holds a collection; transport and
-    /// server errors otherwise.
+    /// [`Error::WrongType`] when the key holds a collection;
+    /// [`Error::Codec`] when a compressed value cannot be decompressed;
+    /// transport and server errors otherwise.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let request = pb::GetRequest {
             namespace: self.ns(),
@@ -130,7 +157,10 @@ impl Client {
                 |mut c, r| async move { c.get(r).await },
             )
             .await?;
-        Ok(response.found.then_some(response.value))
+        if !response.found {
+            return Ok(None);
+        }
+        Ok(Some(compression::decode_value(response.value)?))
     }
 
     /// The value of a string key with its metadata (version, expiry), or
@@ -153,7 +183,10 @@ impl Client {
                 |mut c, r| async move { c.get(r).await },
             )
             .await?;
-        convert::get_with_meta(response)
+        match convert::get_with_meta(response)? {
+            Some((value, meta)) => Ok(Some((compression::decode_value(value)?, meta))),
+            None => Ok(None),
+        }
     }
 
     /// Stores a string value that never expires, replacing any previous
@@ -169,7 +202,9 @@ impl Client {
     /// Stores a string value with an expiry, a condition, or both.
     ///
     /// A condition that is not met is not an error: the result says
-    /// `stored: false`.
+    /// `stored: false`. With [compression](ClientBuilder::compression) on,
+    /// a large value may be stored compressed; the size in
+    /// [`ItemMeta`] is then the compressed size.
     ///
     /// # Errors
     ///
@@ -184,7 +219,7 @@ impl Client {
         let request = pb::SetRequest {
             namespace: self.ns(),
             key: to_bytes(key),
-            value: value.into(),
+            value: compression::encode_value(self.compression.as_ref(), value.into()),
             expiry: convert::write_expiry(options.expiry),
             condition: convert::condition(options.condition),
             return_previous: options.return_previous,
@@ -197,7 +232,9 @@ impl Client {
                 |mut c, r| async move { c.set(r).await },
             )
             .await?;
-        Ok(convert::set_result(response))
+        let mut result = convert::set_result(response);
+        result.previous = result.previous.map(compression::decode_value).transpose()?;
+        Ok(result)
     }
 
     /// Removes keys of any type and returns how many existed.

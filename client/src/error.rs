@@ -1,6 +1,10 @@
 //! The one error type of the crate.
 
+use std::sync::Arc;
+
 use tonic::Code;
+
+use crate::codec::CodecError;
 
 /// Result type of every fallible operation of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -94,6 +98,16 @@ pub enum Error {
     /// Any other gRPC status.
     #[error("{}: {}", code_name(.0.code()), .0.message())]
     Status(tonic::Status),
+    /// A value could not be encoded before a write or decoded after a read:
+    /// a [`Codec`](crate::Codec) refused it, or a stored value claims to be
+    /// compressed but is not a valid frame.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The loader of [`get_or_insert_with`](crate::Typed::get_or_insert_with)
+    /// failed; every caller waiting for that load gets the same error.
+    /// [`loader_error`](Self::loader_error) gives it back as its own type.
+    #[error("loader failed: {0}")]
+    Loader(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -108,8 +122,64 @@ impl Error {
             Self::ResourceExhausted { .. } => Code::ResourceExhausted,
             Self::Unavailable { .. } | Self::Connect { .. } => Code::Unavailable,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
-            Self::InvalidResponse { .. } => Code::Internal,
+            Self::InvalidResponse { .. } | Self::Codec(_) => Code::Internal,
             Self::Status(status) => status.code(),
+            Self::Loader(_) => Code::Unknown,
+        }
+    }
+
+    /// The loader's error, when this is [`Error::Loader`] and the loader
+    /// failed with an `E`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// let err = shoal_client::Error::Loader(Arc::new(std::io::Error::other("db down")));
+    /// let io = err.loader_error::<std::io::Error>().unwrap();
+    /// assert_eq!(io.to_string(), "db down");
+    /// ```
+    #[must_use]
+    pub fn loader_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Loader(source) => source.downcast_ref(),
+            _ => None,
+        }
+    }
+
+    /// A copy of this error, for handing one failure to several callers.
+    /// Variants holding a transport error, which cannot be cloned, become
+    /// a status with the same code and message.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::InvalidArgument { message } => Self::InvalidArgument {
+                message: message.clone(),
+            },
+            Self::WrongType { message } => Self::WrongType {
+                message: message.clone(),
+            },
+            Self::FailedPrecondition { message } => Self::FailedPrecondition {
+                message: message.clone(),
+            },
+            Self::NotFound { message } => Self::NotFound {
+                message: message.clone(),
+            },
+            Self::OutOfRange { message } => Self::OutOfRange {
+                message: message.clone(),
+            },
+            Self::ResourceExhausted { message } => Self::ResourceExhausted {
+                message: message.clone(),
+            },
+            Self::Unavailable { message } => Self::Unavailable {
+                message: message.clone(),
+            },
+            Self::DeadlineExceeded => Self::DeadlineExceeded,
+            Self::InvalidResponse { message } => Self::InvalidResponse {
+                message: message.clone(),
+            },
+            Self::Status(status) => Self::Status(status.clone()),
+            Self::Codec(error) => Self::Codec(error.clone()),
+            Self::Loader(source) => Self::Loader(Arc::clone(source)),
+            other => Self::Status(tonic::Status::new(other.code(), other.to_string())),
         }
     }
 
@@ -222,6 +292,36 @@ mod tests {
         let other = Error::from(tonic::Status::permission_denied("no"));
         assert_eq!(other.code(), Code::PermissionDenied);
         assert_eq!(other.to_string(), "PermissionDenied: no");
+    }
+
+    #[test]
+    fn duplicates_keep_the_variant_and_the_message() {
+        let errors = [
+            Error::from(tonic::Status::invalid_argument("key is empty")),
+            Error::from(tonic::Status::failed_precondition("WRONGTYPE hash")),
+            Error::from(tonic::Status::unavailable("down")),
+            Error::from(tonic::Status::permission_denied("no")),
+            Error::DeadlineExceeded,
+            Error::Loader(Arc::new(std::io::Error::other("db down"))),
+            Error::InvalidEndpoint {
+                endpoint: "bad host".into(),
+                reason: "space".into(),
+            },
+        ];
+        for error in errors {
+            let copy = error.duplicate();
+            assert_eq!(copy.code(), error.code(), "{error:?}");
+            assert!(copy.to_string().contains(&error.to_string()), "{error:?}");
+            assert_eq!(copy.is_retryable(), error.is_retryable());
+        }
+        let loader = Error::Loader(Arc::new(std::io::Error::other("db down"))).duplicate();
+        assert!(loader.loader_error::<std::io::Error>().is_some());
+        assert!(loader.loader_error::<std::fmt::Error>().is_none());
+        assert!(
+            Error::DeadlineExceeded
+                .loader_error::<std::io::Error>()
+                .is_none()
+        );
     }
 
     #[test]

@@ -69,6 +69,41 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Values of one type go through a [`Codec`] on a [`Typed`] handle ([`Raw`]
+//! bytes, [`Json`], `MsgPack` with feature `msgpack`, or your own);
+//! [`Compression`] shrinks large values for every reader; and
+//! [`get_or_insert_with`](Typed::get_or_insert_with) memoises a slow call,
+//! running one loader per key however many callers ask at once.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use serde::{Deserialize, Serialize};
+//! use shoal_client::{Client, Compression, Json};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Rates {
+//!     eur_usd: f64,
+//! }
+//!
+//! async fn fetch_rates() -> Result<Rates, std::io::Error> {
+//!     Ok(Rates { eur_usd: 1.08 }) // a slow upstream call
+//! }
+//!
+//! # async fn demo() -> shoal_client::Result<()> {
+//! let client = Client::builder()
+//!     .compression(Compression::zstd())
+//!     .connections(2)
+//!     .connect()
+//!     .await?;
+//! let rates = client.with_namespace("fx").typed::<Rates, Json>();
+//! let now = rates
+//!     .get_or_insert_with("latest", Duration::from_secs(5), fetch_rates)
+//!     .await?;
+//! println!("EUR/USD {}", now.eur_usd);
+//! # Ok(()) }
+//! ```
+//!
 //! The generated protobuf types are re-exported as [`proto`] for anything
 //! the typed API does not cover.
 
@@ -76,25 +111,38 @@ mod batch;
 mod builder;
 mod chunks;
 mod client;
+mod codec;
+mod compression;
 mod convert;
 mod error;
 mod hash;
 mod list;
+mod memoise;
 mod near_cache;
 mod pipeline;
+mod pool;
 mod retry;
 mod scan;
 mod set;
+mod single_flight;
+mod typed;
 mod types;
 mod watch;
 
 pub use batch::{BatchOptions, BatchSet, DEFAULT_BATCH_CHUNK_ITEMS, DEFAULT_BATCH_IN_FLIGHT};
 pub use builder::{ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE};
 pub use client::Client;
+#[cfg(feature = "json")]
+pub use codec::Json;
+#[cfg(feature = "msgpack")]
+pub use codec::MsgPack;
+pub use codec::{Codec, CodecError, Raw};
+pub use compression::{Algorithm, Compression, DEFAULT_THRESHOLD, MAX_DECOMPRESSED_LEN};
 pub use error::{Error, Result};
 pub use near_cache::{NearCache, NearCacheOptions, NearCacheStats};
 pub use pipeline::{Pipeline, PipelineResults, Slot};
 pub use retry::RetryPolicy;
+pub use typed::Typed;
 pub use types::{
     Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceStats,
     ParseKeyTypeError, PushOptions, RpcStats, ScanOptions, ScanPage, SetOptions, SetResult, Stats,

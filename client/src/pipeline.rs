@@ -13,6 +13,7 @@ use shoal_proto::v1 as pb;
 
 use crate::batch::{invalid_response, item_error};
 use crate::client::{Client, to_bytes, with_deadline};
+use crate::compression;
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::retry::Idempotency;
@@ -103,10 +104,25 @@ macro_rules! decoder {
     };
 }
 
-decoder!(decode_get, Get, Option<Bytes>, |r| r
-    .found
-    .then_some(r.value));
-decoder!(decode_set, Set, SetResult, |r| convert::set_result(r));
+fn decode_get(reply: Reply) -> Result<Option<Bytes>> {
+    match reply {
+        // Values written compressed (or framed) by any client read back as
+        // written, as with `Client::get`.
+        Reply::Get(r) if r.found => Ok(Some(compression::decode_value(r.value)?)),
+        Reply::Get(_) => Ok(None),
+        other => Err(unexpected(&other)),
+    }
+}
+fn decode_set(reply: Reply) -> Result<SetResult> {
+    match reply {
+        Reply::Set(r) => {
+            let mut result = convert::set_result(r);
+            result.previous = result.previous.map(compression::decode_value).transpose()?;
+            Ok(result)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
 decoder!(decode_delete, Delete, u64, |r| r.deleted);
 decoder!(decode_increment, Increment, i64, |r| r.value);
 decoder!(decode_update_ttl, UpdateTtl, bool, |r| r.existed);
@@ -195,7 +211,7 @@ impl Pipeline {
         let request = pb::SetRequest {
             namespace: self.ns(),
             key: to_bytes(key),
-            value: value.into(),
+            value: compression::encode_value(self.client.compression.as_ref(), value.into()),
             expiry: convert::write_expiry(options.expiry),
             condition: convert::condition(options.condition),
             return_previous: options.return_previous,

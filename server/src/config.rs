@@ -81,9 +81,11 @@ pub struct EngineSettings {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct MemorySettings {
-    /// Most bytes entries may be charged: an integer, or a string with a
-    /// unit such as `"512MiB"` or `"2G"`; 0 for no limit.
-    #[serde(deserialize_with = "byte_count")]
+    /// Most bytes entries may be charged: an integer, a string with a unit
+    /// such as `"512MiB"` or `"2G"`, or a share of the memory limit such as
+    /// `"75%"` (see [`MemoryBudget`]); 0 for no limit. Holds the resolved
+    /// byte count.
+    #[serde(deserialize_with = "memory_budget")]
     pub max_memory: u64,
     /// Most keys across namespaces; 0 for no limit.
     pub max_keys: u64,
@@ -106,16 +108,82 @@ pub fn parse_byte_count(text: &str) -> Result<u64, String> {
         })
 }
 
-fn byte_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+/// A memory budget as written: a byte count, or a share of the memory this
+/// process may use (its cgroup limit, else physical memory; see
+/// [`memory_limit`](crate::memory_limit)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryBudget {
+    /// This many bytes.
+    Bytes(u64),
+    /// This percentage, above 0 and at most 100, of the memory limit.
+    Percent(f64),
+}
+
+impl MemoryBudget {
+    /// Parses `"75%"`, `"512MiB"`, `"2G"` or `"1048576"`.
+    ///
+    /// # Errors
+    /// A message naming the text when it is neither a byte count nor a
+    /// percentage above 0% and at most 100%.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some(number) = text.trim().strip_suffix('%') else {
+            return parse_byte_count(text).map(Self::Bytes);
+        };
+        let percent: f64 = number
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a percentage (example: \"75%\")"))?;
+        if !(percent > 0.0 && percent <= 100.0) {
+            return Err(format!(
+                "{text:?} is out of range: a share of memory must be above 0% and at most 100%"
+            ));
+        }
+        Ok(Self::Percent(percent))
+    }
+
+    /// The budget in bytes, taking a percentage of `limit_bytes`.
+    pub fn bytes_of(self, limit_bytes: u64) -> u64 {
+        match self {
+            Self::Bytes(bytes) => bytes,
+            // f64 holds any realistic memory size to well under a byte per GiB.
+            Self::Percent(percent) => (limit_bytes as f64 * percent / 100.0) as u64,
+        }
+    }
+
+    /// The budget in bytes, taking a percentage of the limit
+    /// [`memory_limit::detect`](crate::memory_limit::detect) finds.
+    ///
+    /// # Errors
+    /// A percentage when no memory limit can be found.
+    pub fn resolve(self) -> Result<u64, String> {
+        match self {
+            Self::Bytes(bytes) => Ok(bytes),
+            Self::Percent(_) => Ok(self.bytes_of(crate::memory_limit::detect()?.bytes)),
+        }
+    }
+}
+
+/// Parses a memory budget (see [`MemoryBudget::parse`]) and resolves a
+/// percentage against this process's memory limit, as `--max-memory` and
+/// `SHOAL_MAX_MEMORY` do.
+///
+/// # Errors
+/// As [`MemoryBudget::parse`] and [`MemoryBudget::resolve`].
+pub fn parse_memory_budget(text: &str) -> Result<u64, String> {
+    MemoryBudget::parse(text)?.resolve()
+}
+
+fn memory_budget<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Count {
+    enum Budget {
         Number(u64),
         Text(String),
     }
-    match Count::deserialize(deserializer)? {
-        Count::Number(count) => Ok(count),
-        Count::Text(text) => parse_byte_count(&text).map_err(serde::de::Error::custom),
+    match Budget::deserialize(deserializer)? {
+        Budget::Number(count) => Ok(count),
+        Budget::Text(text) => parse_memory_budget(&text)
+            .map_err(|reason| serde::de::Error::custom(format!("memory.max_memory: {reason}"))),
     }
 }
 
@@ -404,6 +472,51 @@ mod tests {
         );
         assert!(Config::from_toml("[memory]\nmax_memory = \"lots\"", Path::new("x.toml")).is_err());
         assert_eq!(parse_byte_count("2G"), Ok(2_000_000_000));
+    }
+
+    #[test]
+    fn memory_budget_takes_a_share_of_the_memory_limit() {
+        assert_eq!(MemoryBudget::parse("75%"), Ok(MemoryBudget::Percent(75.0)));
+        assert_eq!(
+            MemoryBudget::parse(" 12.5% "),
+            Ok(MemoryBudget::Percent(12.5))
+        );
+        assert_eq!(
+            MemoryBudget::parse("100%"),
+            Ok(MemoryBudget::Percent(100.0))
+        );
+        assert_eq!(
+            MemoryBudget::parse("2G"),
+            Ok(MemoryBudget::Bytes(2_000_000_000))
+        );
+        assert_eq!(MemoryBudget::Percent(75.0).bytes_of(1 << 30), 3 << 28);
+        assert_eq!(MemoryBudget::Bytes(4096).bytes_of(1 << 30), 4096);
+        for bad in ["0%", "101%", "-5%", "abc%", "%", "NaN%", "inf%"] {
+            let reason = MemoryBudget::parse(bad).expect_err(bad);
+            assert!(reason.contains(bad), "{reason}");
+        }
+        assert!(
+            MemoryBudget::parse("101%")
+                .expect_err("out of range")
+                .contains("at most 100%")
+        );
+    }
+
+    #[test]
+    fn max_memory_as_a_percentage_resolves_or_names_the_field() {
+        if cfg!(target_os = "linux") {
+            let limit = crate::memory_limit::detect().expect("Linux has a limit");
+            let config = Config::from_toml("[memory]\nmax_memory = \"50%\"", Path::new("x.toml"))
+                .expect("parses");
+            assert_eq!(config.memory.max_memory, limit.bytes / 2);
+        }
+        for bad in ["0%", "101%", "abc%"] {
+            let text = format!("[memory]\nmax_memory = \"{bad}\"");
+            let error = Config::from_toml(&text, Path::new("x.toml")).expect_err(bad);
+            let message = error.to_string();
+            assert!(message.contains("memory.max_memory"), "{message}");
+            assert!(message.contains(bad), "{message}");
+        }
     }
 
     #[test]

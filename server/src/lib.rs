@@ -22,6 +22,7 @@
 pub mod change_feed;
 pub mod config;
 pub mod engine;
+pub mod memory_limit;
 pub mod noop;
 pub mod rpc_stats;
 pub mod server;

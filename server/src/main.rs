@@ -21,9 +21,10 @@ struct Args {
     /// Largest value accepted, in bytes [default: 16777216].
     #[arg(long, env = "SHOAL_MAX_VALUE_BYTES")]
     max_value_bytes: Option<usize>,
-    /// Memory budget for entries, with K/M/G or KiB/MiB/GiB units; 0 for no
+    /// Memory budget for entries, with K/M/G or KiB/MiB/GiB units, or a share
+    /// of the container's memory limit (else of RAM) such as 75%; 0 for no
     /// limit [default: 0].
-    #[arg(long, env = "SHOAL_MAX_MEMORY", value_parser = shoal_server::config::parse_byte_count)]
+    #[arg(long, env = "SHOAL_MAX_MEMORY", value_parser = shoal_server::config::parse_memory_budget)]
     max_memory: Option<u64>,
     /// Most keys across namespaces; 0 for no limit [default: 0].
     #[arg(long, env = "SHOAL_MAX_KEYS")]

@@ -92,6 +92,52 @@ async fn get_set_and_delete_many_keep_input_order_and_per_item_errors() {
 }
 
 #[tokio::test]
+async fn batches_and_pipelines_read_compressed_values_like_single_calls() {
+    let server = TestServer::start().await;
+    let compressing = Client::builder()
+        .endpoint(server.endpoint())
+        .namespace("app")
+        .compression(shoal_client::Compression::zstd().threshold(64))
+        .connect()
+        .await
+        .expect("connect");
+    let plain = client_for(&server).await;
+    let big = "abc".repeat(1000);
+    compressing
+        .set_many([("big", big.clone())])
+        .await
+        .expect("set many");
+    let mut pipeline = compressing.pipeline();
+    let _ = pipeline.set("big2", big.clone());
+    pipeline.run().await.expect("pipeline");
+    let stats = plain.stats().await.expect("stats");
+    assert!(
+        stats.total.memory_bytes < 3000,
+        "stored compressed: {} bytes",
+        stats.total.memory_bytes
+    );
+    for key in ["big", "big2"] {
+        assert_eq!(
+            plain.get(key).await.expect("get").as_deref(),
+            Some(big.as_bytes())
+        );
+    }
+    let values = plain.get_many(["big", "big2"]).await.expect("get many");
+    assert!(
+        values
+            .iter()
+            .all(|value| value.as_ref().expect("ok").as_deref() == Some(big.as_bytes()))
+    );
+    let mut pipeline = plain.pipeline();
+    let read = pipeline.get("big2");
+    let mut results = pipeline.run().await.expect("pipeline");
+    assert_eq!(
+        results.take(read).expect("get").as_deref(),
+        Some(big.as_bytes())
+    );
+}
+
+#[tokio::test]
 async fn set_many_reports_item_errors_and_conditions() {
     let mut config = Config::default();
     config.engine.max_value_bytes = 4;
