@@ -90,12 +90,11 @@ pub(crate) fn item_error(status: tonic_types::Status) -> Error {
 /// (`keys[3]: ...`), which is not its place in the caller's input, so that
 /// prefix is dropped; the result's own position says which key it was.
 fn batch_item_error(mut status: tonic_types::Status) -> Error {
-    if let Some(rest) = status.message.strip_prefix("keys[") {
-        if let Some((index, message)) = rest.split_once("]: ") {
-            if index.bytes().all(|byte| byte.is_ascii_digit()) {
-                status.message = message.to_owned();
-            }
-        }
+    if let Some(rest) = status.message.strip_prefix("keys[")
+        && let Some((index, message)) = rest.split_once("]: ")
+        && index.bytes().all(|byte| byte.is_ascii_digit())
+    {
+        status.message = message.to_owned();
     }
     item_error(status)
 }

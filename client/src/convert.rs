@@ -18,7 +18,7 @@ use crate::types::{
 /// becomes 0 (which the server would reject as "no TTL").
 pub(crate) fn ceil_millis(d: Duration) -> i64 {
     let whole = d.as_millis();
-    let millis = if d.subsec_nanos() % 1_000_000 == 0 {
+    let millis = if d.subsec_nanos().is_multiple_of(1_000_000) {
         whole
     } else {
         whole + 1

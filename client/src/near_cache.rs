@@ -241,11 +241,11 @@ impl NearCache {
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         let shared = &self.shared;
-        if shared.live.load(Ordering::Acquire) {
-            if let Some(value) = shared.entries.get(key) {
-                shared.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(value));
-            }
+        if shared.live.load(Ordering::Acquire)
+            && let Some(value) = shared.entries.get(key)
+        {
+            shared.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(value));
         }
         shared.misses.fetch_add(1, Ordering::Relaxed);
         let stripe = shared.stripe(key);

@@ -51,7 +51,7 @@ fn storm(budget: u64) -> Result<(), Box<dyn std::error::Error>> {
         )?;
         written += size as u64;
         i += 1;
-        if i % 1024 == 0 {
+        if i.is_multiple_of(1024) {
             peak = peak.max(rss_bytes());
         }
     }

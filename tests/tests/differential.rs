@@ -1900,11 +1900,11 @@ impl Harness {
                     .chain(&current[end..])
                     .cloned()
                     .collect();
-                if !candidate.is_empty() {
-                    if let Some(at) = self.run(&candidate).await.diverged_at {
-                        current = candidate[..=at].to_vec();
-                        continue;
-                    }
+                if !candidate.is_empty()
+                    && let Some(at) = self.run(&candidate).await.diverged_at
+                {
+                    current = candidate[..=at].to_vec();
+                    continue;
                 }
                 start += chunk;
             }

@@ -36,7 +36,7 @@ async fn a_write_storm_of_three_times_the_budget_stays_within_it() {
             .expect("writes keep succeeding under eviction");
         written += size as u64;
         i += 1;
-        if i % 256 == 0 {
+        if i.is_multiple_of(256) {
             let stats = raw
                 .admin
                 .stats(pb::StatsRequest::default())

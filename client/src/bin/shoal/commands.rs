@@ -269,12 +269,11 @@ async fn get(
 
 fn key_info_json(info: &KeyInfo) -> Value {
     let mut doc = json!({ "key": json_string(&info.key), "exists": info.exists() });
-    if let Some(meta) = &info.meta {
-        if let (Value::Object(doc), Ok(Value::Object(fields))) =
+    if let Some(meta) = &info.meta
+        && let (Value::Object(doc), Ok(Value::Object(fields))) =
             (&mut doc, serde_json::to_value::<&ItemMeta>(meta))
-        {
-            doc.extend(fields);
-        }
+    {
+        doc.extend(fields);
     }
     doc
 }

@@ -40,13 +40,13 @@ pub enum BatchCommand {
 impl BatchCommand {
     /// Checks clap cannot make: `mset` needs a value for every key.
     pub fn check(&self) -> Result<(), clap::Error> {
-        if let Self::Mset { pairs } = self {
-            if pairs.len() % 2 != 0 {
-                return Err(Cli::command().error(
-                    ErrorKind::WrongNumberOfValues,
-                    "mset takes KEY VALUE pairs: the last key has no value",
-                ));
-            }
+        if let Self::Mset { pairs } = self
+            && pairs.len() % 2 != 0
+        {
+            return Err(Cli::command().error(
+                ErrorKind::WrongNumberOfValues,
+                "mset takes KEY VALUE pairs: the last key has no value",
+            ));
         }
         Ok(())
     }
