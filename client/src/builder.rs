@@ -223,6 +223,26 @@ impl ClientBuilder {
         Ok(self.build_with_pool(ChannelPool::new(channels)))
     }
 
+    /// Opens one HTTP/2 connection with this builder's transport settings
+    /// (scheme, connect timeout, keepalive, no Nagle delay) and returns it
+    /// as a raw channel for the generated clients in [`proto`](crate::proto).
+    ///
+    /// Every call opens a new connection, so a caller can spread load over
+    /// several; the `shoal bench` load generator does. The namespace,
+    /// deadline, retry and message size settings do not apply to the
+    /// channel.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_channel(&self) -> Result<Channel> {
+        let endpoint = self.transport_endpoint()?;
+        endpoint.connect().await.map_err(|source| Error::Connect {
+            endpoint: endpoint.uri().to_string(),
+            source,
+        })
+    }
+
     /// A client over an existing channel, for custom transports. The
     /// endpoint, connect timeout, keepalive and connection count settings
     /// are not used.

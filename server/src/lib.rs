@@ -10,6 +10,8 @@
 //!   with the health probes.
 //! - [`healthcheck`]: the probe behind `shoal-server healthcheck`.
 //! - [`testing`]: a real server on an ephemeral port, for tests.
+//! - [`noop`]: the same API with no cache behind it, a peer for benchmarks
+//!   that measures the cost of gRPC itself.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +30,7 @@ pub mod engine;
 pub mod healthcheck;
 pub mod memory_limit;
 pub mod metrics;
+pub mod noop;
 pub mod rpc_layer;
 pub mod rpc_stats;
 pub mod server;

@@ -1,6 +1,7 @@
 //! Command-line arguments, and their translation into client options.
 
 pub mod batches;
+pub mod bench;
 pub mod collections;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use shoal_client::{Condition, Expiry, KeyType, ScanOptions, SetOptions};
 
 use crate::args::batches::BatchCommand;
+use crate::args::bench::BenchArgs;
 use crate::args::collections::CollectionCommand;
 
 /// Command-line client for the shoal cache.
@@ -71,6 +73,7 @@ impl Cli {
     pub fn validated(self) -> Result<Self, clap::Error> {
         match &self.command {
             Command::Collection(command) => command.check()?,
+            Command::Bench(bench) => bench.check()?,
             Command::Batch(command) => command.check()?,
             _ => {}
         }
@@ -145,6 +148,17 @@ pub enum Command {
     Stats,
     /// List the namespaces the server knows, one per line.
     Namespaces,
+    /// Generate load and report throughput and latency per test, as
+    /// redis-benchmark does.
+    ///
+    /// Each test sends -n requests with -c in flight over --connections
+    /// HTTP/2 connections and prints requests per second (and items per
+    /// second for batches) with the p50, p99, p99.9 and maximum latency.
+    /// Before get, mget, pipeline and hget it writes the whole key space
+    /// (-r keys of -d bytes), so reads hit. With --json, one object per test.
+    /// --timeout bounds the wait for the server to be up; the requests
+    /// themselves have no deadline.
+    Bench(BenchArgs),
 }
 
 /// Arguments of `set`.

@@ -23,6 +23,8 @@ pub enum Failure {
     Usage(String),
     /// Writing the output failed.
     Io(io::Error),
+    /// A benchmark could not run, or some of its requests failed.
+    Bench(String),
 }
 
 impl From<Error> for Failure {
@@ -58,7 +60,7 @@ impl fmt::Display for Failure {
                     write!(f, "{message} ({code})")
                 }
             }
-            Self::Usage(message) => f.write_str(message),
+            Self::Usage(message) | Self::Bench(message) => f.write_str(message),
             Self::Io(error) => write!(f, "cannot write output: {error}"),
         }
     }
@@ -66,10 +68,15 @@ impl fmt::Display for Failure {
 
 /// Runs `cli.command`, writing its result to `out`.
 pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
-    if let Command::Flush { yes: false } = cli.command {
-        return Err(Failure::Usage(
-            "flush deletes every key of the namespace; pass --yes to confirm".to_owned(),
-        ));
+    match &cli.command {
+        Command::Flush { yes: false } => {
+            return Err(Failure::Usage(
+                "flush deletes every key of the namespace; pass --yes to confirm".to_owned(),
+            ));
+        }
+        // It opens connections of its own.
+        Command::Bench(bench) => return crate::bench::run(cli, bench, out).await,
+        _ => {}
     }
     let client = connect(cli).await?;
     let json = cli.json;
@@ -208,6 +215,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 Ok(())
             }
         }
+        Command::Bench(_) => unreachable!("bench runs before the client connects"),
         Command::Namespaces => {
             let namespaces = client.list_namespaces().await?;
             if json {

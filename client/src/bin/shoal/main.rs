@@ -5,6 +5,7 @@
 //! status 1.
 
 mod args;
+mod bench;
 mod commands;
 mod output;
 
@@ -13,14 +14,35 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::Cli;
+use crate::args::{Cli, Command};
 use crate::commands::Failure;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse()
         .validated()
         .unwrap_or_else(|error| error.exit());
+    // One thread answers a command; `bench --threads N` drives its load from
+    // N.
+    let runtime = match &cli.command {
+        Command::Bench(bench) if bench.threads > 1 => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(bench.threads as usize);
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let mut out = BufWriter::new(io::stdout().lock());
     let result = match commands::run(&cli, &mut out).await {
         Ok(()) => out.flush().map_err(Failure::Io),

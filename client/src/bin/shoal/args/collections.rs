@@ -231,7 +231,7 @@ impl CollectionCommand {
 
 /// A usage error of `subcommand`, shown with its usage line like the
 /// errors clap finds itself.
-fn usage_error(subcommand: &str, kind: ErrorKind, message: &str) -> clap::Error {
+pub(super) fn usage_error(subcommand: &str, kind: ErrorKind, message: &str) -> clap::Error {
     let mut cli = Cli::command();
     cli.build();
     match cli.find_subcommand_mut(subcommand) {
