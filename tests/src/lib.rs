@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: raw `shoal.v1` clients connected
 //! to a [`TestServer`], and small request builders.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
@@ -9,6 +11,7 @@ use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use shoal_proto::v1::watch_service_client::WatchServiceClient;
 pub use shoal_server::testing::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 /// Raw generated clients for one server.
@@ -119,4 +122,35 @@ pub fn assert_status<T: std::fmt::Debug>(
         );
     }
     status
+}
+
+/// A plain HTTP/1.1 GET (to the admin listener); returns the status code
+/// and the body.
+///
+/// # Panics
+/// When the listener cannot be reached or answers something that is not
+/// HTTP.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the admin listener");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("headers end with a blank line");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    (status, body.to_string())
 }

@@ -11,27 +11,27 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use shoal_server::config::{Config, MemoryBudget};
 
-/// The metrics the server exports (issue #6), with their Prometheus type.
-/// The dashboard may query only these. This list can later be replaced by
-/// the `# TYPE` lines of a live server's `/metrics`.
-const EXPORTED_METRICS: &[(&str, MetricType)] = &[
-    ("shoal_build_info", MetricType::Gauge),
-    ("shoal_requests_total", MetricType::Counter),
-    ("shoal_request_duration_seconds", MetricType::Histogram),
-    ("shoal_cache_hits_total", MetricType::Counter),
-    ("shoal_cache_misses_total", MetricType::Counter),
-    ("shoal_cache_sets_total", MetricType::Counter),
-    ("shoal_evictions_total", MetricType::Counter),
-    ("shoal_expirations_total", MetricType::Counter),
-    ("shoal_keys", MetricType::Gauge),
-    ("shoal_memory_used_bytes", MetricType::Gauge),
-    ("shoal_memory_limit_bytes", MetricType::Gauge),
-    ("shoal_keys_limit", MetricType::Gauge),
-    ("shoal_connections_open", MetricType::Gauge),
-    ("shoal_streams_open", MetricType::Gauge),
-    ("shoal_watch_subscribers", MetricType::Gauge),
-    ("shoal_watch_resyncs_total", MetricType::Counter),
-];
+/// The metric families a live server exports, by the name Prometheus stores
+/// them under (a counter with `_total`), with their type: read from the
+/// `# TYPE` lines of `/metrics`, so the dashboard is checked against what
+/// the server really serves.
+async fn exported_metrics() -> BTreeMap<String, MetricType> {
+    let server = shoal_tests::TestServer::start().await;
+    let admin = server.admin_addr().expect("the admin listener runs");
+    let (status, body) = shoal_tests::http_get(admin, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|declaration| {
+            let (name, kind) = declaration.split_once(' ')?;
+            Some(match kind.trim() {
+                "counter" => (format!("{name}_total"), MetricType::Counter),
+                "histogram" => (name.to_owned(), MetricType::Histogram),
+                _ => (name.to_owned(), MetricType::Gauge),
+            })
+        })
+        .collect()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MetricType {
@@ -41,7 +41,12 @@ enum MetricType {
 }
 
 /// The admin HTTP listener's default port (`/metrics`, `/healthz`, `/readyz`).
-const ADMIN_PORT: u16 = 9464;
+fn admin_port() -> u16 {
+    shoal_server::config::DEFAULT_ADMIN_LISTEN
+        .parse::<SocketAddr>()
+        .expect("the default admin address parses")
+        .port()
+}
 
 /// The gRPC listener's default port, from the server's own default.
 fn grpc_port() -> u16 {
@@ -211,7 +216,7 @@ fn ports_and_probes_match_the_server() {
     let container = shoal_container(&statefulset);
     let ports = container_ports(container);
     let grpc = u64::from(grpc_port());
-    let admin = u64::from(ADMIN_PORT);
+    let admin = u64::from(admin_port());
     assert_eq!(ports.get("grpc"), Some(&grpc));
     assert_eq!(ports.get("admin"), Some(&admin));
 
@@ -401,7 +406,7 @@ fn the_image_listens_everywhere_on_the_default_ports() {
         .flat_map(|ports| ports.split_whitespace())
         .map(|port| port.parse().expect("a port"))
         .collect();
-    assert_eq!(exposed, BTreeSet::from([grpc_port(), ADMIN_PORT]));
+    assert_eq!(exposed, BTreeSet::from([grpc_port(), admin_port()]));
 
     let env = find("ENV ").join(" ");
     assert!(
@@ -409,7 +414,7 @@ fn the_image_listens_everywhere_on_the_default_ports() {
         "{env}"
     );
     assert!(
-        env.contains(&format!("SHOAL_ADMIN_LISTEN=0.0.0.0:{ADMIN_PORT}")),
+        env.contains(&format!("SHOAL_ADMIN_LISTEN=0.0.0.0:{}", admin_port())),
         "{env}"
     );
 
@@ -449,7 +454,7 @@ fn compose_wires_every_service_by_name() {
         .iter()
         .map(|mapping| port_of(mapping.as_str().expect("a short port mapping")))
         .collect();
-    assert_eq!(published, BTreeSet::from([grpc_port(), ADMIN_PORT]));
+    assert_eq!(published, BTreeSet::from([grpc_port(), admin_port()]));
 
     // Prometheus scrapes shoal's admin listener.
     let prometheus = yaml("prometheus.yml");
@@ -463,7 +468,7 @@ fn compose_wires_every_service_by_name() {
     );
     let targets = array(job, "/static_configs/0/targets");
     assert!(
-        targets.contains(&Value::from(format!("shoal:{ADMIN_PORT}"))),
+        targets.contains(&Value::from(format!("shoal:{}", admin_port()))),
         "{targets:?}"
     );
 
@@ -542,8 +547,8 @@ fn queries(value: &Value, found: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn the_dashboard_queries_only_exported_metrics() {
+#[tokio::test]
+async fn the_dashboard_queries_only_exported_metrics() {
     let dashboard: Value =
         serde_json::from_str(&read("grafana/dashboards/shoal.json")).expect("dashboard JSON");
     let mut found = Vec::new();
@@ -551,7 +556,7 @@ fn the_dashboard_queries_only_exported_metrics() {
     assert!(found.len() > 10, "{found:?}");
 
     let metric_name = regex::Regex::new(r"shoal_[a-z_]+").expect("regex");
-    let exported: BTreeMap<&str, MetricType> = EXPORTED_METRICS.iter().copied().collect();
+    let exported = exported_metrics().await;
     let mut used = BTreeSet::new();
     for query in &found {
         for name in metric_name.find_iter(query).map(|found| found.as_str()) {
@@ -559,7 +564,7 @@ fn the_dashboard_queries_only_exported_metrics() {
                 .iter()
                 .find_map(|suffix| {
                     name.strip_suffix(suffix)
-                        .filter(|base| exported.get(base) == Some(&MetricType::Histogram))
+                        .filter(|base| exported.get(*base) == Some(&MetricType::Histogram))
                 })
                 .unwrap_or(name);
             assert!(

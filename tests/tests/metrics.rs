@@ -2,11 +2,9 @@
 //! conventions and move with traffic, and the liveness and readiness probes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 
 use shoal_proto::v1 as pb;
-use shoal_tests::{TestServer, get_request, raw, set_request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use shoal_tests::{TestServer, get_request, http_get, raw, set_request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -30,32 +28,6 @@ const EXPECTED: &[&str] = &[
     "shoal_watch_subscribers",
     "shoal_watch_resyncs_total",
 ];
-
-/// A plain HTTP/1.1 GET; returns the status code and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the admin listener");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("headers end with a blank line");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    (status, body.to_string())
-}
 
 /// One sample of the exposition.
 #[derive(Debug, Clone, PartialEq)]
