@@ -20,6 +20,9 @@ use crate::retry::Idempotency;
 use crate::telemetry::TracedChannel;
 use crate::types::{SetOptions, SetResult};
 
+use pb::pipeline_request::Command;
+use pb::pipeline_response::Result as Reply;
+
 /// Keys per request when not configured: large enough to amortise a round
 /// trip, small enough that a chunk's values stay near a megabyte for
 /// typical sizes.
@@ -149,6 +152,8 @@ impl Client {
         Ok(parts.into_iter().flatten().collect())
     }
 
+    /// Reads one chunk of keys: as a command on a shared stream when it is
+    /// small enough, as a GetBatch call otherwise.
     async fn get_chunk(&self, keys: Vec<Bytes>) -> Result<Vec<Result<Option<Bytes>>>> {
         let count = keys.len();
         let request = pb::GetBatchRequest {
@@ -157,28 +162,30 @@ impl Client {
             include_meta: false,
             chunk_size: 0,
         };
+        if count <= self.shared_stream_max_keys {
+            return self
+                .run(Idempotency::Idempotent, |_| {
+                    let command = Command::GetBatch(request.clone());
+                    async move {
+                        match self.shared.call(command).await? {
+                            Reply::GetBatch(reply) => get_results(count, [reply]),
+                            Reply::Error(status) => Err(item_error(status)),
+                            _ => Err(invalid_response("a GetBatch command got another reply")),
+                        }
+                    }
+                })
+                .await;
+        }
         self.run(Idempotency::Idempotent, |timeout| {
             let mut batch = self.batch.clone();
             let request = with_deadline(request.clone(), timeout);
             async move {
                 let mut stream = batch.get_batch(request).await?.into_inner();
-                let mut results: Vec<Option<Result<Option<Bytes>>>> =
-                    std::iter::repeat_with(|| None).take(count).collect();
+                let mut chunks = Vec::new();
                 while let Some(chunk) = stream.message().await? {
-                    for item in chunk.items {
-                        let slot = results.get_mut(item.index as usize).ok_or_else(|| {
-                            invalid_response(format!("item index {} out of range", item.index))
-                        })?;
-                        *slot = Some(get_outcome(item.result)?);
-                    }
+                    chunks.push(chunk);
                 }
-                results
-                    .into_iter()
-                    .enumerate()
-                    .map(|(at, result)| {
-                        result.ok_or_else(|| invalid_response(format!("no result for key {at}")))
-                    })
-                    .collect()
+                get_results(count, chunks)
             }
         })
         .await
@@ -275,6 +282,8 @@ impl Client {
         Ok(parts.into_iter().flatten().collect())
     }
 
+    /// Removes one chunk of keys, on a shared stream when it is small
+    /// enough.
     async fn delete_chunk(&self, keys: Vec<Bytes>) -> Result<Vec<Result<bool>>> {
         let count = keys.len();
         let request = pb::DeleteBatchRequest {
@@ -282,37 +291,83 @@ impl Client {
             keys,
             chunk_size: 0,
         };
+        if count <= self.shared_stream_max_keys {
+            return self
+                .run(Idempotency::Idempotent, |_| {
+                    let command = Command::DeleteBatch(request.clone());
+                    async move {
+                        match self.shared.call(command).await? {
+                            Reply::DeleteBatch(reply) => delete_results(count, [reply]),
+                            Reply::Error(status) => Err(item_error(status)),
+                            _ => Err(invalid_response("a DeleteBatch command got another reply")),
+                        }
+                    }
+                })
+                .await;
+        }
         self.run(Idempotency::Idempotent, |timeout| {
             let mut batch = self.batch.clone();
             let request = with_deadline(request.clone(), timeout);
             async move {
                 let mut stream = batch.delete_batch(request).await?.into_inner();
-                let mut results = Vec::with_capacity(count);
+                let mut chunks = Vec::new();
                 while let Some(chunk) = stream.message().await? {
-                    for item in chunk.items {
-                        if item.index as usize != results.len() {
-                            return Err(invalid_response(format!(
-                                "item index {} out of order",
-                                item.index
-                            )));
-                        }
-                        results.push(match item.result {
-                            Some(pb::delete_batch_item::Result::Existed(existed)) => Ok(existed),
-                            Some(pb::delete_batch_item::Result::Error(status)) => {
-                                Err(batch_item_error(status))
-                            }
-                            None => return Err(invalid_response("an item has no result")),
-                        });
-                    }
+                    chunks.push(chunk);
                 }
-                if results.len() != count {
-                    return Err(invalid_response("the batch ended early"));
-                }
-                Ok(results)
+                delete_results(count, chunks)
             }
         })
         .await
     }
+}
+
+/// The outcome of each of `count` keys read, from the reply chunks of a
+/// GetBatch, in key order.
+fn get_results(
+    count: usize,
+    chunks: impl IntoIterator<Item = pb::GetBatchResponse>,
+) -> Result<Vec<Result<Option<Bytes>>>> {
+    let mut results: Vec<Option<Result<Option<Bytes>>>> =
+        std::iter::repeat_with(|| None).take(count).collect();
+    for item in chunks.into_iter().flat_map(|chunk| chunk.items) {
+        let slot = results
+            .get_mut(item.index as usize)
+            .ok_or_else(|| invalid_response(format!("item index {} out of range", item.index)))?;
+        *slot = Some(get_outcome(item.result)?);
+    }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(at, result)| {
+            result.ok_or_else(|| invalid_response(format!("no result for key {at}")))
+        })
+        .collect()
+}
+
+/// Whether each of `count` keys existed, from the reply chunks of a
+/// DeleteBatch, in key order.
+fn delete_results(
+    count: usize,
+    chunks: impl IntoIterator<Item = pb::DeleteBatchResponse>,
+) -> Result<Vec<Result<bool>>> {
+    let mut results = Vec::with_capacity(count);
+    for item in chunks.into_iter().flat_map(|chunk| chunk.items) {
+        if item.index as usize != results.len() {
+            return Err(invalid_response(format!(
+                "item index {} out of order",
+                item.index
+            )));
+        }
+        results.push(match item.result {
+            Some(pb::delete_batch_item::Result::Existed(existed)) => Ok(existed),
+            Some(pb::delete_batch_item::Result::Error(status)) => Err(batch_item_error(status)),
+            None => return Err(invalid_response("an item has no result")),
+        });
+    }
+    if results.len() != count {
+        return Err(invalid_response("the batch ended early"));
+    }
+    Ok(results)
 }
 
 /// Splits writes into SetBatch chunks bounded by items and bytes.

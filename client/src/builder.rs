@@ -15,6 +15,7 @@ use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::pool::ChannelPool;
 use crate::retry::RetryPolicy;
+use crate::shared_stream::SharedStreams;
 use crate::telemetry::TracedChannel;
 
 /// Address used when none is given.
@@ -24,6 +25,12 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 /// limit plus room for keys, metadata and framing, and for large scan or
 /// describe pages.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Largest batch, in keys, that [`ClientBuilder::shared_stream_max_keys`]
+/// sends on a shared stream by default: past a few hundred keys the fixed
+/// cost of a call of its own no longer matters, and a batch that large
+/// would hold up the small ones queued behind it.
+pub const DEFAULT_SHARED_STREAM_MAX_KEYS: usize = 256;
 
 /// Builds a [`Client`]: where to connect, which namespace, which deadlines.
 ///
@@ -54,6 +61,7 @@ pub struct ClientBuilder {
     max_message_size: usize,
     connections: usize,
     compression: Option<Compression>,
+    shared_stream_max_keys: usize,
 }
 
 impl Default for ClientBuilder {
@@ -69,6 +77,7 @@ impl Default for ClientBuilder {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             connections: 1,
             compression: None,
+            shared_stream_max_keys: DEFAULT_SHARED_STREAM_MAX_KEYS,
         }
     }
 }
@@ -190,6 +199,33 @@ impl ClientBuilder {
         self
     }
 
+    /// Batches of at most this many keys ([`get_many`](Client::get_many),
+    /// [`delete_many`](Client::delete_many)) travel as one command on a
+    /// long-lived Pipeline stream shared by all callers, one stream per
+    /// connection, instead of as a call of their own; larger batches are
+    /// split into GetBatch and DeleteBatch calls. 0 sends every batch as
+    /// its own call. The default is [`DEFAULT_SHARED_STREAM_MAX_KEYS`].
+    ///
+    /// A call costs a new HTTP/2 stream (headers, trailers and handler on
+    /// both ends), which for a batch of a few dozen keys is most of its
+    /// work; a command on a shared stream costs one message each way. The
+    /// price is that commands on one stream are answered in turn, so a
+    /// large batch would hold up the small ones behind it: hence the
+    /// limit.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> shoal_client::Result<()> {
+    /// let client = shoal_client::Client::builder()
+    ///     .shared_stream_max_keys(0) // a GetBatch call per batch
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn shared_stream_max_keys(mut self, keys: usize) -> Self {
+        self.shared_stream_max_keys = keys;
+        self
+    }
+
     /// Connects now, failing if the server cannot be reached.
     ///
     /// # Errors
@@ -250,9 +286,29 @@ impl ClientBuilder {
         self.build_with_pool(ChannelPool::new(vec![channel]))
     }
 
+    /// A client over existing channels, used in turn, as with
+    /// [`connections`](Self::connections). The endpoint, connect timeout
+    /// and keepalive settings are not used.
+    ///
+    /// # Panics
+    ///
+    /// When `channels` is empty.
+    pub fn build_with_channels(self, channels: Vec<Channel>) -> Client {
+        self.build_with_pool(ChannelPool::new(channels))
+    }
+
     fn build_with_pool(self, pool: ChannelPool) -> Client {
         let limit = self.max_message_size;
         let connections = pool.len();
+        let per_connection = pool
+            .each()
+            .into_iter()
+            .map(|pool| {
+                BatchServiceClient::new(TracedChannel::new(pool))
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit)
+            })
+            .collect();
         let channel = TracedChannel::new(pool);
         Client {
             cache: CacheServiceClient::new(channel.clone())
@@ -274,6 +330,8 @@ impl ClientBuilder {
             compression: self.compression,
             flights: Arc::default(),
             connections,
+            shared: SharedStreams::new(per_connection),
+            shared_stream_max_keys: self.shared_stream_max_keys,
         }
     }
 

@@ -19,6 +19,7 @@ use crate::builder::ClientBuilder;
 use crate::compression::{self, Compression};
 use crate::convert;
 use crate::error::{Error, Result};
+use crate::shared_stream::SharedStreams;
 
 use crate::retry::{Idempotency, RetryPolicy};
 use crate::scan;
@@ -62,6 +63,10 @@ pub struct Client {
     pub(crate) flights: Arc<Flights>,
     /// Size of the channel pool behind the service clients.
     pub(crate) connections: usize,
+    /// Long-lived Pipeline streams that carry small batches.
+    pub(crate) shared: SharedStreams,
+    /// Largest batch, in keys, sent on [`shared`](Self::shared).
+    pub(crate) shared_stream_max_keys: usize,
 }
 
 impl fmt::Debug for Client {

@@ -129,6 +129,7 @@ mod pool;
 mod retry;
 mod scan;
 mod set;
+mod shared_stream;
 mod single_flight;
 mod telemetry;
 mod typed;
@@ -136,7 +137,9 @@ mod types;
 mod watch;
 
 pub use batch::{BatchOptions, BatchSet, DEFAULT_BATCH_CHUNK_ITEMS, DEFAULT_BATCH_IN_FLIGHT};
-pub use builder::{ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE};
+pub use builder::{
+    ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SHARED_STREAM_MAX_KEYS,
+};
 pub use client::Client;
 #[cfg(feature = "json")]
 pub use codec::Json;

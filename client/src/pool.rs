@@ -56,6 +56,15 @@ impl ChannelPool {
         self.channels.len()
     }
 
+    /// One pool per connection of this one, for work that must stay on a
+    /// connection of its own.
+    pub(crate) fn each(&self) -> Vec<Self> {
+        self.channels
+            .iter()
+            .map(|channel| Self::new(vec![channel.clone()]))
+            .collect()
+    }
+
     /// The index of the connection the next call takes.
     fn next_index(&self) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len()

@@ -203,6 +203,19 @@ fn chunks<T>(
         .collect()
 }
 
+/// GetBatch items for the keys at `range`, all holding `value`.
+fn batch_values(value: &Bytes, range: std::ops::Range<usize>) -> pb::GetBatchResponse {
+    pb::GetBatchResponse {
+        items: range
+            .map(|index| pb::GetBatchItem {
+                index: index as u32,
+                result: Some(pb::get_batch_item::Result::Value(value.clone())),
+                meta: None,
+            })
+            .collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl BatchService for NoopBatch {
     type GetBatchStream = ReplyStream<pb::GetBatchResponse>;
@@ -217,15 +230,7 @@ impl BatchService for NoopBatch {
             request.keys.len(),
             request.chunk_size,
             value.len(),
-            |range| pb::GetBatchResponse {
-                items: range
-                    .map(|index| pb::GetBatchItem {
-                        index: index as u32,
-                        result: Some(pb::get_batch_item::Result::Value(value.clone())),
-                        meta: None,
-                    })
-                    .collect(),
-            },
+            |range| batch_values(value, range),
         );
         Ok(Response::new(Box::pin(tokio_stream::iter(replies))))
     }
@@ -293,14 +298,18 @@ impl BatchService for NoopBatch {
             let command = command?;
             let result = match &command.command {
                 Some(Command::Get(_)) => Reply::Get(cache.get()),
+                Some(Command::GetBatch(batch)) => {
+                    Reply::GetBatch(batch_values(&cache.value, 0..batch.keys.len()))
+                }
                 Some(Command::Set(_)) => Reply::Set(set_response()),
                 Some(Command::Increment(increment)) => {
                     Reply::Increment(increment_response(increment))
                 }
                 _ => Reply::Error(tonic_types::Status {
                     code: Code::Unimplemented as i32,
-                    message: "the no-op benchmark server runs only get, set and increment"
-                        .to_owned(),
+                    message:
+                        "the no-op benchmark server runs only get, get_batch, set and increment"
+                            .to_owned(),
                     details: Vec::new(),
                 }),
             };

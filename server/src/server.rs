@@ -201,6 +201,7 @@ pub async fn serve_listeners(
 
     let grace = config.shutdown_grace();
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping_state = state.clone();
     let stop_accepting = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
@@ -226,6 +227,8 @@ pub async fn serve_listeners(
         // Watch streams never end on their own: end them so that draining
         // finishes and watchers reconnect to another server.
         feed.close();
+        // So do pipelines: clients reopen them elsewhere.
+        stopping_state.begin_stopping();
         let _ = drained_tx.send(());
     };
     tracing::info!(addr = ?local_addr, "shoal-server listening");

@@ -457,6 +457,139 @@ async fn pipeline_runs_commands_in_order_and_answers_each() {
 }
 
 #[tokio::test]
+async fn pipeline_runs_whole_batches_as_single_commands() {
+    let mut config = Config::default();
+    config.grpc.max_batch_items = 3;
+    let server = TestServer::start_with(config).await;
+    let mut raw = raw(&server).await;
+    let item = |key: &str, value: &str| pb::SetBatchItem {
+        key: b(key),
+        value: b(value),
+        ..Default::default()
+    };
+    let requests = vec![
+        command(
+            1,
+            Command::SetBatch(pb::SetBatchRequest {
+                namespace: String::new(),
+                items: vec![item("a", "1"), item("", "x"), item("b", "2")],
+            }),
+        ),
+        command(
+            2,
+            Command::GetBatch(pb::GetBatchRequest {
+                keys: keys(&["b", "missing", "a"]),
+                // Chunks are gathered into the one reply.
+                chunk_size: 1,
+                ..Default::default()
+            }),
+        ),
+        command(
+            3,
+            Command::DeleteBatch(pb::DeleteBatchRequest {
+                keys: keys(&["a", "a", ""]),
+                ..Default::default()
+            }),
+        ),
+        // Over the batch limit: refused as a whole, and nothing is read.
+        command(
+            4,
+            Command::GetBatch(pb::GetBatchRequest {
+                keys: keys(&["a", "b", "c", "d"]),
+                ..Default::default()
+            }),
+        ),
+    ];
+    let replies: Vec<pb::PipelineResponse> = raw
+        .batch
+        .pipeline(tokio_stream::iter(requests))
+        .await
+        .expect("pipeline")
+        .into_inner()
+        .map(|reply| reply.expect("reply"))
+        .collect()
+        .await;
+    assert_eq!(replies.len(), 4);
+
+    let Some(Reply::SetBatch(set)) = &replies[0].result else {
+        panic!("a SetBatch reply: {:?}", replies[0]);
+    };
+    let indexes: Vec<u64> = set.results.iter().map(|result| result.index).collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    assert!(matches!(
+        &set.results[1].result,
+        Some(pb::set_batch_result::Result::Error(status)) if status.code == Code::InvalidArgument as i32
+    ));
+
+    let Some(Reply::GetBatch(get)) = &replies[1].result else {
+        panic!("a GetBatch reply: {:?}", replies[1]);
+    };
+    let found: Vec<Option<Bytes>> = get
+        .items
+        .iter()
+        .map(|item| match &item.result {
+            Some(pb::get_batch_item::Result::Value(value)) => Some(value.clone()),
+            Some(pb::get_batch_item::Result::Miss(_)) => None,
+            other => panic!("unexpected item {other:?}"),
+        })
+        .collect();
+    assert_eq!(found, [Some(b("2")), None, Some(b("1"))]);
+
+    let Some(Reply::DeleteBatch(deleted)) = &replies[2].result else {
+        panic!("a DeleteBatch reply: {:?}", replies[2]);
+    };
+    let existed: Vec<Option<bool>> = deleted
+        .items
+        .iter()
+        .map(|item| match &item.result {
+            Some(pb::delete_batch_item::Result::Existed(existed)) => Some(*existed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(existed, [Some(true), Some(false), None]);
+
+    let Some(Reply::Error(status)) = &replies[3].result else {
+        panic!("an error reply: {:?}", replies[3]);
+    };
+    assert_eq!(status.code, Code::InvalidArgument as i32);
+    assert!(
+        status.message.contains("batch limit of 3"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_shutdown_ends_open_pipelines_with_unavailable() {
+    let mut config = Config::default();
+    config.grpc.shutdown_grace_secs = 3600;
+    let mut server = TestServer::start_with(config).await;
+    let mut raw = raw(&server).await;
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut replies = raw
+        .batch
+        .pipeline(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("pipeline")
+        .into_inner();
+    sender
+        .send(command(1, Command::Set(set_request("k", "v"))))
+        .await
+        .expect("send");
+    assert!(replies.message().await.expect("reply").is_some());
+
+    server.begin_shutdown();
+    let status = replies
+        .message()
+        .await
+        .expect_err("the stream ends with a status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("shutting down"), "{status:?}");
+    drop(sender);
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn pipeline_replies_arrive_before_the_stream_ends() {
     let server = TestServer::start().await;
     let mut raw = raw(&server).await;

@@ -92,6 +92,92 @@ async fn get_set_and_delete_many_keep_input_order_and_per_item_errors() {
 }
 
 #[tokio::test]
+async fn small_batches_on_shared_streams_answer_each_caller_with_its_own_keys() {
+    let server = TestServer::start().await;
+    let shared = Client::builder()
+        .endpoint(server.endpoint())
+        .namespace("app")
+        .connections(2)
+        .connect()
+        .await
+        .expect("connect");
+    let calls = Client::builder()
+        .endpoint(server.endpoint())
+        .namespace("app")
+        .shared_stream_max_keys(0)
+        .connect()
+        .await
+        .expect("connect");
+    let writes = (0..400).map(|n| (format!("k{n}"), format!("v{n}")));
+    shared.set_many(writes).await.expect("set many");
+
+    // Many callers at once on two shared streams: each reply goes to the
+    // caller whose command it answers.
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..100_usize {
+        let client = shared.clone();
+        tasks.spawn(async move {
+            let keys: Vec<String> = (0..4).map(|n| format!("k{}", caller * 4 + n)).collect();
+            let values = client.get_many(&keys).await.expect("get many");
+            (keys, values)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (keys, values) = joined.expect("task");
+        for (key, value) in keys.iter().zip(values) {
+            let expected = format!("v{}", &key[1..]);
+            assert_eq!(
+                value.expect("hit").as_deref(),
+                Some(expected.as_bytes()),
+                "{key}"
+            );
+        }
+    }
+
+    // The same answers, per-item errors included, as GetBatch calls give.
+    let keys = ["k1", "", "absent", "k399"];
+    let on_stream = shared.get_many(keys).await.expect("shared");
+    let by_call = calls.get_many(keys).await.expect("calls");
+    assert_eq!(format!("{on_stream:?}"), format!("{by_call:?}"));
+    assert!(matches!(on_stream[1], Err(Error::InvalidArgument { .. })));
+
+    // A fault of the whole command fails that call only; the stream goes on.
+    let bad = shared.with_namespace("bad namespace!");
+    assert!(matches!(
+        bad.get_many(["k1"]).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    let removed = shared.delete_many(["k1", "nope"]).await.expect("delete");
+    assert!(matches!(removed[..], [Ok(true), Ok(false)]));
+    assert_eq!(
+        calls.get_many(["k1"]).await.expect("get")[0]
+            .as_ref()
+            .expect("ok"),
+        &None
+    );
+}
+
+#[tokio::test]
+async fn a_shutdown_ends_shared_streams_instead_of_waiting_for_them() {
+    let mut config = Config::default();
+    // Far longer than the test may take: the server must not wait for the
+    // open stream to end on its own.
+    config.grpc.shutdown_grace_secs = 3600;
+    let server = TestServer::start_with(config).await;
+    let client = client_for(&server).await;
+    client.set("k", "v").await.expect("set");
+    let values = client.get_many(["k"]).await.expect("get many");
+    assert_eq!(values[0].as_ref().expect("hit").as_deref(), Some(&b"v"[..]));
+
+    tokio::time::timeout(PATIENCE, server.stop())
+        .await
+        .expect("the server stopped without waiting for the shared stream")
+        .expect("clean stop");
+    let error = client.get_many(["k"]).await.expect_err("no server");
+    assert_eq!(error.code(), tonic::Code::Unavailable, "{error}");
+}
+
+#[tokio::test]
 async fn batches_and_pipelines_read_compressed_values_like_single_calls() {
     let server = TestServer::start().await;
     let compressing = Client::builder()

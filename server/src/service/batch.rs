@@ -49,7 +49,8 @@ impl BatchApi {
         Ok(())
     }
 
-    fn get_batch(
+    /// The replies of a GetBatch, chunk by chunk.
+    pub(super) fn read_batch(
         &self,
         request: pb::GetBatchRequest,
     ) -> Result<ResponseStream<pb::GetBatchResponse>, Status> {
@@ -74,7 +75,8 @@ impl BatchApi {
         ))
     }
 
-    fn delete_batch(
+    /// The replies of a DeleteBatch, chunk by chunk.
+    pub(super) fn remove_batch(
         &self,
         request: pb::DeleteBatchRequest,
     ) -> Result<ResponseStream<pb::DeleteBatchResponse>, Status> {
@@ -135,7 +137,8 @@ impl BatchApi {
         }
     }
 
-    fn set_chunk(
+    /// Applies one SetBatch chunk, numbering its items from `next_index`.
+    pub(super) fn set_chunk(
         &self,
         chunk: pb::SetBatchRequest,
         next_index: &mut u64,
@@ -239,7 +242,7 @@ impl BatchService for BatchApi {
     ) -> Result<Response<Self::GetBatchStream>, Status> {
         let request = request.into_inner();
         record_call(&request.namespace, request.keys.len());
-        reply(BatchApi::get_batch(self, request))
+        reply(self.read_batch(request))
     }
 
     type SetBatchStream = ReceiverStream<Result<pb::SetBatchResponse, Status>>;
@@ -263,7 +266,7 @@ impl BatchService for BatchApi {
     ) -> Result<Response<Self::DeleteBatchStream>, Status> {
         let request = request.into_inner();
         record_call(&request.namespace, request.keys.len());
-        reply(BatchApi::delete_batch(self, request))
+        reply(self.remove_batch(request))
     }
 
     type PipelineStream = ReceiverStream<Result<pb::PipelineResponse, Status>>;

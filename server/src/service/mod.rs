@@ -118,6 +118,9 @@ pub struct ServiceState {
     pub(crate) feed: Arc<ChangeFeed>,
     /// Most items in one batch request or SetBatch chunk.
     pub(crate) max_batch_items: usize,
+    /// Turns true when the server begins shutting down, so that streams
+    /// that never end on their own (pipelines) end and let draining finish.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl ServiceState {
@@ -136,7 +139,20 @@ impl ServiceState {
             started: Instant::now(),
             feed,
             max_batch_items,
+            stopping: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Tells long-lived streams that the server is shutting down.
+    pub fn begin_stopping(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Completes once the server has begun shutting down.
+    pub(crate) async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // The sender lives in `self`, so waiting cannot fail.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 }
 

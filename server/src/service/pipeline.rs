@@ -16,6 +16,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Status, Streaming};
 
 use super::ServiceState;
+use super::batch::BatchApi;
 use super::cache::CacheApi;
 use super::collection::CollectionApi;
 use super::status::{invalid, item_status};
@@ -35,13 +36,17 @@ type ReplySender = mpsc::Sender<Result<pb::PipelineResponse, Status>>;
 pub(crate) struct Pipeline {
     cache: CacheApi,
     collection: CollectionApi,
+    batch: BatchApi,
+    state: Arc<ServiceState>,
 }
 
 impl Pipeline {
     pub(crate) fn new(state: Arc<ServiceState>) -> Self {
         Self {
             cache: CacheApi::new(Arc::clone(&state)),
-            collection: CollectionApi::new(state),
+            collection: CollectionApi::new(Arc::clone(&state)),
+            batch: BatchApi::new(Arc::clone(&state)),
+            state,
         }
     }
 
@@ -58,9 +63,19 @@ impl Pipeline {
 
     async fn run(self, mut requests: Streaming<pb::PipelineRequest>, replies: ReplySender) {
         let mut last_id: Option<u64> = None;
+        let state = Arc::clone(&self.state);
+        let stopped = state.stopped();
+        tokio::pin!(stopped);
         loop {
             let request = tokio::select! {
                 () = replies.closed() => return,
+                () = &mut stopped => {
+                    // Commands sent but not read get no reply: the client
+                    // learns from the status that they may not have run.
+                    let status = Status::unavailable("the server is shutting down");
+                    let _ = replies.send(Err(status)).await;
+                    return;
+                }
                 request = requests.next() => request,
             };
             let request = match request {
@@ -134,6 +149,17 @@ impl Pipeline {
             Some(C::Increment(r)) => unary!(cache, CacheService::increment, r, Increment),
             Some(C::UpdateTtl(r)) => unary!(cache, CacheService::update_ttl, r, UpdateTtl),
             Some(C::Count(r)) => unary!(cache, CacheService::count, r, Count),
+            Some(C::GetBatch(r)) => gather(self.batch.read_batch(r)?, |all, chunk| {
+                all.items.extend(chunk.items);
+            })
+            .await
+            .map(Reply::GetBatch),
+            Some(C::SetBatch(r)) => self.batch.set_chunk(r, &mut 0).map(Reply::SetBatch),
+            Some(C::DeleteBatch(r)) => gather(self.batch.remove_batch(r)?, |all, chunk| {
+                all.items.extend(chunk.items);
+            })
+            .await
+            .map(Reply::DeleteBatch),
 
             Some(C::HSet(r)) => unary!(coll, CollectionService::h_set, r, HSet),
             Some(C::HGet(r)) => unary!(coll, CollectionService::h_get, r, HGet),

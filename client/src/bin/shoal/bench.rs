@@ -47,8 +47,23 @@ const DEFAULT_PATIENCE: Duration = Duration::from_secs(5);
 /// When the server cannot be reached, preloading fails, or any request of a
 /// test failed (after every report has been printed).
 pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let channels = connect(cli, args).await?;
+    // The typed client, for the tests that measure what it adds: mget's
+    // batches ride its shared streams. No deadline and no retries, so that
+    // only the calls themselves are measured.
+    let client = Client::builder()
+        .namespace(&cli.namespace)
+        .no_timeout()
+        .max_retries(0)
+        .shared_stream_max_keys(if args.batch_calls {
+            0
+        } else {
+            shoal_client::DEFAULT_SHARED_STREAM_MAX_KEYS
+        })
+        .build_with_channels(channels.clone());
     let bench = Bench {
-        channels: connect(cli, args).await?,
+        channels,
+        client,
         namespace: cli.namespace.clone(),
         value: Bytes::from(vec![b'x'; args.value_size]),
         progress: !args.quiet && std::io::stderr().is_terminal(),
@@ -168,6 +183,7 @@ struct Phase<'a> {
 /// Settings shared by every phase of a run.
 struct Bench<'a> {
     channels: Vec<Channel>,
+    client: Client,
     namespace: String,
     value: Bytes,
     progress: bool,
@@ -306,6 +322,7 @@ impl Bench<'_> {
         for i in 0..workers as usize {
             let worker = Worker {
                 channel: self.channels[i % self.channels.len()].clone(),
+                client: self.client.clone(),
                 namespace: self.namespace.clone(),
                 ids: plan.ids(seed + i as u64),
                 value: self.value.clone(),

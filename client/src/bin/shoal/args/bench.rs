@@ -76,6 +76,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N|DURATION", default_value = "0")]
     pub warmup: Warmup,
 
+    /// Send each mget batch as a GetBatch call of its own. By default a
+    /// batch of up to 256 keys goes as one command on a Pipeline stream
+    /// kept open per connection, as the client library sends it.
+    #[arg(long)]
+    pub batch_calls: bool,
+
     /// HTTP/2 connections to spread the load over (at most -c).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]

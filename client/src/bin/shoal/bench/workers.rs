@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use shoal_client::DEFAULT_MAX_MESSAGE_SIZE;
 use shoal_client::proto::batch_service_client::BatchServiceClient;
 use shoal_client::proto::cache_service_client::CacheServiceClient;
 use shoal_client::proto::collection_service_client::CollectionServiceClient;
 use shoal_client::proto::{
-    DeleteRequest, FieldValue, GetBatchRequest, GetRequest, HGetRequest, HSetRequest,
-    IncrementRequest, LPushRequest, PipelineRequest, SAddRequest, SetBatchItem, SetBatchRequest,
-    SetRequest, get_batch_item, pipeline_request, pipeline_response, set_batch_result,
+    DeleteRequest, FieldValue, GetRequest, HGetRequest, HSetRequest, IncrementRequest,
+    LPushRequest, PipelineRequest, SAddRequest, SetBatchItem, SetBatchRequest, SetRequest,
+    pipeline_request, pipeline_response, set_batch_result,
 };
+use shoal_client::{BatchOptions, Client, DEFAULT_MAX_MESSAGE_SIZE};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -42,6 +42,9 @@ pub struct Shared {
 pub struct Worker {
     /// The connection it sends on.
     pub channel: Channel,
+    /// The typed client, over the same connections, for the tests that
+    /// measure it.
+    pub client: Client,
     /// Namespace of every request.
     pub namespace: String,
     /// Where its keys come from.
@@ -153,6 +156,11 @@ impl Outcome {
             self.failed = Some(status);
         }
     }
+}
+
+/// A typed client's error as a [`Status`].
+fn client_status(error: &shoal_client::Error) -> Status {
+    Status::new(error.code(), error.to_string())
 }
 
 /// A per-item `google.rpc.Status` as a [`Status`].
@@ -278,51 +286,37 @@ impl Worker {
         tally
     }
 
-    /// One GetBatch call of `depth` keys per request; it ends when the last
-    /// chunk of the reply has arrived.
+    /// One `get_many` of `depth` keys per request, through the typed
+    /// client: a command on a shared stream, or a GetBatch call with
+    /// `--batch-calls`. It ends when every key's result has arrived.
     async fn get_batches(mut self) -> Tally {
         let mut tally = Tally::new();
-        let mut batch = self.batch();
+        let options = BatchOptions {
+            chunk_items: self.depth,
+            in_flight: 1,
+        };
         while let Some(seq) = self.shared.budget.claim() {
             let keys: Vec<Bytes> = self
                 .ids
                 .for_request(seq, self.depth)
                 .map(|id| key(prefix::STRING, id))
                 .collect();
-            let asked = keys.len() as u64;
-            let request = GetBatchRequest {
-                namespace: self.namespace.clone(),
-                keys,
-                ..GetBatchRequest::default()
-            };
             let start = Instant::now();
-            let outcome = async {
-                let mut replies = batch.get_batch(request).await?.into_inner();
-                let mut outcome = Outcome::default();
-                while let Some(reply) = replies.message().await? {
-                    for item in reply.items {
+            let outcome = match self.client.get_many_with(keys, options).await {
+                Ok(results) => {
+                    let mut outcome = Outcome::default();
+                    for result in results {
                         outcome.items += 1;
-                        match item.result {
-                            Some(get_batch_item::Result::Value(_)) => {}
-                            Some(get_batch_item::Result::Miss(_)) => outcome.misses += 1,
-                            Some(get_batch_item::Result::Error(status)) => {
-                                outcome.item_failed(item_status(&status));
-                            }
-                            None => outcome
-                                .item_failed(Status::internal("GetBatch item without a result")),
+                        match result {
+                            Ok(Some(_)) => {}
+                            Ok(None) => outcome.misses += 1,
+                            Err(error) => outcome.item_failed(client_status(&error)),
                         }
                     }
-                }
-                if outcome.items == asked {
                     Ok(outcome)
-                } else {
-                    Err(Status::internal(format!(
-                        "GetBatch answered {} items for {asked} keys",
-                        outcome.items
-                    )))
                 }
-            }
-            .await;
+                Err(error) => Err(client_status(&error)),
+            };
             tally.record(&self.shared, start, outcome);
         }
         tally
