@@ -27,6 +27,7 @@ mod error;
 mod eviction;
 mod expiry_index;
 mod integer;
+mod key;
 mod namespace;
 mod pattern;
 mod scan;

@@ -169,13 +169,13 @@ impl Namespace {
         Ok(())
     }
 
-    fn emit(&self, shard: usize, sequence: u64, key: &Bytes, kind: ChangeKind) {
+    fn emit(&self, shard: usize, sequence: u64, key: &[u8], kind: ChangeKind) {
         if let Some(sink) = self.sink.get() {
             sink.record(ChangeRecord {
                 namespace: Arc::clone(&self.name),
                 shard: shard as u32,
                 sequence,
-                key: key.clone(),
+                key: Bytes::copy_from_slice(key),
                 kind,
             });
         }

@@ -108,10 +108,10 @@ pub(crate) fn scan_shard(
     wanted: usize,
     now_ms: u64,
 ) -> Vec<(u64, Bytes)> {
-    let mut smallest: BinaryHeap<(u64, &Bytes)> = BinaryHeap::with_capacity(wanted.min(4096) + 1);
+    let mut smallest: BinaryHeap<(u64, &[u8])> = BinaryHeap::with_capacity(wanted.min(4096) + 1);
     for entry in state.entries() {
-        let position = (entry.hash, &entry.key);
-        if after.is_some_and(|(hash, key)| position <= (*hash, key)) {
+        let position = (entry.hash, entry.key.as_slice());
+        if after.is_some_and(|(hash, key)| position <= (*hash, key.as_ref())) {
             continue;
         }
         if smallest.len() == wanted && smallest.peek().is_some_and(|largest| position >= *largest) {
@@ -136,7 +136,7 @@ pub(crate) fn scan_shard(
     smallest
         .into_sorted_vec()
         .into_iter()
-        .map(|(hash, key)| (hash, key.clone()))
+        .map(|(hash, key)| (hash, Bytes::copy_from_slice(key)))
         .collect()
 }
 

@@ -13,6 +13,7 @@ use super::KeyType;
 use super::collections::{HashValue, ListValue, SetValue};
 use super::eviction::{Budget, EvictionQueues, QueueKind, Verdict};
 use super::expiry_index::ExpiryIndex;
+use super::key::StoredKey;
 
 /// Bytes charged per entry beyond its key and value: the entry itself, its
 /// table slot at typical load, and its eviction-queue reference.
@@ -89,7 +90,7 @@ pub(crate) struct Entry {
     /// The key's hash, kept so the table never rehashes keys and scans can
     /// order entries by it.
     pub(crate) hash: u64,
-    pub(crate) key: Bytes,
+    pub(crate) key: StoredKey,
     pub(crate) value: Value,
     /// Shard sequence number of the entry's last write.
     pub(crate) version: u64,
@@ -118,7 +119,7 @@ impl Entry {
     }
 
     fn payload_bytes(&self) -> usize {
-        self.key.len() + self.value.heap_bytes()
+        self.key.heap_bytes() + self.value.heap_bytes()
     }
 }
 
@@ -233,15 +234,14 @@ impl ShardState {
         expires_at_ms: u64,
     ) -> (u64, Option<Entry>) {
         let version = self.next_sequence();
-        let added = key.len() + value.heap_bytes();
+        let value_bytes = value.heap_bytes();
         let replaced = match self.table.find_mut(hash, |entry| entry.key == key) {
             Some(entry) => {
                 let previous_deadline = entry.expires_at_ms;
                 let old_value = std::mem::replace(&mut entry.value, value);
                 entry.version = version;
                 entry.expires_at_ms = expires_at_ms;
-                self.payload_bytes =
-                    self.payload_bytes + added - entry.key.len() - old_value.heap_bytes();
+                self.payload_bytes = self.payload_bytes + value_bytes - old_value.heap_bytes();
                 self.expiry.schedule(hash, expires_at_ms, previous_deadline);
                 Some(Entry {
                     hash,
@@ -264,8 +264,7 @@ impl ShardState {
                 };
                 let entry = Entry {
                     hash,
-                    // Copied so a stored key never pins a larger request buffer.
-                    key: Bytes::copy_from_slice(key),
+                    key: StoredKey::new(key),
                     value,
                     version,
                     expires_at_ms,
@@ -273,8 +272,8 @@ impl ShardState {
                     queue,
                     frequency: AtomicU8::new(0),
                 };
+                self.payload_bytes += entry.key.heap_bytes() + value_bytes;
                 self.table.insert_unique(hash, entry, |entry| entry.hash);
-                self.payload_bytes += added;
                 self.compact_queues_if_stale();
                 self.expiry.schedule(hash, expires_at_ms, 0);
                 None
