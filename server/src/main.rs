@@ -1,5 +1,9 @@
 //! `shoal-server`: runs the shoal cache server, or checks one's health.
 
+/// mimalloc: see DESIGN.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

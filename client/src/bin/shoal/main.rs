@@ -9,6 +9,10 @@ mod bench;
 mod commands;
 mod output;
 
+/// mimalloc: see DESIGN.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 

@@ -5,6 +5,10 @@
 //! against it measures what gRPC itself costs. It stores nothing: do not
 //! point anything but a benchmark at it.
 
+/// mimalloc: see DESIGN.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
