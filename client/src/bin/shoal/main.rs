@@ -9,7 +9,10 @@ mod bench;
 mod commands;
 mod output;
 
-/// mimalloc: see DESIGN.md.
+/// mimalloc rather than the system allocator: every call allocates and frees
+/// buffers on whichever worker thread runs it, and mimalloc's per-thread free
+/// lists make that cheaper than glibc's malloc (about 4% of the server's time
+/// under unary GETs, against 11%).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
