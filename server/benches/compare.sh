@@ -7,8 +7,10 @@
 #
 #   - unary GET: shoal-server against shoal-noop (what the cache's work costs
 #     on top of gRPC);
-#   - batched GET of 16 and of 100 keys: shoal GetBatch against
+#   - batched GET of 16 and of 100 keys: the client's get_many (one command
+#     per batch on a Pipeline stream kept open per connection) against
 #     redis-benchmark's pipelined GET at the same depth, in keys per second;
+#     and, for comparison, get_many sending each batch as a GetBatch call;
 #   - batched GET of 100 2 KiB values, in values per second.
 #
 # Each measurement runs RUNS times, shoal and its peer taking turns, and the
@@ -128,6 +130,7 @@ for run in $(seq 1 "$runs"); do
   for depth in 16 100; do
     record "batch$depth" redis redis_get -d 64 -P "$depth" -n "$batch_keys"
     record "batch$depth" shoal shoal_bench "$shoal_port" -t mget -d 64 -P "$depth" -n $((batch_keys / depth)) --warmup 1s
+    record "call$depth" shoal shoal_bench "$shoal_port" -t mget --batch-calls -d 64 -P "$depth" -n $((batch_keys / depth / 2)) --warmup 1s
   done
 done
 redis_preload 2048
@@ -164,6 +167,11 @@ for label, name, who, peer, goal in rows:
     ratio = shoal / other
     verdict = "met" if ratio >= goal else "not met"
     print(f"| {label} | {n(shoal)} | {peer} | {n(other)} | {ratio:.2f}x | >= {goal:.1f}x, {verdict} |")
+    if name.startswith("batch"):
+        depth = name[len("batch"):]
+        calls = median[("call" + depth, "shoal")]
+        print(f"| ... as a GetBatch call each (--batch-calls) | {n(calls)} | {peer} | {n(other)} "
+              f"| {calls / other:.2f}x | (for comparison) |")
 shoal, other = median[("large", "shoal")], median[("large", "redis")]
 verdict = "met" if shoal >= 500_000 else "not met"
 print(f"| GET, batches of 100 2 KiB values (values/s) | {n(shoal)} | redis-benchmark -P 100 -d 2048 "

@@ -11,6 +11,13 @@
 //! cargo run --release -p shoal-server --example memory_budget -- storm [BUDGET_MIB]
 //! cargo run --release -p shoal-server --example memory_budget -- overhead
 //! ```
+//!
+//! It uses the allocator shoal-server ships with, so that RSS is measured as
+//! the server would show it.
+
+/// The allocator of the shoal-server binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bytes::Bytes;
 use shoal_server::engine::{Engine, EngineConfig, SetOptions};
