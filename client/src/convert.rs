@@ -10,8 +10,8 @@ use shoal_proto::v1 as pb;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceStats, RpcStats,
-    ScanOptions, ScanPage, SetResult, Stats,
+    Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceBudget,
+    NamespaceStats, RpcStats, ScanOptions, ScanPage, SetResult, Stats,
 };
 
 /// Whole milliseconds in `d`, rounded up so that a nonzero duration never
@@ -188,6 +188,12 @@ fn namespace_stats(stats: pb::NamespaceStats) -> NamespaceStats {
         flushed: stats.flushed,
         evicted_for_keys: stats.evicted_for_keys,
         evicted_for_memory: stats.evicted_for_memory,
+        budget: stats.budget.map(|budget| NamespaceBudget {
+            keys: budget.keys,
+            charged_bytes: budget.charged_bytes,
+            max_keys: budget.max_keys,
+            max_memory_bytes: budget.max_memory_bytes,
+        }),
     }
 }
 

@@ -153,9 +153,9 @@ pub use pipeline::{Pipeline, PipelineResults, Slot};
 pub use retry::RetryPolicy;
 pub use typed::Typed;
 pub use types::{
-    Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceStats,
-    ParseKeyTypeError, PushOptions, RpcStats, ScanOptions, ScanPage, SetOptions, SetResult, Stats,
-    Ttl,
+    Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceBudget,
+    NamespaceStats, ParseKeyTypeError, PushOptions, RpcStats, ScanOptions, ScanPage, SetOptions,
+    SetResult, Stats, Ttl,
 };
 
 pub use watch::{ChangeKind, WatchEvent, WatchOptions, WatchStream};

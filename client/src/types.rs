@@ -399,6 +399,22 @@ pub struct NamespaceStats {
     pub evicted_for_keys: u64,
     /// Keys evicted because the server held `max_memory` bytes.
     pub evicted_for_memory: u64,
+    /// The namespace's own budget, when the server gives it one (not in
+    /// the total).
+    pub budget: Option<NamespaceBudget>,
+}
+
+/// A namespace's own key and memory budget, and what it holds against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct NamespaceBudget {
+    /// Keys held.
+    pub keys: u64,
+    /// Bytes charged: keys, values and a fixed cost per entry.
+    pub charged_bytes: u64,
+    /// Most keys; 0 for no limit of its own.
+    pub max_keys: u64,
+    /// Most charged bytes; 0 for no limit of its own.
+    pub max_memory_bytes: u64,
 }
 
 /// Calls of one RPC method.

@@ -3,13 +3,14 @@
 //! Precedence, lowest first: built-in defaults, the file given by `--config`
 //! (or `SHOAL_CONFIG`), then flags and their environment variables.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::engine::{EngineConfig, EvictionPolicy};
+use crate::engine::{EngineConfig, EvictionPolicy, NamespaceLimits};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,34 @@ pub struct MemorySettings {
     /// What to evict at a limit: `s3fifo`, `lru`, `lfu` or `noeviction`.
     #[serde(deserialize_with = "eviction_policy")]
     pub eviction_policy: EvictionPolicy,
+    /// Budgets of their own for some namespaces, as
+    /// `[memory.namespaces.NAME]` tables. A namespace's keys and bytes also
+    /// count toward the limits above; a write into a namespace that is full
+    /// evicts from that namespace (or, under `noeviction`, fails), so one
+    /// busy namespace cannot crowd out the rest.
+    pub namespaces: BTreeMap<String, NamespaceBudget>,
+}
+
+/// A `[memory.namespaces.NAME]` table.
+///
+/// ```
+/// use shoal_server::Config;
+///
+/// let text = "[memory.namespaces.sessions]\nmax_memory = \"64MiB\"\nmax_keys = 100000";
+/// let config = Config::from_toml(text, std::path::Path::new("shoal.toml")).unwrap();
+/// let limits = &config.engine_config().namespace_limits["sessions"];
+/// assert_eq!(limits.max_memory_bytes, 64 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NamespaceBudget {
+    /// Most bytes the namespace's entries may be charged, written as
+    /// `memory.max_memory` is; 0 for no limit of its own.
+    #[serde(deserialize_with = "namespace_memory_budget")]
+    pub max_memory: u64,
+    /// Most keys in the namespace; 0 for no limit of its own.
+    pub max_keys: u64,
 }
 
 /// Parses a byte count with an optional unit: `K`, `M`, `G` are powers of
@@ -188,6 +217,23 @@ fn memory_budget<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u6
         Budget::Number(count) => Ok(count),
         Budget::Text(text) => parse_memory_budget(&text)
             .map_err(|reason| serde::de::Error::custom(format!("memory.max_memory: {reason}"))),
+    }
+}
+
+fn namespace_memory_budget<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Budget {
+        Number(u64),
+        Text(String),
+    }
+    match Budget::deserialize(deserializer)? {
+        Budget::Number(count) => Ok(count),
+        Budget::Text(text) => parse_memory_budget(&text).map_err(|reason| {
+            serde::de::Error::custom(format!("memory.namespaces: max_memory: {reason}"))
+        }),
     }
 }
 
@@ -442,6 +488,20 @@ impl Config {
         if self.engine.max_key_bytes == 0 {
             return invalid("engine.max_key_bytes", "must be at least 1");
         }
+        for name in self.memory.namespaces.keys() {
+            if let Err(error) = crate::engine::resolve_namespace_name(name) {
+                return invalid(
+                    "memory.namespaces",
+                    &format!("{name:?} is not a namespace name: {error}"),
+                );
+            }
+            if name.is_empty() {
+                return invalid(
+                    "memory.namespaces",
+                    "name the default namespace \"default\", not \"\"",
+                );
+            }
+        }
         if self.engine.max_value_bytes > 1 << 30 {
             return invalid("engine.max_value_bytes", "must be at most 1 GiB");
         }
@@ -488,6 +548,18 @@ impl Config {
         engine.max_keys = self.memory.max_keys;
         engine.max_memory_bytes = self.memory.max_memory;
         engine.eviction_policy = self.memory.eviction_policy;
+        engine.namespace_limits = self
+            .memory
+            .namespaces
+            .iter()
+            .map(|(name, budget)| {
+                let limits = NamespaceLimits {
+                    max_keys: budget.max_keys,
+                    max_memory_bytes: budget.max_memory,
+                };
+                (name.clone(), limits)
+            })
+            .collect();
         engine
     }
 

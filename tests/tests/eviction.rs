@@ -152,3 +152,76 @@ async fn noeviction_refuses_writes_over_the_limit_and_keeps_serving_reads() {
         .into_inner();
     assert_eq!(stats.total.expect("total").evictions, 0);
 }
+
+#[tokio::test]
+async fn a_namespace_budget_from_the_config_bounds_that_namespace_and_shows_in_stats() {
+    let text = "[memory.namespaces.capped]\nmax_memory = \"1MiB\"\nmax_keys = 50";
+    let config = Config::from_toml(text, std::path::Path::new("shoal.toml")).expect("config");
+    let server = TestServer::start_with(config).await;
+    let mut raw = raw(&server).await;
+    for namespace in ["capped", "free"] {
+        for i in 0..500 {
+            raw.cache
+                .set(pb::SetRequest {
+                    namespace: namespace.into(),
+                    key: b(&format!("k{i}")),
+                    value: Bytes::from(vec![b'x'; 4096]),
+                    ..Default::default()
+                })
+                .await
+                .expect("writes go on, evicting within the namespace");
+        }
+    }
+    let stats = raw
+        .admin
+        .stats(pb::StatsRequest::default())
+        .await
+        .expect("stats")
+        .into_inner();
+    let namespace = |name: &str| {
+        stats
+            .namespaces
+            .iter()
+            .find(|ns| ns.namespace == name)
+            .unwrap_or_else(|| panic!("{name} in stats"))
+            .clone()
+    };
+    let capped = namespace("capped");
+    let budget = capped.budget.expect("capped reports its budget");
+    assert_eq!(
+        (budget.max_keys, budget.max_memory_bytes),
+        (50, 1024 * 1024)
+    );
+    assert!(capped.keys <= 50, "capped holds {} keys", capped.keys);
+    assert!(
+        budget.charged_bytes <= budget.max_memory_bytes,
+        "{} bytes charged",
+        budget.charged_bytes
+    );
+    assert_eq!(budget.keys, capped.keys);
+    assert!(capped.evicted_for_keys + capped.evicted_for_memory >= 450);
+    let free = namespace("free");
+    assert_eq!(
+        free.keys, 500,
+        "a namespace without a budget keeps everything"
+    );
+    assert!(free.budget.is_none());
+}
+
+#[test]
+fn a_namespace_budget_must_name_a_valid_namespace() {
+    let error = Config::from_toml(
+        "[memory.namespaces.\"bad name\"]\nmax_keys = 1",
+        std::path::Path::new("shoal.toml"),
+    )
+    .expect_err("invalid name");
+    let message = error.to_string();
+    assert!(message.contains("memory.namespaces"), "{message}");
+    assert!(message.contains("bad name"), "{message}");
+    let error = Config::from_toml(
+        "[memory.namespaces.ok]\nmax_memory = \"lots\"",
+        std::path::Path::new("shoal.toml"),
+    )
+    .expect_err("bad size");
+    assert!(error.to_string().contains("max_memory"), "{error}");
+}

@@ -24,6 +24,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashMap;
@@ -104,8 +105,9 @@ pub(crate) enum EvictionCause {
     Memory,
 }
 
-/// The engine-wide key and memory budget, shared by every shard of every
-/// namespace. Shards report what they hold after each change; a write that
+/// A key and memory budget: the engine-wide one, shared by every shard of
+/// every namespace, or a namespace's own, which also counts toward the
+/// engine's. Shards report what they hold after each change; a write that
 /// would pass a limit evicts from its own shard first (or, under
 /// `noeviction`, fails), so no lock is ever taken across shards.
 #[derive(Debug)]
@@ -115,6 +117,18 @@ pub(crate) struct Budget {
     max_bytes: u64,
     keys: AtomicU64,
     bytes: AtomicU64,
+    /// For a namespace's budget: the engine's, which its usage also counts
+    /// toward and whose limits also apply.
+    parent: Option<Arc<Budget>>,
+}
+
+/// Which budget a limit belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BudgetScope {
+    /// The engine-wide budget.
+    Engine,
+    /// A namespace's own budget.
+    Namespace,
 }
 
 impl Budget {
@@ -125,12 +139,33 @@ impl Budget {
             max_bytes,
             keys: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            parent: None,
         }
     }
 
-    /// The policy, when a limit is set; `None` means nothing is tracked.
+    /// A namespace's own budget with these limits (0 = none), inside the
+    /// engine's `parent` and evicting by its policy.
+    pub(crate) fn within(parent: Arc<Budget>, max_keys: u64, max_bytes: u64) -> Self {
+        Self {
+            policy: parent.policy,
+            max_keys,
+            max_bytes,
+            keys: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            parent: Some(parent),
+        }
+    }
+
+    /// The policy, when a limit is set here or in the parent; `None` means
+    /// nothing is tracked.
     pub(crate) fn policy(&self) -> Option<EvictionPolicy> {
-        (self.max_keys > 0 || self.max_bytes > 0).then_some(self.policy)
+        let limited = self.max_keys > 0
+            || self.max_bytes > 0
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|parent| parent.policy().is_some());
+        limited.then_some(self.policy)
     }
 
     /// The policy, when it evicts (a limit is set and it is not `noeviction`).
@@ -139,21 +174,31 @@ impl Budget {
             .filter(|policy| *policy != EvictionPolicy::NoEviction)
     }
 
-    /// Adds a shard's change in keys and charged bytes.
+    /// Adds a shard's change in keys and charged bytes, here and in the
+    /// parent.
     pub(crate) fn report(&self, keys: (usize, usize), bytes: (usize, usize)) {
         apply_delta(&self.keys, keys);
         apply_delta(&self.bytes, bytes);
+        if let Some(parent) = &self.parent {
+            parent.report(keys, bytes);
+        }
     }
 
-    /// Which limit would be passed by adding `keys` keys and `bytes` bytes.
-    pub(crate) fn over(&self, keys: u64, bytes: u64) -> Option<EvictionCause> {
+    /// Which limit would be passed by adding `keys` keys and `bytes` bytes:
+    /// this budget's own first, then the parent's.
+    pub(crate) fn over(&self, keys: u64, bytes: u64) -> Option<(EvictionCause, BudgetScope)> {
+        let scope = if self.parent.is_some() {
+            BudgetScope::Namespace
+        } else {
+            BudgetScope::Engine
+        };
         if self.max_keys > 0 && self.keys.load(Ordering::Relaxed) + keys > self.max_keys {
-            return Some(EvictionCause::KeyCount);
+            return Some((EvictionCause::KeyCount, scope));
         }
         if self.max_bytes > 0 && self.bytes.load(Ordering::Relaxed) + bytes > self.max_bytes {
-            return Some(EvictionCause::Memory);
+            return Some((EvictionCause::Memory, scope));
         }
-        None
+        self.parent.as_ref()?.over(keys, bytes)
     }
 
     /// Keys and charged bytes held now.
@@ -167,6 +212,16 @@ impl Budget {
     /// The limits: keys and bytes (0 = none).
     pub(crate) fn limits(&self) -> (u64, u64) {
         (self.max_keys, self.max_bytes)
+    }
+
+    /// The policy it evicts by.
+    pub(crate) fn eviction_policy(&self) -> EvictionPolicy {
+        self.policy
+    }
+
+    /// Whether this is a namespace's own budget.
+    pub(crate) fn is_namespace_budget(&self) -> bool {
+        self.parent.is_some()
     }
 }
 

@@ -38,7 +38,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
@@ -84,6 +84,22 @@ pub struct EngineConfig {
     pub max_memory_bytes: u64,
     /// What to evict when a limit is reached.
     pub eviction_policy: EvictionPolicy,
+    /// Budgets of their own for some namespaces, by canonical name
+    /// (`default` for the empty name), within the engine-wide limits above.
+    pub namespace_limits: BTreeMap<String, NamespaceLimits>,
+}
+
+/// A namespace's own key and memory budget. Its keys and bytes also count
+/// toward the engine's limits, and a write into it evicts from it when
+/// either budget is full, so one busy namespace cannot crowd out the
+/// others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NamespaceLimits {
+    /// Most keys in the namespace; 0 for no limit of its own.
+    pub max_keys: u64,
+    /// Most bytes the namespace's entries may be charged; 0 for no limit
+    /// of its own.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +112,7 @@ impl Default for EngineConfig {
             max_keys: 0,
             max_memory_bytes: 0,
             eviction_policy: EvictionPolicy::default(),
+            namespace_limits: BTreeMap::new(),
         }
     }
 }
@@ -224,10 +241,25 @@ impl Engine {
             Arc::clone(&self.inner.clock),
             Arc::clone(&self.inner.sink),
             self.inner.cursor_epoch,
-            Arc::clone(&self.inner.budget),
+            self.budget_for(&name),
         ));
         namespaces.insert(name, Arc::clone(&namespace));
         Ok(namespace)
+    }
+
+    /// The budget a new namespace called `name` reports to: its own, inside
+    /// the engine's, when configured; the engine's otherwise.
+    fn budget_for(&self, name: &str) -> Arc<eviction::Budget> {
+        match self.inner.config.namespace_limits.get(name) {
+            Some(limits) if limits.max_keys > 0 || limits.max_memory_bytes > 0 => {
+                Arc::new(eviction::Budget::within(
+                    Arc::clone(&self.inner.budget),
+                    limits.max_keys,
+                    limits.max_memory_bytes,
+                ))
+            }
+            _ => Arc::clone(&self.inner.budget),
+        }
     }
 
     /// The namespace called `name` if it exists; reads use this so that

@@ -8,13 +8,13 @@ use bytes::Bytes;
 
 use super::change::{ChangeKind, ChangeRecord, CollectionChange, FlushRecord, SinkSlot};
 use super::deadline::Deadline;
-use super::eviction::{Budget, EvictionCause, EvictionPolicy};
+use super::eviction::{Budget, BudgetScope, EvictionCause, EvictionPolicy};
 use super::integer::{format_i64, parse_i64};
 use super::scan::{ScanCursor, ScanFilter, ScanPage, scan_shard};
 use super::shard::{ENTRY_CHARGE_BYTES, Entry, Shard, ShardState, Value};
 use super::{
-    Clock, Condition, EngineError, Expiry, IncrementOutcome, ItemMeta, KeyType, Limits, SetOptions,
-    SetOutcome, WriteOutcome,
+    BudgetUsage, Clock, Condition, EngineError, Expiry, IncrementOutcome, ItemMeta, KeyType,
+    Limits, SetOptions, SetOutcome, WriteOutcome,
 };
 
 /// Counters and sizes of one namespace, read from its shards.
@@ -242,14 +242,16 @@ impl Namespace {
                 0
             };
         for _ in 0..MAX_EVICTIONS_PER_WRITE {
-            let Some(cause) = self.budget.over(extra_keys, extra_bytes) else {
+            let Some((cause, scope)) = self.budget.over(extra_keys, extra_bytes) else {
                 return Ok(());
             };
             if policy == EvictionPolicy::NoEviction {
                 return Err(EngineError::OutOfMemory {
-                    limit: match cause {
-                        EvictionCause::KeyCount => "max_keys",
-                        EvictionCause::Memory => "max_memory",
+                    limit: match (scope, cause) {
+                        (BudgetScope::Engine, EvictionCause::KeyCount) => "max_keys",
+                        (BudgetScope::Engine, EvictionCause::Memory) => "max_memory",
+                        (BudgetScope::Namespace, EvictionCause::KeyCount) => "namespace max_keys",
+                        (BudgetScope::Namespace, EvictionCause::Memory) => "namespace max_memory",
                     },
                 });
             }
@@ -265,6 +267,47 @@ impl Namespace {
             evicted.push(entry);
         }
         Ok(())
+    }
+
+    /// Evicts from this namespace's other shards while a budget is still
+    /// passed after a write.
+    ///
+    /// A write evicts from its own shard first, under the lock it already
+    /// holds; when that shard has nothing left to evict, the write goes
+    /// ahead and the budget stays passed. Small budgets spread over many
+    /// shards hit this often (a namespace limited to 5 keys has 16 shards).
+    /// This takes each other shard's lock in turn, one at a time, after the
+    /// writer's own lock is released, so no two shard locks are ever held
+    /// together.
+    fn spill_eviction(&self, from: usize) {
+        if self.budget.evicting_policy().is_none() || self.budget.over(0, 0).is_none() {
+            return;
+        }
+        let count = self.shards.len();
+        // No key is empty, so this protects nothing.
+        let nothing: (u64, &[u8]) = (0, &[]);
+        for offset in 1..count {
+            let index = (from + offset) % count;
+            let mut state = self.shards[index].write();
+            let mut evicted = Vec::new();
+            while let Some((cause, _)) = self.budget.over(0, 0) {
+                let Some(entry) = state.evict_one(nothing) else {
+                    break;
+                };
+                match cause {
+                    EvictionCause::KeyCount => state.counters.evicted_for_keys += 1,
+                    EvictionCause::Memory => state.counters.evicted_for_memory += 1,
+                }
+                let sequence = state.next_sequence();
+                self.emit(index, sequence, &entry.key, ChangeKind::Evicted);
+                evicted.push(entry);
+            }
+            drop(state);
+            drop(evicted);
+            if self.budget.over(0, 0).is_none() {
+                return;
+            }
+        }
     }
 
     /// Runs `read` on the live value under `key` (`None` when the key is
@@ -418,6 +461,7 @@ impl Namespace {
         };
         drop(state);
         drop((expired, garbage));
+        self.spill_eviction(index);
         Ok(Some(outcome))
     }
 
@@ -550,6 +594,7 @@ impl Namespace {
         };
         drop(state);
         drop((expired, replaced, evicted));
+        self.spill_eviction(index);
         Ok(SetOutcome {
             stored: true,
             version,
@@ -667,6 +712,7 @@ impl Namespace {
         };
         drop(state);
         drop((expired, evicted));
+        self.spill_eviction(index);
         Ok(IncrementOutcome {
             value,
             version,
@@ -842,6 +888,24 @@ impl Namespace {
             }
         }
         removed
+    }
+
+    /// The namespace's own budget, when it has one (see
+    /// [`NamespaceLimits`](super::NamespaceLimits)): what it holds against
+    /// its limits.
+    pub fn own_budget(&self) -> Option<BudgetUsage> {
+        if !self.budget.is_namespace_budget() {
+            return None;
+        }
+        let (keys, charged_bytes) = self.budget.usage();
+        let (max_keys, max_memory_bytes) = self.budget.limits();
+        Some(BudgetUsage {
+            keys,
+            charged_bytes,
+            max_keys,
+            max_memory_bytes,
+            policy: self.budget.eviction_policy(),
+        })
     }
 
     /// Counters and sizes of this namespace.

@@ -1211,6 +1211,95 @@ fn noeviction_refuses_new_keys_but_serves_reads_updates_and_deletes() {
     assert_eq!(ns.len(), 2);
 }
 
+/// An engine whose namespace `capped` has a budget of its own.
+fn with_namespace_limits(
+    policy: EvictionPolicy,
+    engine_max_keys: u64,
+    limits: NamespaceLimits,
+) -> Engine {
+    let mut config = EngineConfig {
+        // More shards than the smallest budget below has keys: most writes
+        // land in a shard with nothing to evict.
+        shards_per_namespace: 16,
+        max_keys: engine_max_keys,
+        eviction_policy: policy,
+        ..EngineConfig::default()
+    };
+    config.namespace_limits.insert("capped".into(), limits);
+    Engine::with_parts(config, Arc::new(ManualClock::new(START_MS)), None)
+}
+
+#[test]
+fn a_namespace_budget_bounds_that_namespace_only() {
+    let limits = NamespaceLimits {
+        max_keys: 20,
+        max_memory_bytes: 0,
+    };
+    let engine = with_namespace_limits(EvictionPolicy::S3Fifo, 0, limits);
+    let capped = engine.namespace("capped").expect("namespace");
+    let free = engine.namespace("free").expect("namespace");
+    for i in 0..200 {
+        put(&capped, &format!("k{i}"));
+        put(&free, &format!("k{i}"));
+    }
+    assert_eq!(
+        capped.len(),
+        20,
+        "holds its budget exactly, evicting across shards"
+    );
+    assert_eq!(free.len(), 200, "a namespace without a budget is untouched");
+    assert!(capped.stats().evicted_for_keys >= 180);
+    let own = capped.own_budget().expect("capped has a budget of its own");
+    assert_eq!((own.keys, own.max_keys), (capped.len(), 20));
+    assert!(free.own_budget().is_none());
+    assert_eq!(engine.budget_usage().max_keys, 0);
+}
+
+#[test]
+fn a_namespace_budget_also_counts_toward_the_engine_budget() {
+    let limits = NamespaceLimits {
+        max_keys: 30,
+        max_memory_bytes: 0,
+    };
+    let engine = with_namespace_limits(EvictionPolicy::Lru, 100, limits);
+    let capped = engine.namespace("capped").expect("namespace");
+    let other = engine.namespace("other").expect("namespace");
+    for i in 0..100 {
+        put(&capped, &format!("c{i}"));
+    }
+    assert!(capped.len() <= 30, "capped holds {}", capped.len());
+    for i in 0..200 {
+        put(&other, &format!("o{i}"));
+    }
+    let total = capped.len() + other.len();
+    assert!(total <= 100, "the engine holds {total} keys");
+    assert_eq!(engine.budget_usage().keys, total);
+}
+
+#[test]
+fn under_noeviction_a_full_namespace_refuses_writes_and_others_go_on() {
+    let limits = NamespaceLimits {
+        max_keys: 2,
+        max_memory_bytes: 0,
+    };
+    let engine = with_namespace_limits(EvictionPolicy::NoEviction, 0, limits);
+    let capped = engine.namespace("capped").expect("namespace");
+    let free = engine.namespace("free").expect("namespace");
+    put(&capped, "a");
+    put(&capped, "b");
+    assert_eq!(
+        capped.set(b"c", b("v"), SetOptions::default()),
+        Err(EngineError::OutOfMemory {
+            limit: "namespace max_keys"
+        })
+    );
+    assert_eq!(capped.get(b"a").expect("get"), Some(b("v")));
+    for i in 0..10 {
+        put(&free, &format!("k{i}"));
+    }
+    assert_eq!((capped.len(), free.len()), (2, 10));
+}
+
 #[test]
 fn a_memory_budget_holds_under_a_write_storm() {
     let budget = 1 << 20;
@@ -1248,4 +1337,20 @@ fn without_limits_nothing_is_tracked_or_evicted() {
     }
     assert_eq!(ns.len(), 1_000);
     assert_eq!(engine.budget_usage().keys, 0);
+}
+
+#[test]
+fn a_budget_smaller_than_the_shard_count_still_holds_after_every_write() {
+    let limits = NamespaceLimits {
+        max_keys: 5,
+        max_memory_bytes: 0,
+    };
+    let engine = with_namespace_limits(EvictionPolicy::S3Fifo, 0, limits);
+    let capped = engine.namespace("capped").expect("namespace");
+    for i in 0..100 {
+        put(&capped, &format!("k{i}"));
+        assert!(capped.len() <= 5, "after write {i}: {} keys", capped.len());
+    }
+    assert_eq!(capped.len(), 5);
+    assert_eq!(capped.stats().evicted_for_keys, 95);
 }

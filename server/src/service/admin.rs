@@ -38,7 +38,14 @@ impl AdminApi {
                         || (name.is_empty() && namespace.name() == crate::engine::DEFAULT_NAMESPACE)
                 });
             if wanted {
-                namespaces.push(namespace_stats(namespace.name(), &stats));
+                let mut reply = namespace_stats(namespace.name(), &stats);
+                reply.budget = namespace.own_budget().map(|budget| pb::NamespaceBudget {
+                    keys: budget.keys,
+                    charged_bytes: budget.charged_bytes,
+                    max_keys: budget.max_keys,
+                    max_memory_bytes: budget.max_memory_bytes,
+                });
+                namespaces.push(reply);
             }
         }
         for name in &request.namespaces {
@@ -118,6 +125,7 @@ fn namespace_stats(name: &str, stats: &NamespaceStats) -> pb::NamespaceStats {
         evictions: stats.evictions(),
         evicted_for_keys: stats.evicted_for_keys,
         evicted_for_memory: stats.evicted_for_memory,
+        budget: None,
     }
 }
 

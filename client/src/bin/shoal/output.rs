@@ -171,7 +171,21 @@ pub fn stats_report(stats: &Stats) -> String {
         ("FLUSHED", Align::Right),
         ("EVICTED", Align::Right),
         ("MEMORY", Align::Right),
+        ("BUDGET", Align::Right),
     ];
+    let budget = |ns: &NamespaceStats| {
+        let Some(budget) = ns.budget else {
+            return "-".to_owned();
+        };
+        let mut limits = Vec::new();
+        if budget.max_memory_bytes > 0 {
+            limits.push(size(budget.max_memory_bytes));
+        }
+        if budget.max_keys > 0 {
+            limits.push(format!("{} keys", budget.max_keys));
+        }
+        limits.join(", ")
+    };
     let row = |name: &str, ns: &NamespaceStats| {
         vec![
             name.to_owned(),
@@ -185,6 +199,7 @@ pub fn stats_report(stats: &Stats) -> String {
             ns.flushed.to_string(),
             (ns.evicted_for_keys + ns.evicted_for_memory).to_string(),
             size(ns.memory_bytes),
+            budget(ns),
         ]
     };
     let mut rows: Vec<Vec<String>> = stats
