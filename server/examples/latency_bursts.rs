@@ -1,6 +1,8 @@
 //! Read latency while the engine is busy reclaiming: p50/p99/p99.9 of a
 //! get on a quiet engine, during a mass expiry (500 000 keys reaching their
-//! deadline at once, reclaimed by the background sweeper), and during an
+//! deadline at once, reclaimed by a sweeping thread that makes the background
+//! sweeper's call, so that the window measured is exactly the sweep), and
+//! during an
 //! eviction burst (a writer inserting new keys as fast as it can into a full
 //! engine, each insert evicting). The reader reads keys that stay; the ratio
 //! of each busy p99 to the quiet p99 is what to look at.
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use shoal_server::engine::{Engine, EngineConfig, Expiry, ExpirySweeper, Namespace, SetOptions};
+use shoal_server::engine::{Engine, EngineConfig, Expiry, KEYS_PER_LOCK, Namespace, SetOptions};
 
 const STAYING: u64 = 100_000;
 const EXPIRING: u64 = 500_000;
@@ -68,7 +70,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.max_keys = CAPACITY;
     let engine = Engine::new(config);
     let ns = engine.namespace("latency")?;
-    let _sweeper = ExpirySweeper::start(engine.clone(), Duration::from_millis(100))?;
     let value = Bytes::from_static(b"0123456789abcdef0123456789abcdef");
     for i in 0..STAYING {
         ns.set(&staying_key(i), value.clone(), SetOptions::default())?;
@@ -97,11 +98,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..EXPIRING {
         ns.set(format!("e{i:09}").as_bytes(), value.clone(), expiring)?;
     }
-    // Start measuring when the sweeper starts reclaiming, stop when it is done.
-    while ns.stats().expirations == 0 {
-        std::thread::sleep(Duration::from_millis(1));
+    // Once the deadline has passed, a thread sweeps as the background
+    // sweeper does, and the reader measures while it runs.
+    let sweeping = Arc::new(AtomicBool::new(false));
+    let swept = Arc::new(AtomicBool::new(false));
+    let sweeper = {
+        let engine = engine.clone();
+        let (sweeping, swept) = (Arc::clone(&sweeping), Arc::clone(&swept));
+        std::thread::spawn(move || {
+            let due = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms as u64 + 1);
+            if let Ok(wait) = due.duration_since(std::time::SystemTime::now()) {
+                std::thread::sleep(wait);
+            }
+            sweeping.store(true, Ordering::Release);
+            let mut removed = 0;
+            while removed < EXPIRING {
+                removed += engine.sweep_expired(KEYS_PER_LOCK);
+            }
+            swept.store(true, Ordering::Release);
+        })
+    };
+    while !sweeping.load(Ordering::Acquire) {
+        std::hint::spin_loop();
     }
-    let expiry = read_until(&ns, || ns.len() <= STAYING);
+    let expiry = read_until(&ns, || swept.load(Ordering::Acquire));
+    sweeper.join().map_err(|_| "sweeper panicked")?;
     report("expiry", &expiry, Some(quiet_p99));
 
     // Eviction burst: fill to capacity, then keep inserting new keys.

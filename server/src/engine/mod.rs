@@ -53,7 +53,7 @@ pub use eviction::{EvictionPolicy, UnknownPolicy};
 pub use namespace::{Namespace, NamespaceStats};
 pub use pattern::{KeyPattern, MAX_PATTERN_BYTES};
 pub use scan::{ScanCursor, ScanFilter, ScanPage};
-pub use sweeper::ExpirySweeper;
+pub use sweeper::{ExpirySweeper, KEYS_PER_LOCK};
 pub use types::{
     Condition, Expiry, IncrementOutcome, ItemMeta, KeyType, SetOptions, SetOutcome, WriteOutcome,
 };

@@ -15,7 +15,7 @@ use super::Engine;
 
 /// Keys removed per shard lock acquisition, so readers are never stalled
 /// behind a mass expiry.
-const KEYS_PER_LOCK: usize = 1024;
+pub const KEYS_PER_LOCK: usize = 1024;
 
 /// Handle to a running sweeper; dropping it stops the thread.
 #[derive(Debug)]
