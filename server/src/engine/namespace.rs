@@ -499,7 +499,7 @@ impl Namespace {
             drop(expired);
             return Ok(None);
         }
-        let value = string_value(entry)?.clone();
+        let value = string_bytes(entry)?;
         if let Some(policy) = self.budget.evicting_policy() {
             entry.touch(policy.max_frequency());
         }
@@ -531,7 +531,7 @@ impl Namespace {
         let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
         let existing = state.find(hash, key);
         let previous = match (options.return_previous, existing) {
-            (true, Some(entry)) => Some(string_value(entry)?.clone()),
+            (true, Some(entry)) => Some(string_bytes(entry)?),
             _ => None,
         };
         let current_version = existing.map_or(0, |entry| entry.version);
@@ -577,7 +577,7 @@ impl Namespace {
         } else {
             let expires_at_ms = deadline.stored_ms(current_deadline);
             let (version, replaced) =
-                state.upsert(hash, key, Value::String(value.clone()), expires_at_ms);
+                state.upsert(hash, key, Value::string(value.clone()), expires_at_ms);
             if self.sink.get().is_some() {
                 let key = Bytes::copy_from_slice(key);
                 self.emit(
@@ -694,7 +694,7 @@ impl Namespace {
                 )?;
             }
             let (version, replaced) =
-                state.upsert(hash, key, Value::String(text.clone()), expires_at_ms);
+                state.upsert(hash, key, Value::string(text.clone()), expires_at_ms);
             drop(replaced);
             if self.sink.get().is_some() {
                 let key = Bytes::copy_from_slice(key);
@@ -930,13 +930,19 @@ impl Namespace {
 }
 
 /// The string held by `entry`, or WRONGTYPE.
-fn string_value(entry: &Entry) -> Result<&Bytes, EngineError> {
-    match &entry.value {
-        Value::String(bytes) => Ok(bytes),
-        other => Err(EngineError::WrongType {
-            expected: KeyType::String,
-            actual: other.key_type(),
-        }),
+fn string_value(entry: &Entry) -> Result<&[u8], EngineError> {
+    entry.value.as_string().ok_or_else(|| wrong_type(entry))
+}
+
+/// The string held by `entry` as [`Bytes`] for a reader, or WRONGTYPE.
+fn string_bytes(entry: &Entry) -> Result<Bytes, EngineError> {
+    entry.value.string_bytes().ok_or_else(|| wrong_type(entry))
+}
+
+fn wrong_type(entry: &Entry) -> EngineError {
+    EngineError::WrongType {
+        expected: KeyType::String,
+        actual: entry.value.key_type(),
     }
 }
 

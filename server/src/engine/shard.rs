@@ -19,11 +19,22 @@ use super::key::StoredKey;
 /// table slot at typical load, and its eviction-queue reference.
 pub(crate) const ENTRY_CHARGE_BYTES: usize = size_of::<Entry>() * 8 / 7 + 1 + 16;
 
+/// Longest string value kept inside the entry: what fits beside the tag in
+/// the 40 bytes a `Value` takes anyway.
+pub(crate) const INLINE_VALUE_BYTES: usize = 38;
+
 /// A value stored under a key. Collections sit behind `Arc` so a snapshot
 /// costs a reference count.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
-    /// Bytes (counters are decimal strings).
+    /// A string of up to [`INLINE_VALUE_BYTES`] bytes (counters, flags,
+    /// short tokens), inside the entry: no allocation, no reference count
+    /// to touch on a read, and a read copies it out.
+    InlineString {
+        len: u8,
+        bytes: [u8; INLINE_VALUE_BYTES],
+    },
+    /// A longer string, shared with the readers it is returned to.
     String(Bytes),
     /// Field -> value map.
     Hash(Arc<HashValue>),
@@ -34,10 +45,43 @@ pub(crate) enum Value {
 }
 
 impl Value {
+    /// A string value: inside the entry when short, else `bytes` itself.
+    pub(crate) fn string(bytes: Bytes) -> Self {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE_VALUE_BYTES => {
+                let mut inline = [0; INLINE_VALUE_BYTES];
+                inline[..bytes.len()].copy_from_slice(&bytes);
+                Value::InlineString { len, bytes: inline }
+            }
+            _ => Value::String(bytes),
+        }
+    }
+
+    /// The bytes of a string value; `None` for a collection.
+    pub(crate) fn as_string(&self) -> Option<&[u8]> {
+        match self {
+            Value::InlineString { len, bytes } => Some(&bytes[..usize::from(*len)]),
+            Value::String(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// A string value as [`Bytes`] for a reader: a copy of a short one, a
+    /// shared reference to a long one; `None` for a collection.
+    pub(crate) fn string_bytes(&self) -> Option<Bytes> {
+        match self {
+            Value::InlineString { len, bytes } => {
+                Some(Bytes::copy_from_slice(&bytes[..usize::from(*len)]))
+            }
+            Value::String(bytes) => Some(bytes.clone()),
+            _ => None,
+        }
+    }
+
     /// An empty collection of `key_type` (an empty string for strings).
     pub(crate) fn empty(key_type: KeyType) -> Self {
         match key_type {
-            KeyType::String => Value::String(Bytes::new()),
+            KeyType::String => Value::string(Bytes::new()),
             KeyType::Hash => Value::Hash(Arc::default()),
             KeyType::List => Value::List(Arc::default()),
             KeyType::Set => Value::Set(Arc::default()),
@@ -46,7 +90,7 @@ impl Value {
 
     pub(crate) fn key_type(&self) -> KeyType {
         match self {
-            Value::String(_) => KeyType::String,
+            Value::InlineString { .. } | Value::String(_) => KeyType::String,
             Value::Hash(_) => KeyType::Hash,
             Value::List(_) => KeyType::List,
             Value::Set(_) => KeyType::Set,
@@ -56,6 +100,7 @@ impl Value {
     /// Bytes of payload the value holds (elements only).
     pub(crate) fn size(&self) -> usize {
         match self {
+            Value::InlineString { len, .. } => usize::from(*len),
             Value::String(bytes) => bytes.len(),
             Value::Hash(hash) => hash.payload_bytes(),
             Value::List(list) => list.payload_bytes(),
@@ -66,6 +111,8 @@ impl Value {
     /// Bytes the value holds on the heap: payload plus collection slots.
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
+            // Inside the entry, which is charged on its own.
+            Value::InlineString { .. } => 0,
             Value::String(bytes) => bytes.len(),
             Value::Hash(hash) => hash.heap_bytes(),
             Value::List(list) => list.heap_bytes(),
@@ -76,7 +123,7 @@ impl Value {
     /// Whether the value is an empty collection (which must disappear).
     pub(crate) fn is_empty_collection(&self) -> bool {
         match self {
-            Value::String(_) => false,
+            Value::InlineString { .. } | Value::String(_) => false,
             Value::Hash(hash) => hash.len() == 0,
             Value::List(list) => list.len() == 0,
             Value::Set(set) => set.len() == 0,

@@ -1354,3 +1354,35 @@ fn a_budget_smaller_than_the_shard_count_still_holds_after_every_write() {
     assert_eq!(capped.len(), 5);
     assert_eq!(capped.stats().evicted_for_keys, 95);
 }
+
+#[test]
+fn short_values_live_in_the_entry_without_growing_it() {
+    assert_eq!(size_of::<super::shard::Value>(), 40);
+    let (_, _, ns) = setup();
+    for len in [0, 1, 37, 38, 39, 200] {
+        let key = format!("k{len}");
+        let value = Bytes::from(vec![b'v'; len]);
+        ns.set(key.as_bytes(), value.clone(), SetOptions::default())
+            .expect("set");
+        assert_eq!(ns.get(key.as_bytes()).expect("get"), Some(value.clone()));
+        let previous = ns
+            .set(
+                key.as_bytes(),
+                b("next"),
+                SetOptions {
+                    return_previous: true,
+                    ..SetOptions::default()
+                },
+            )
+            .expect("set");
+        assert_eq!(previous.previous, Some(value));
+    }
+    ns.set(b"n", b("41"), SetOptions::default()).expect("set");
+    let incremented = ns.increment(b"n", 1, None, Expiry::Keep).expect("incr");
+    assert_eq!(incremented.value, 42);
+    assert_eq!(ns.get(b"n").expect("get"), Some(b("42")));
+    assert!(matches!(
+        ns.hset(b"n", vec![(b("f"), b("1"))], Expiry::Keep),
+        Err(EngineError::WrongType { .. })
+    ));
+}
