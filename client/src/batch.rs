@@ -152,6 +152,31 @@ impl Client {
         Ok(parts.into_iter().flatten().collect())
     }
 
+    /// Runs a batch `command` on a shared stream, retried as an idempotent
+    /// read; `decode` turns its reply into results, or gives `None` for a
+    /// reply of another kind.
+    async fn shared_batch<T>(
+        &self,
+        command: Command,
+        decode: impl Fn(Reply) -> Option<Result<T>>,
+    ) -> Result<T> {
+        self.run(Idempotency::Idempotent, |_| {
+            let command = command.clone();
+            let decode = &decode;
+            async move {
+                match self.shared.call(command).await? {
+                    Reply::Error(status) => Err(item_error(status)),
+                    reply => decode(reply).unwrap_or_else(|| {
+                        Err(invalid_response(
+                            "a batch command got another kind of reply",
+                        ))
+                    }),
+                }
+            }
+        })
+        .await
+    }
+
     /// Reads one chunk of keys: as a command on a shared stream when it is
     /// small enough, as a GetBatch call otherwise.
     async fn get_chunk(&self, keys: Vec<Bytes>) -> Result<Vec<Result<Option<Bytes>>>> {
@@ -164,15 +189,9 @@ impl Client {
         };
         if count <= self.shared_stream_max_keys {
             return self
-                .run(Idempotency::Idempotent, |_| {
-                    let command = Command::GetBatch(request.clone());
-                    async move {
-                        match self.shared.call(command).await? {
-                            Reply::GetBatch(reply) => get_results(count, [reply]),
-                            Reply::Error(status) => Err(item_error(status)),
-                            _ => Err(invalid_response("a GetBatch command got another reply")),
-                        }
-                    }
+                .shared_batch(Command::GetBatch(request), |reply| match reply {
+                    Reply::GetBatch(reply) => Some(get_results(count, [reply])),
+                    _ => None,
                 })
                 .await;
         }
@@ -293,15 +312,9 @@ impl Client {
         };
         if count <= self.shared_stream_max_keys {
             return self
-                .run(Idempotency::Idempotent, |_| {
-                    let command = Command::DeleteBatch(request.clone());
-                    async move {
-                        match self.shared.call(command).await? {
-                            Reply::DeleteBatch(reply) => delete_results(count, [reply]),
-                            Reply::Error(status) => Err(item_error(status)),
-                            _ => Err(invalid_response("a DeleteBatch command got another reply")),
-                        }
-                    }
+                .shared_batch(Command::DeleteBatch(request), |reply| match reply {
+                    Reply::DeleteBatch(reply) => Some(delete_results(count, [reply])),
+                    _ => None,
                 })
                 .await;
         }

@@ -207,21 +207,20 @@ pub fn parse_memory_budget(text: &str) -> Result<u64, String> {
 }
 
 fn memory_budget<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Budget {
-        Number(u64),
-        Text(String),
-    }
-    match Budget::deserialize(deserializer)? {
-        Budget::Number(count) => Ok(count),
-        Budget::Text(text) => parse_memory_budget(&text)
-            .map_err(|reason| serde::de::Error::custom(format!("memory.max_memory: {reason}"))),
-    }
+    budget_setting(deserializer, "memory.max_memory")
 }
 
 fn namespace_memory_budget<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
+) -> Result<u64, D::Error> {
+    budget_setting(deserializer, "memory.namespaces: max_memory")
+}
+
+/// A memory budget written as a byte count or as text (see
+/// [`parse_memory_budget`]); errors name `setting`.
+fn budget_setting<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    setting: &str,
 ) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -231,9 +230,8 @@ fn namespace_memory_budget<'de, D: serde::Deserializer<'de>>(
     }
     match Budget::deserialize(deserializer)? {
         Budget::Number(count) => Ok(count),
-        Budget::Text(text) => parse_memory_budget(&text).map_err(|reason| {
-            serde::de::Error::custom(format!("memory.namespaces: max_memory: {reason}"))
-        }),
+        Budget::Text(text) => parse_memory_budget(&text)
+            .map_err(|reason| serde::de::Error::custom(format!("{setting}: {reason}"))),
     }
 }
 

@@ -113,6 +113,9 @@ pub(crate) enum EvictionCause {
 #[derive(Debug)]
 pub(crate) struct Budget {
     policy: EvictionPolicy,
+    /// Whether this budget or its parent sets a limit, fixed at creation:
+    /// every read asks, through [`Budget::policy`].
+    limited: bool,
     max_keys: u64,
     max_bytes: u64,
     /// For a namespace's budget: the engine's, which its usage also counts
@@ -146,6 +149,7 @@ impl Budget {
     pub(crate) fn new(policy: EvictionPolicy, max_keys: u64, max_bytes: u64) -> Self {
         Self {
             policy,
+            limited: max_keys > 0 || max_bytes > 0,
             max_keys,
             max_bytes,
             parent: None,
@@ -158,6 +162,7 @@ impl Budget {
     pub(crate) fn within(parent: Arc<Budget>, max_keys: u64, max_bytes: u64) -> Self {
         Self {
             policy: parent.policy,
+            limited: max_keys > 0 || max_bytes > 0 || parent.limited,
             max_keys,
             max_bytes,
             parent: Some(parent),
@@ -168,13 +173,7 @@ impl Budget {
     /// The policy, when a limit is set here or in the parent; `None` means
     /// nothing is tracked.
     pub(crate) fn policy(&self) -> Option<EvictionPolicy> {
-        let limited = self.max_keys > 0
-            || self.max_bytes > 0
-            || self
-                .parent
-                .as_ref()
-                .is_some_and(|parent| parent.policy().is_some());
-        limited.then_some(self.policy)
+        self.limited.then_some(self.policy)
     }
 
     /// The policy, when it evicts (a limit is set and it is not `noeviction`).

@@ -258,15 +258,28 @@ impl Namespace {
             let Some(entry) = state.evict_one(target) else {
                 return Ok(());
             };
-            match cause {
-                EvictionCause::KeyCount => state.counters.evicted_for_keys += 1,
-                EvictionCause::Memory => state.counters.evicted_for_memory += 1,
-            }
-            let sequence = state.next_sequence();
-            self.emit(index, sequence, &entry.key, ChangeKind::Evicted);
-            evicted.push(entry);
+            self.record_eviction(index, state, cause, entry, evicted);
         }
         Ok(())
+    }
+
+    /// Counts an eviction by its cause, announces it, and keeps the entry
+    /// in `evicted` to be dropped once the lock is released.
+    fn record_eviction(
+        &self,
+        index: usize,
+        state: &mut ShardState,
+        cause: EvictionCause,
+        entry: Entry,
+        evicted: &mut Vec<Entry>,
+    ) {
+        match cause {
+            EvictionCause::KeyCount => state.counters.evicted_for_keys += 1,
+            EvictionCause::Memory => state.counters.evicted_for_memory += 1,
+        }
+        let sequence = state.next_sequence();
+        self.emit(index, sequence, &entry.key, ChangeKind::Evicted);
+        evicted.push(entry);
     }
 
     /// Evicts from this namespace's other shards while a budget is still
@@ -294,13 +307,7 @@ impl Namespace {
                 let Some(entry) = state.evict_one(nothing) else {
                     break;
                 };
-                match cause {
-                    EvictionCause::KeyCount => state.counters.evicted_for_keys += 1,
-                    EvictionCause::Memory => state.counters.evicted_for_memory += 1,
-                }
-                let sequence = state.next_sequence();
-                self.emit(index, sequence, &entry.key, ChangeKind::Evicted);
-                evicted.push(entry);
+                self.record_eviction(index, &mut state, cause, entry, &mut evicted);
             }
             drop(state);
             drop(evicted);
