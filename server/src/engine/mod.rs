@@ -50,7 +50,7 @@ pub use collections::{HashSnapshot, ListSnapshot, SetOperation, SetSnapshot};
 pub use deadline::MAX_TTL_MS;
 pub use error::EngineError;
 pub use eviction::{EvictionPolicy, UnknownPolicy};
-pub use namespace::{Namespace, NamespaceStats};
+pub use namespace::{BatchRead, Namespace, NamespaceStats};
 pub use pattern::{KeyPattern, MAX_PATTERN_BYTES};
 pub use scan::{ScanCursor, ScanFilter, ScanPage};
 pub use sweeper::{ExpirySweeper, KEYS_PER_LOCK};

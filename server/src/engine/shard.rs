@@ -34,8 +34,12 @@ pub(crate) enum Value {
         len: u8,
         bytes: [u8; INLINE_VALUE_BYTES],
     },
-    /// A longer string, shared with the readers it is returned to.
-    String(Bytes),
+    /// A longer string, shared with the readers it is returned to. An
+    /// `Arc<[u8]>` keeps its reference count in the same allocation as the
+    /// bytes, on the line a reader copies first; a [`Bytes`] made from a
+    /// `Vec` would put it in a header of its own, allocated on the first
+    /// read, and cost every read one more cache miss.
+    String(Arc<[u8]>),
     /// Field -> value map.
     Hash(Arc<HashValue>),
     /// Ordered values.
@@ -45,7 +49,9 @@ pub(crate) enum Value {
 }
 
 impl Value {
-    /// A string value: inside the entry when short, else `bytes` itself.
+    /// A string value: inside the entry when short, else a copy of
+    /// `bytes` that owns exactly its bytes (never a slice pinning a larger
+    /// buffer, such as the request the value arrived in).
     pub(crate) fn string(bytes: Bytes) -> Self {
         match u8::try_from(bytes.len()) {
             Ok(len) if bytes.len() <= INLINE_VALUE_BYTES => {
@@ -53,7 +59,7 @@ impl Value {
                 inline[..bytes.len()].copy_from_slice(&bytes);
                 Value::InlineString { len, bytes: inline }
             }
-            _ => Value::String(bytes),
+            _ => Value::String(Arc::from(&bytes[..])),
         }
     }
 
@@ -73,7 +79,7 @@ impl Value {
             Value::InlineString { len, bytes } => {
                 Some(Bytes::copy_from_slice(&bytes[..usize::from(*len)]))
             }
-            Value::String(bytes) => Some(bytes.clone()),
+            Value::String(bytes) => Some(Bytes::from_owner(SharedValue(Arc::clone(bytes)))),
             _ => None,
         }
     }
@@ -113,7 +119,8 @@ impl Value {
         match self {
             // Inside the entry, which is charged on its own.
             Value::InlineString { .. } => 0,
-            Value::String(bytes) => bytes.len(),
+            // The Arc's two counts sit before the bytes.
+            Value::String(bytes) => 2 * size_of::<usize>() + bytes.len(),
             Value::Hash(hash) => hash.heap_bytes(),
             Value::List(list) => list.heap_bytes(),
             Value::Set(set) => set.heap_bytes(),
@@ -128,6 +135,15 @@ impl Value {
             Value::List(list) => list.len() == 0,
             Value::Set(set) => set.len() == 0,
         }
+    }
+}
+
+/// A stored string handed to a reader as [`Bytes`] without a copy.
+struct SharedValue(Arc<[u8]>);
+
+impl AsRef<[u8]> for SharedValue {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -222,6 +238,16 @@ impl Shard {
     pub(crate) fn count_read(&self, hit: bool) {
         let counter = if hit { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a batch's reads of this shard at once.
+    pub(crate) fn count_reads(&self, hits: u64, misses: u64) {
+        if hits > 0 {
+            self.hits.fetch_add(hits, Ordering::Relaxed);
+        }
+        if misses > 0 {
+            self.misses.fetch_add(misses, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn hits(&self) -> u64 {

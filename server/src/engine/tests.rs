@@ -699,6 +699,17 @@ proptest! {
                 }
             }
             let now = clock.now_ms();
+            let all: Vec<[u8; 1]> = (0..8u8).map(|key| [key]).collect();
+            let read: Vec<Option<Bytes>> = ns
+                .get_many(&all)
+                .into_iter()
+                .map(|found| found.map(|found| found.map(|(value, _)| value)))
+                .collect::<Result<_, _>>()
+                .expect("string keys");
+            let expected: Vec<Option<Bytes>> = (0..8u8)
+                .map(|key| model.live(key, now).map(|(v, _)| Bytes::from(v.clone())))
+                .collect();
+            prop_assert_eq!(read, expected);
             let live = (0..8u8).filter(|key| model.live(*key, now).is_some()).count();
             let mut cursor = ScanCursor::start();
             let mut listed = 0;
@@ -710,6 +721,61 @@ proptest! {
             prop_assert_eq!(listed, live);
         }
     }
+}
+
+#[test]
+fn a_batch_read_answers_every_key_in_order_each_with_its_own_outcome() {
+    let (clock, _, ns) = setup();
+    let long = Bytes::from(vec![b'x'; 3000]);
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for i in 0..40u32 {
+        let key = format!("key:{i}").into_bytes();
+        let value = if i % 2 == 0 {
+            long.slice(..1000 + i as usize)
+        } else {
+            bytes(&format!("v{i}"))
+        };
+        ns.set(&key, value, SetOptions::default()).expect("set");
+        keys.push(key);
+    }
+    ns.set(b"soon", bytes("gone"), ttl(10)).expect("set");
+    ns.hset(b"hash", vec![(bytes("f"), bytes("v"))], Expiry::Never)
+        .expect("hset");
+    keys.extend([
+        b"missing".to_vec(),
+        Vec::new(),
+        b"hash".to_vec(),
+        b"soon".to_vec(),
+    ]);
+    keys.reverse();
+    clock.advance_ms(10);
+    let before = ns.stats();
+
+    let found = ns.get_many(&keys);
+
+    assert_eq!(found.len(), keys.len());
+    assert_eq!(found[0].as_ref().expect("soon"), &None, "past its deadline");
+    assert!(matches!(found[1], Err(EngineError::WrongType { .. })));
+    assert_eq!(found[2], Err(EngineError::EmptyKey));
+    assert_eq!(found[3].as_ref().expect("missing"), &None);
+    for (key, found) in keys.iter().zip(&found).skip(4) {
+        let (value, meta) = found.as_ref().expect("valid").clone().expect("present");
+        let (single, single_meta) = ns.get_with_meta(key).expect("get").expect("present");
+        assert_eq!((value, meta.version), (single, single_meta.version));
+    }
+    let after = ns.stats();
+    assert_eq!(
+        after.hits - before.hits,
+        2 * 40,
+        "40 in the batch, 40 single reads"
+    );
+    assert_eq!(
+        after.misses - before.misses,
+        2,
+        "the missing key and the expired one"
+    );
+    assert_eq!(after.expirations - before.expirations, 1);
+    assert_eq!(after.keys, before.keys - 1, "the expired key is gone");
 }
 
 #[test]

@@ -23,6 +23,10 @@ use super::{ServiceState, convert, reply};
 use crate::engine::{Namespace, SetOptions};
 use crate::telemetry::record_call;
 
+/// Keys of a GetBatch looked up together: large enough that a window's
+/// keys share each shard lock, small enough that a window's values are a
+/// small part of a chunk.
+const READ_WINDOW_KEYS: usize = 128;
 /// SetBatch chunks applied ahead of a client that is slow to read outcomes.
 const SET_CHUNKS_IN_FLIGHT: usize = 2;
 
@@ -60,11 +64,24 @@ impl BatchApi {
         let state = Arc::clone(&self.state);
         let keys = request.keys;
         let include_meta = request.include_meta;
+        // Keys are looked up a window at a time, so that each shard's lock
+        // is taken once per window rather than once per key; positions are
+        // fetched in order, each once.
+        let mut window = Vec::new().into_iter();
         Ok(stream_positions(
             0..keys.len(),
             chunk,
             move |at| {
-                let item = get_item(&state, namespace.as_deref(), &keys[at], at, include_meta);
+                let item = match window.next() {
+                    Some(item) => item,
+                    None => {
+                        let end = keys.len().min(at + READ_WINDOW_KEYS);
+                        let read = &keys[at..end];
+                        window = read_window(&state, namespace.as_deref(), read, at, include_meta)
+                            .into_iter();
+                        window.next()?
+                    }
+                };
                 let size = match &item.result {
                     Some(pb::get_batch_item::Result::Value(value)) => value.len(),
                     _ => 0,
@@ -165,40 +182,59 @@ impl BatchApi {
     }
 }
 
-/// Reads one key of a GetBatch.
-fn get_item(
+/// Reads `keys`, the batch's keys from position `first` on, in one engine
+/// batch read, and answers each with its value (and metadata when asked), a
+/// miss, or its own error.
+fn read_window(
     state: &ServiceState,
     namespace: Option<&Namespace>,
-    key: &Bytes,
-    at: usize,
+    keys: &[Bytes],
+    first: usize,
     include_meta: bool,
-) -> pb::GetBatchItem {
+) -> Vec<pb::GetBatchItem> {
     use pb::get_batch_item::Result as Item;
-    let index = index_u32(at);
-    let found = match (check_key(state, key, at), namespace) {
-        (Err(status), _) => Err(status),
-        (Ok(()), None) => Ok(None),
-        (Ok(()), Some(namespace)) => namespace
-            .get_with_meta(key)
-            .map_err(|error| item_status(&engine_status(error, Some(&format!("keys[{at}]"))))),
-    };
-    match found {
-        Err(status) => pb::GetBatchItem {
-            index,
-            result: Some(Item::Error(status)),
-            meta: None,
-        },
-        Ok(None) => pb::GetBatchItem {
-            index,
-            result: Some(Item::Miss(pb::Miss {})),
-            meta: None,
-        },
-        Ok(Some((value, meta))) => pb::GetBatchItem {
-            index,
-            result: Some(Item::Value(value)),
-            meta: include_meta.then(|| convert::meta(meta)),
-        },
-    }
+    let checked: Vec<Result<(), tonic_types::Status>> = keys
+        .iter()
+        .enumerate()
+        .map(|(offset, key)| check_key(state, key, first + offset))
+        .collect();
+    let valid: Vec<&[u8]> = keys
+        .iter()
+        .zip(&checked)
+        .filter(|(_, check)| check.is_ok())
+        .map(|(key, _)| key.as_ref())
+        .collect();
+    let mut found = namespace
+        .map(|namespace| namespace.get_many(&valid))
+        .unwrap_or_default()
+        .into_iter();
+    checked
+        .into_iter()
+        .enumerate()
+        .map(|(offset, check)| {
+            let at = first + offset;
+            let (result, meta) = match check.map(|()| found.next().unwrap_or(Ok(None))) {
+                Err(status) => (Item::Error(status), None),
+                Ok(Err(error)) => (
+                    Item::Error(item_status(&engine_status(
+                        error,
+                        Some(&format!("keys[{at}]")),
+                    ))),
+                    None,
+                ),
+                Ok(Ok(None)) => (Item::Miss(pb::Miss {}), None),
+                Ok(Ok(Some((value, meta)))) => (
+                    Item::Value(value),
+                    include_meta.then(|| convert::meta(meta)),
+                ),
+            };
+            pb::GetBatchItem {
+                index: index_u32(at),
+                result: Some(result),
+                meta,
+            }
+        })
+        .collect()
 }
 
 /// Writes one item of a SetBatch.
@@ -208,11 +244,10 @@ fn set_item(namespace: &Namespace, item: pb::SetBatchItem) -> Result<pb::SetOutc
         condition: convert::condition(item.condition),
         return_previous: false,
     };
-    // Copied so the stored value owns exactly its bytes, not a slice pinning
-    // the whole chunk's receive buffer.
-    let value = Bytes::copy_from_slice(&item.value);
+    // The engine stores its own copy of the value, never a slice pinning the
+    // whole chunk's receive buffer.
     let outcome = namespace
-        .set(&item.key, value, options)
+        .set(&item.key, item.value, options)
         .map_err(|error| engine_status(error, None))?;
     Ok(pb::SetOutcome {
         stored: outcome.stored,
