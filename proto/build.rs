@@ -30,6 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The standard error model comes from tonic-types, which also knows
         // its details (BadRequest, ErrorInfo).
         .extern_path(".google.rpc.Status", "::tonic_types::Status")
+        // Encodes each message into a buffer sized for it once.
+        .codec_path("crate::codec::PresizedCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -8,6 +8,8 @@
 //! messages, generated as [`tonic_types::Status`] so that the richer error
 //! details of `tonic-types` apply to them as to a failed call.
 
+pub mod codec;
+
 /// Package `shoal.v1`.
 pub mod v1 {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
