@@ -587,12 +587,9 @@ impl Namespace {
             (0, removed)
         } else {
             let expires_at_ms = deadline.stored_ms(current_deadline);
-            let stored = Value::string(value);
-            // The change carries the stored copy, never `value` itself, which
-            // may be a slice of a much larger request buffer.
-            let change_value = self.sink.get().and_then(|_| stored.string_bytes());
-            let (version, replaced) = state.upsert(hash, key, stored, expires_at_ms);
-            if let Some(value) = change_value {
+            let (version, replaced) =
+                state.upsert(hash, key, Value::string(value.clone()), expires_at_ms);
+            if self.sink.get().is_some() {
                 let key = Bytes::copy_from_slice(key);
                 self.emit(
                     index,

@@ -244,10 +244,11 @@ fn set_item(namespace: &Namespace, item: pb::SetBatchItem) -> Result<pb::SetOutc
         condition: convert::condition(item.condition),
         return_previous: false,
     };
-    // The engine stores its own copy of the value, never a slice pinning the
-    // whole chunk's receive buffer.
+    // Copied so the stored value owns exactly its bytes, not a slice pinning
+    // the whole chunk's receive buffer.
+    let value = Bytes::copy_from_slice(&item.value);
     let outcome = namespace
-        .set(&item.key, item.value, options)
+        .set(&item.key, value, options)
         .map_err(|error| engine_status(error, None))?;
     Ok(pb::SetOutcome {
         stored: outcome.stored,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::cache_service_server::CacheService;
 use tokio::sync::mpsc;
@@ -58,10 +59,11 @@ impl CacheApi {
             condition: convert::condition(request.condition),
             return_previous: request.return_previous,
         };
-        // The engine stores its own copy, so the value need not be detached
-        // from the receive buffer here.
+        // Copied so that the stored value owns exactly its bytes rather than
+        // a slice pinning the whole receive buffer: memory figures stay honest.
+        let value = Bytes::copy_from_slice(&request.value);
         let outcome = namespace
-            .set(&request.key, request.value, options)
+            .set(&request.key, value, options)
             .map_err(|error| engine_status(error, None))?;
         Ok(pb::SetResponse {
             stored: outcome.stored,
