@@ -71,7 +71,7 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EngineSettings {
-    /// Shards per namespace (0 = four per core, at least 16).
+    /// Shards per namespace (0 = 128 per core, from 256 to 1024).
     pub shards_per_namespace: usize,
     /// Longest key, in bytes.
     pub max_key_bytes: usize,
