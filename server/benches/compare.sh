@@ -68,7 +68,7 @@ shoal_port=$(free_port)
 noop_port=$(free_port)
 redis_port=$(free_port)
 
-"$bin/shoal-server" --listen "127.0.0.1:$shoal_port" >"$work/shoal-server.log" 2>&1 &
+"$bin/shoal-server" --listen "127.0.0.1:$shoal_port" --admin-listen off >"$work/shoal-server.log" 2>&1 &
 pids+=($!)
 "$bin/shoal-noop" --listen "127.0.0.1:$noop_port" --value-size 64 >"$work/shoal-noop.log" 2>&1 &
 pids+=($!)
@@ -80,6 +80,26 @@ for _ in $(seq 1 200); do
   sleep 0.05
 done
 redis-cli -p "$redis_port" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$work/redis.log" >&2; exit 1; }
+# The gRPC servers: wait until each accepts connections, or show its log.
+for server in "shoal-server:$shoal_port" "shoal-noop:$noop_port"; do
+  name=${server%%:*}
+  port=${server##*:}
+  if ! python3 - "$port" <<'EOF'
+import socket, sys, time
+for _ in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(1)
+EOF
+  then
+    echo "$name did not start" >&2
+    cat "$work/$name.log" >&2
+    exit 1
+  fi
+done
 
 # Writes key:000000000000 .. key:<KEYS-1> into redis, as redis-benchmark
 # names its keys (and shoal bench preloads its own), with values of $1 bytes.
@@ -100,7 +120,7 @@ results="$work/results"
 : >"$results"
 
 # shoal bench, one test; prints items per second (= requests per second for
-# unary tests). `--timeout` lets the first run wait for the servers to start.
+# unary tests).
 shoal_bench() {
   local port=$1
   shift
