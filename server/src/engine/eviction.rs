@@ -268,9 +268,9 @@ pub(crate) struct EvictionQueues {
     main: VecDeque<QueueRef>,
     /// Hashes of keys recently evicted from `small`, oldest first, each with
     /// the sequence it was remembered at.
-    ghost: VecDeque<(u64, u64)>,
-    ghost_index: HashMap<u64, u64, foldhash::fast::RandomState>,
-    ghost_sequence: u64,
+    ghost: VecDeque<(u32, u32)>,
+    ghost_index: HashMap<u32, u32, foldhash::fast::RandomState>,
+    ghost_sequence: u32,
     next_stamp: u32,
 }
 
@@ -294,7 +294,9 @@ impl EvictionQueues {
         let stamp = self.stamp();
         let reference = QueueRef { hash, stamp };
         let kind = match policy {
-            EvictionPolicy::S3Fifo if self.ghost_index.remove(&hash).is_none() => QueueKind::Small,
+            EvictionPolicy::S3Fifo if self.ghost_index.remove(&fingerprint(hash)).is_none() => {
+                QueueKind::Small
+            }
             _ => QueueKind::Main,
         };
         match kind {
@@ -324,13 +326,15 @@ impl EvictionQueues {
     }
 
     /// Decides about a live candidate read `frequency` times since it was
-    /// queued; returns the verdict and the entry's new frequency.
+    /// queued, in a shard holding `live` entries; returns the verdict and
+    /// the entry's new frequency.
     pub(crate) fn judge(
         &mut self,
         policy: EvictionPolicy,
         hash: u64,
         kind: QueueKind,
         frequency: u8,
+        live: usize,
     ) -> (Verdict, u8) {
         match (policy, kind) {
             (EvictionPolicy::S3Fifo, QueueKind::Small) if frequency > 1 => {
@@ -342,7 +346,7 @@ impl EvictionQueues {
                 (Verdict::Keep(reference, QueueKind::Main), 0)
             }
             (EvictionPolicy::S3Fifo, QueueKind::Small) => {
-                self.remember(hash, live_ghost_limit(self.main.len() + self.small.len()));
+                self.remember(hash, live_ghost_limit(live));
                 (Verdict::Evict, 0)
             }
             (_, _) if frequency > 0 => {
@@ -358,15 +362,21 @@ impl EvictionQueues {
     }
 
     fn remember(&mut self, hash: u64, limit: usize) {
-        self.ghost_sequence += 1;
-        self.ghost.push_back((hash, self.ghost_sequence));
-        self.ghost_index.insert(hash, self.ghost_sequence);
+        self.ghost_sequence = self.ghost_sequence.wrapping_add(1);
+        let print = fingerprint(hash);
+        self.ghost.push_back((print, self.ghost_sequence));
+        self.ghost_index.insert(print, self.ghost_sequence);
         while self.ghost.len() > limit {
             if let Some((old, sequence)) = self.ghost.pop_front()
                 && self.ghost_index.get(&old) == Some(&sequence)
             {
                 self.ghost_index.remove(&old);
             }
+        }
+        // After the shard shrinks, so does the ghost's room.
+        if self.ghost.capacity() > 2 * limit + SPARE_REFERENCES {
+            self.ghost.shrink_to(limit + limit / 4);
+            self.ghost_index.shrink_to(limit + limit / 4);
         }
     }
 
@@ -375,12 +385,17 @@ impl EvictionQueues {
         self.small.len() + self.main.len()
     }
 
-    /// Keeps only the references for which `live` says true.
+    /// Keeps only the references for which `live` says true, and gives
+    /// back the room the others took.
     pub(crate) fn retain(&mut self, mut live: impl FnMut(QueueRef, QueueKind) -> bool) {
         self.small
             .retain(|reference| live(*reference, QueueKind::Small));
         self.main
             .retain(|reference| live(*reference, QueueKind::Main));
+        for queue in [&mut self.small, &mut self.main] {
+            let len = queue.len();
+            queue.shrink_to(len + len / 4 + SPARE_REFERENCES);
+        }
     }
 
     /// Forgets everything.
@@ -391,14 +406,31 @@ impl EvictionQueues {
     /// Bytes held by the queues and the ghost.
     pub(crate) fn memory_bytes(&self) -> usize {
         (self.small.capacity() + self.main.capacity()) * size_of::<QueueRef>()
-            + self.ghost.capacity() * 16
-            + self.ghost_index.capacity() * 17
+            + self.ghost.capacity() * size_of::<(u32, u32)>()
+            + self.ghost_index.capacity() * (size_of::<(u32, u32)>() + 1)
     }
 }
 
-/// The ghost remembers about as many hashes as the shard holds keys.
-fn live_ghost_limit(queued: usize) -> usize {
-    queued.max(16)
+/// Room a queue or the ghost may keep beyond what it holds before it is
+/// given back.
+const SPARE_REFERENCES: usize = 64;
+
+/// What the ghost keeps of a hash: 32 bits, enough that two keys of one
+/// shard's ghost share one about once in hundreds of thousands of
+/// lookups, at half the memory of the whole hash.
+fn fingerprint(hash: u64) -> u32 {
+    hash as u32
+}
+
+/// Bytes the ghost takes per key it can remember, with the spare room of
+/// its queue and of its index (which, like any hash table under steady
+/// removal, runs between a quarter and half full).
+pub(crate) const GHOST_BYTES_PER_KEY: usize =
+    size_of::<(u32, u32)>() * 2 + (size_of::<(u32, u32)>() + 1) * 2;
+
+/// The ghost remembers as many hashes as the shard holds keys.
+fn live_ghost_limit(live: usize) -> usize {
+    live.max(16)
 }
 
 #[cfg(test)]
@@ -421,14 +453,14 @@ mod tests {
         assert_eq!(kind, QueueKind::Small);
         let (candidate, kind) = queues.next_candidate(1).expect("candidate");
         assert_eq!((candidate.hash, kind), (1, QueueKind::Small));
-        let (verdict, _) = queues.judge(EvictionPolicy::S3Fifo, 1, kind, 2);
+        let (verdict, _) = queues.judge(EvictionPolicy::S3Fifo, 1, kind, 2, 1);
         assert!(matches!(verdict, Verdict::Keep(_, QueueKind::Main)));
 
         queues.admit(EvictionPolicy::S3Fifo, 2);
         let (candidate, kind) = queues.next_candidate(2).expect("candidate");
         assert_eq!(candidate.hash, 2);
         assert_eq!(
-            queues.judge(EvictionPolicy::S3Fifo, 2, kind, 0).0,
+            queues.judge(EvictionPolicy::S3Fifo, 2, kind, 0, 1).0,
             Verdict::Evict
         );
         // Coming back soon, it goes straight to main.
@@ -440,12 +472,12 @@ mod tests {
         let mut queues = EvictionQueues::default();
         queues.admit(EvictionPolicy::Lru, 1);
         let (_, kind) = queues.next_candidate(1).expect("candidate");
-        let (verdict, frequency) = queues.judge(EvictionPolicy::Lru, 1, kind, 1);
+        let (verdict, frequency) = queues.judge(EvictionPolicy::Lru, 1, kind, 1, 1);
         assert!(matches!(verdict, Verdict::Keep(..)));
         assert_eq!(frequency, 0);
         let (_, kind) = queues.next_candidate(1).expect("candidate");
         assert_eq!(
-            queues.judge(EvictionPolicy::Lru, 1, kind, 0).0,
+            queues.judge(EvictionPolicy::Lru, 1, kind, 0, 1).0,
             Verdict::Evict
         );
     }

@@ -23,6 +23,7 @@ mod change;
 mod clock;
 mod collections;
 mod deadline;
+mod entry_store;
 mod error;
 mod eviction;
 mod expiry_index;

@@ -4,20 +4,27 @@
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use std::sync::Arc;
 
 use super::KeyType;
 use super::collections::{HashValue, ListValue, SetValue};
-use super::eviction::{Budget, EvictionQueues, QueueKind, Verdict};
+use super::entry_store::EntryStore;
+use super::eviction::{Budget, EvictionQueues, GHOST_BYTES_PER_KEY, QueueKind, QueueRef, Verdict};
 use super::expiry_index::ExpiryIndex;
 use super::key::StoredKey;
 
-/// Bytes charged per entry beyond its key and value: the entry itself, its
-/// table slot at typical load, and its eviction-queue reference.
-pub(crate) const ENTRY_CHARGE_BYTES: usize = size_of::<Entry>() * 8 / 7 + 1 + 16;
+/// Bytes charged per entry beyond its key and value, so that a budget holds
+/// what the process really spends on a key under steady eviction (measured
+/// with the `memory_budget` example's storm of small values): its slab slot
+/// with the slab's spare quarter, its index bucket at half load, its
+/// eviction-queue reference with the stale ones kept until compaction, and
+/// what the S3-FIFO ghost remembers for about one key each.
+pub(crate) const ENTRY_CHARGE_BYTES: usize = size_of::<Entry>() * 5 / 4
+    + (size_of::<u32>() + 1) * 2
+    + size_of::<QueueRef>() * 2
+    + GHOST_BYTES_PER_KEY;
 
 /// Longest string value kept inside the entry: what fits beside the tag in
 /// the 40 bytes a `Value` takes anyway.
@@ -201,7 +208,7 @@ impl Shard {
     pub(crate) fn new(budget: Arc<Budget>) -> Self {
         Self {
             state: RwLock::new(ShardState {
-                table: HashTable::new(),
+                table: EntryStore::default(),
                 expiry: ExpiryIndex::default(),
                 queues: EvictionQueues::default(),
                 budget,
@@ -250,7 +257,7 @@ impl Shard {
 /// Everything a shard's lock protects.
 #[derive(Debug)]
 pub(crate) struct ShardState {
-    table: HashTable<Entry>,
+    table: EntryStore,
     expiry: ExpiryIndex,
     /// Eviction order; empty when the engine has no budget.
     queues: EvictionQueues,
@@ -334,7 +341,7 @@ impl ShardState {
                     frequency: AtomicU8::new(0),
                 };
                 self.payload_bytes += entry.key.heap_bytes() + value_bytes;
-                self.table.insert_unique(hash, entry, |entry| entry.hash);
+                self.table.insert(entry);
                 self.compact_queues_if_stale();
                 self.expiry.schedule(hash, expires_at_ms, 0);
                 None
@@ -385,11 +392,7 @@ impl ShardState {
 
     /// Removes the entry for `key`, if any.
     pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
-        let (entry, _) = self
-            .table
-            .find_entry(hash, |entry| entry.key == key)
-            .ok()?
-            .remove();
+        let entry = self.table.remove(hash, |entry| entry.key == key)?;
         self.payload_bytes -= entry.payload_bytes();
         self.settle();
         Some(entry)
@@ -405,11 +408,10 @@ impl ShardState {
     pub(crate) fn take_expired(&mut self, now_ms: u64, max: usize) -> Vec<Entry> {
         let mut expired = Vec::new();
         for hash in self.expiry.take_due(now_ms, max) {
-            while let Ok(found) = self
+            while let Some(entry) = self
                 .table
-                .find_entry(hash, |entry| entry.hash == hash && entry.is_expired(now_ms))
+                .remove(hash, |entry| entry.hash == hash && entry.is_expired(now_ms))
             {
-                let (entry, _) = found.remove();
                 self.payload_bytes -= entry.payload_bytes();
                 expired.push(entry);
             }
@@ -420,7 +422,7 @@ impl ShardState {
 
     /// Empties the shard; returns the old table so it can be dropped after
     /// the lock is released.
-    pub(crate) fn take_all(&mut self) -> HashTable<Entry> {
+    pub(crate) fn take_all(&mut self) -> EntryStore {
         self.expiry.clear();
         self.queues.clear();
         self.payload_bytes = 0;
@@ -429,28 +431,18 @@ impl ShardState {
         table
     }
 
-    /// Gives memory back after many removals: a table at under a quarter of
-    /// its capacity shrinks to twice its length.
+    /// Gives memory back after many removals (see
+    /// [`EntryStore::shrink_if_sparse`]).
     pub(crate) fn shrink_if_sparse(&mut self) {
-        const MIN_CAPACITY_TO_SHRINK: usize = 64;
-        let capacity = self.table.capacity();
-        if capacity >= MIN_CAPACITY_TO_SHRINK && self.table.len() * 4 < capacity {
-            self.table
-                .shrink_to(self.table.len() * 2, |entry| entry.hash);
-        }
+        self.table.shrink_if_sparse();
     }
 
-    /// Bytes held for this shard's entries: payload, table slots (one
-    /// control byte and one `Entry` per bucket) and the expiry index.
+    /// Bytes held for this shard's entries: payload, the entry store (slab
+    /// and index, spare room included), the expiry index and the eviction
+    /// queues.
     pub(crate) fn memory_bytes(&self) -> usize {
-        let capacity = self.table.capacity();
-        let buckets = if capacity == 0 {
-            0
-        } else {
-            (capacity * 8 / 7).next_power_of_two()
-        };
         self.payload_bytes
-            + buckets * (size_of::<Entry>() + 1)
+            + self.table.memory_bytes()
             + self.expiry.memory_bytes()
             + self.queues.memory_bytes()
     }
@@ -481,7 +473,8 @@ impl ShardState {
         let mut attempts = self.queues.len() + 1;
         while attempts > 0 {
             attempts -= 1;
-            let (reference, kind) = self.queues.next_candidate(self.table.len())?;
+            let live = self.table.len();
+            let (reference, kind) = self.queues.next_candidate(live)?;
             let Some(entry) = self.table.find_mut(reference.hash, |entry| {
                 entry.hash == reference.hash
                     && entry.queue_stamp == reference.stamp
@@ -494,20 +487,19 @@ impl ShardState {
             } else {
                 entry.frequency.load(Ordering::Relaxed)
             };
-            match self.queues.judge(policy, reference.hash, kind, frequency) {
+            match self
+                .queues
+                .judge(policy, reference.hash, kind, frequency, live)
+            {
                 (Verdict::Keep(requeued, queue), frequency) => {
                     entry.queue_stamp = requeued.stamp;
                     entry.queue = queue;
                     entry.frequency.store(frequency, Ordering::Relaxed);
                 }
                 (Verdict::Evict, _) => {
-                    let (entry, _) = self
-                        .table
-                        .find_entry(reference.hash, |entry| {
-                            entry.hash == reference.hash && entry.queue_stamp == reference.stamp
-                        })
-                        .ok()?
-                        .remove();
+                    let entry = self.table.remove(reference.hash, |entry| {
+                        entry.hash == reference.hash && entry.queue_stamp == reference.stamp
+                    })?;
                     self.payload_bytes -= entry.payload_bytes();
                     self.compact_queues_if_stale();
                     self.settle();
