@@ -57,6 +57,18 @@ pub async fn raw(server: &TestServer) -> Raw {
     }
 }
 
+/// The server's statistics, as `AdminService.Stats` reports them.
+///
+/// # Panics
+/// When the call fails.
+pub async fn stats(raw: &mut Raw) -> pb::StatsResponse {
+    raw.admin
+        .stats(pb::StatsRequest::default())
+        .await
+        .expect("stats")
+        .into_inner()
+}
+
 /// `Bytes` from text.
 pub fn b(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())

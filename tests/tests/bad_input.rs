@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_server::Config;
-use shoal_tests::{Raw, TestServer, assert_status, b, get_request, raw, set_request, ttl};
+use shoal_tests::{Raw, TestServer, assert_status, b, get_request, raw, set_request, stats, ttl};
 use tonic::Code;
 
 /// What the server holds, to compare before and after bad requests.
@@ -15,12 +15,7 @@ async fn snapshot(raw: &mut Raw) -> (pb::GetResponse, u64, u64) {
         .await
         .expect("get")
         .into_inner();
-    let stats = raw
-        .admin
-        .stats(pb::StatsRequest::default())
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(raw).await;
     let total = stats.total.expect("total");
     (got, total.keys, total.sets)
 }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
-use shoal_tests::{Raw, TestServer, assert_status, b, raw, scan_all, set_request, ttl};
+use shoal_tests::{Raw, TestServer, assert_status, b, raw, scan_all, set_request, stats, ttl};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -211,12 +211,7 @@ async fn key_level_rpcs_work_on_collections() {
         .expect("delete")
         .into_inner();
     assert_eq!(deleted.deleted, 1);
-    let stats = raw
-        .admin
-        .stats(pb::StatsRequest::default())
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(&mut raw).await;
     let hset = stats
         .rpcs
         .iter()

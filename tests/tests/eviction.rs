@@ -6,7 +6,7 @@ use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_server::Config;
 use shoal_server::engine::EvictionPolicy;
-use shoal_tests::{TestServer, b, get_request, raw, set_request};
+use shoal_tests::{TestServer, b, get_request, raw, set_request, stats};
 use tonic::Code;
 
 /// A deterministic spread of value sizes from 16 bytes to 64 KiB.
@@ -37,12 +37,7 @@ async fn a_write_storm_of_three_times_the_budget_stays_within_it() {
         written += size as u64;
         i += 1;
         if i.is_multiple_of(256) {
-            let stats = raw
-                .admin
-                .stats(pb::StatsRequest::default())
-                .await
-                .expect("stats")
-                .into_inner();
+            let stats = stats(&mut raw).await;
             assert!(
                 stats.charged_bytes <= budget,
                 "charged {} over budget {budget}",
@@ -50,12 +45,7 @@ async fn a_write_storm_of_three_times_the_budget_stays_within_it() {
             );
         }
     }
-    let stats = raw
-        .admin
-        .stats(pb::StatsRequest::default())
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(&mut raw).await;
     let total = stats.total.expect("total");
     assert!(stats.charged_bytes <= budget);
     assert!(
@@ -144,12 +134,7 @@ async fn noeviction_refuses_writes_over_the_limit_and_keeps_serving_reads() {
         .set(set_request("d", "v"))
         .await
         .expect("room again after a delete");
-    let stats = raw
-        .admin
-        .stats(pb::StatsRequest::default())
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(&mut raw).await;
     assert_eq!(stats.total.expect("total").evictions, 0);
 }
 
@@ -172,12 +157,7 @@ async fn a_namespace_budget_from_the_config_bounds_that_namespace_and_shows_in_s
                 .expect("writes go on, evicting within the namespace");
         }
     }
-    let stats = raw
-        .admin
-        .stats(pb::StatsRequest::default())
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(&mut raw).await;
     let namespace = |name: &str| {
         stats
             .namespaces

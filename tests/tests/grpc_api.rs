@@ -5,7 +5,7 @@ use std::sync::Arc;
 use shoal_proto::v1 as pb;
 use shoal_server::Config;
 use shoal_server::engine::{Engine, ManualClock};
-use shoal_tests::{TestServer, b, get_request, raw, scan_all, set_request, ttl};
+use shoal_tests::{TestServer, b, get_request, raw, scan_all, set_request, stats, ttl};
 
 #[tokio::test]
 async fn set_get_and_metadata_round_trip() {
@@ -402,12 +402,7 @@ async fn stats_count_hits_misses_and_calls() {
     raw.cache.get(get_request("k")).await.expect("get");
     raw.cache.get(get_request("absent")).await.expect("get");
     let _ = raw.cache.get(get_request("")).await;
-    let stats = raw
-        .admin
-        .stats(pb::StatsRequest::default())
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(&mut raw).await;
     let total = stats.total.expect("total");
     assert_eq!(
         (total.keys, total.hits, total.misses, total.sets),

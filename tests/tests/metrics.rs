@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use shoal_proto::v1 as pb;
-use shoal_tests::{TestServer, get_request, http_get, raw, set_request};
+use shoal_tests::{TestServer, get_request, http_get, raw, set_request, stats};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -301,12 +301,7 @@ async fn metrics_follow_the_conventions_and_move_with_traffic() {
     assert_eq!(after.value("shoal_watch_subscribers", &[]), 0.0);
 
     // AdminService.Stats reads the same table.
-    let stats = raw
-        .admin
-        .stats(pb::StatsRequest::default())
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(&mut raw).await;
     let get = stats
         .rpcs
         .iter()
