@@ -103,6 +103,10 @@ pub struct MemorySettings {
     /// evicts from that namespace (or, under `noeviction`, fails), so one
     /// busy namespace cannot crowd out the rest.
     pub namespaces: BTreeMap<String, NamespaceBudget>,
+    /// Let the kernel back the cache with transparent huge pages. Off by
+    /// default, so that RSS follows the memory figure (see
+    /// [`huge_pages`](crate::huge_pages)).
+    pub transparent_huge_pages: bool,
 }
 
 /// A `[memory.namespaces.NAME]` table.

@@ -28,6 +28,7 @@ pub mod change_feed;
 pub mod config;
 pub mod engine;
 pub mod healthcheck;
+pub mod huge_pages;
 pub mod memory_limit;
 pub mod metrics;
 pub mod noop;

@@ -79,6 +79,10 @@ struct Args {
     /// What to evict at a limit: s3fifo, lru, lfu or noeviction [default: s3fifo].
     #[arg(long, env = "SHOAL_EVICTION_POLICY")]
     eviction_policy: Option<EvictionPolicy>,
+    /// Let the kernel back the cache with transparent huge pages: fewer TLB
+    /// misses, but RSS runs above the memory figure [default: false].
+    #[arg(long, env = "SHOAL_TRANSPARENT_HUGE_PAGES")]
+    transparent_huge_pages: Option<bool>,
     /// Log format [default: text]. The level comes from RUST_LOG.
     #[arg(long, env = "SHOAL_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -119,6 +123,9 @@ impl Args {
         }
         if let Some(policy) = self.eviction_policy {
             config.memory.eviction_policy = policy;
+        }
+        if let Some(allowed) = self.transparent_huge_pages {
+            config.memory.transparent_huge_pages = allowed;
         }
         if let Some(format) = self.log_format {
             config.log.format = format;
@@ -197,6 +204,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !config.memory.transparent_huge_pages
+        && let Err(error) = shoal_server::huge_pages::disable()
+    {
+        tracing::warn!(%error, "could not turn transparent huge pages off; RSS may run above the memory figure");
+    }
     let result = shoal_server::run(config, shutdown_signal()).await;
     // Shutting the exporter down blocks until the last spans are sent.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
