@@ -1,6 +1,7 @@
 //! Measures honest memory: (1) a write storm of three times a memory budget
 //! with values from 16 B to 64 KiB, reporting the process RSS against the
-//! budget; (2) the per-key overhead beyond key and value bytes for one
+//! budget (`small-storm`: values of 16 and 32 bytes only, where per-key
+//! costs dominate); (2) the per-key overhead beyond key and value bytes for one
 //! million 16-byte keys with 32-byte values, from the engine's figure and
 //! from RSS.
 //!
@@ -9,11 +10,13 @@
 //!
 //! ```text
 //! cargo run --release -p shoal-server --example memory_budget -- storm [BUDGET_MIB]
+//! cargo run --release -p shoal-server --example memory_budget -- small-storm [BUDGET_MIB]
 //! cargo run --release -p shoal-server --example memory_budget -- overhead
 //! ```
 //!
-//! It uses the allocator shoal-server ships with, so that RSS is measured as
-//! the server would show it.
+//! It uses the allocator shoal-server ships with, and turns transparent huge
+//! pages off as shoal-server does by default, so that RSS is measured as the
+//! server would show it; `--huge-pages` leaves them on.
 
 /// The allocator of the shoal-server binary.
 #[global_allocator]
@@ -34,13 +37,14 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// A deterministic spread of value sizes from 16 bytes to 64 KiB.
-fn value_size(i: u64) -> usize {
+/// A deterministic spread of value sizes: powers of two from 16 bytes up,
+/// `sizes` of them (13 reach 64 KiB; 2 give the small-value storm).
+fn value_size(i: u64, sizes: u64) -> usize {
     let mixed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-    16 << (mixed % 13)
+    16 << (mixed % sizes)
 }
 
-fn storm(budget: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn storm(budget: u64, sizes: u64) -> Result<(), Box<dyn std::error::Error>> {
     let base = rss_bytes();
     let mut config = EngineConfig::default();
     config.max_memory_bytes = budget;
@@ -50,7 +54,7 @@ fn storm(budget: u64) -> Result<(), Box<dyn std::error::Error>> {
     let mut peak = 0u64;
     let mut i = 0u64;
     while written < 3 * budget {
-        let size = value_size(i);
+        let size = value_size(i, sizes);
         ns.set(
             format!("storm:{i}").as_bytes(),
             Bytes::from(vec![b'x'; size]),
@@ -109,13 +113,23 @@ fn per_key_overhead() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let huge_pages = args.iter().any(|arg| arg == "--huge-pages");
+    args.retain(|arg| arg != "--huge-pages");
+    if !huge_pages {
+        shoal_server::huge_pages::disable()?;
+    }
+    let mut args = args.into_iter();
     match args.next().as_deref() {
-        Some("storm") => {
+        Some(mode @ ("storm" | "small-storm")) => {
             let budget_mib: u64 = args.next().map_or(Ok(256), |arg| arg.parse())?;
-            storm(budget_mib * 1024 * 1024)
+            let sizes = if mode == "storm" { 13 } else { 2 };
+            storm(budget_mib * 1024 * 1024, sizes)
         }
         Some("overhead") => per_key_overhead(),
-        _ => Err("usage: memory_budget storm [BUDGET_MIB] | memory_budget overhead".into()),
+        _ => Err(
+            "usage: memory_budget [--huge-pages] storm|small-storm [BUDGET_MIB] | memory_budget [--huge-pages] overhead"
+                .into(),
+        ),
     }
 }

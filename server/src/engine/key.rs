@@ -1,22 +1,20 @@
-//! Keys as entries store them: short keys inside the entry itself.
+//! The key of an entry taken out of a shard, kept until its removal has
+//! been announced to the change feed.
 //!
-//! Most cache keys are short (`user:1234`, `session:8f3a…`). Storing each
-//! in an allocation of its own costs the allocation (malloc's header and
-//! rounding, a pointer and length in the entry) and, on every lookup, a
-//! cache miss to compare it: the table slot, then the key somewhere else on
-//! the heap. A [`StoredKey`] keeps keys of up to [`INLINE_KEY_BYTES`] bytes
-//! in the 24 bytes the entry spends on the key anyway, so the comparison
-//! reads the line the lookup already brought in, and only longer keys go to
-//! the heap.
+//! Inside the shard a key is packed into its entry's slot (see
+//! `entry_store`); once the entry is removed its key must outlive the slot.
+//! Evictions and expirations remove entries by the thousand, so a
+//! [`StoredKey`] keeps keys of up to [`INLINE_KEY_BYTES`] bytes without an
+//! allocation, and only longer keys go to the heap.
 
 use std::fmt;
 
 use bytes::Bytes;
 
-/// Longest key kept inside the entry.
+/// Longest key kept without an allocation.
 pub(crate) const INLINE_KEY_BYTES: usize = 22;
 
-/// A key owned by an entry.
+/// A key taken out of an entry.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum StoredKey {
     /// The first `len` bytes of `bytes`.
@@ -29,8 +27,7 @@ pub(crate) enum StoredKey {
 }
 
 impl StoredKey {
-    /// A stored copy of `key`, so a stored key never pins a larger request
-    /// buffer.
+    /// A copy of `key`.
     pub(crate) fn new(key: &[u8]) -> Self {
         match u8::try_from(key.len()) {
             Ok(len) if key.len() <= INLINE_KEY_BYTES => {
@@ -47,14 +44,6 @@ impl StoredKey {
         match self {
             Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Self::Heap(bytes) => bytes,
-        }
-    }
-
-    /// Bytes this key holds outside the entry.
-    pub(crate) fn heap_bytes(&self) -> usize {
-        match self {
-            Self::Inline { .. } => 0,
-            Self::Heap(bytes) => bytes.len(),
         }
     }
 }
@@ -90,7 +79,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_keys_live_in_the_entry_and_long_ones_on_the_heap() {
+    fn short_keys_need_no_allocation_and_long_ones_go_to_the_heap() {
         assert_eq!(size_of::<StoredKey>(), 24);
         for len in [0, 1, 16, INLINE_KEY_BYTES, INLINE_KEY_BYTES + 1, 200] {
             let key: Vec<u8> = (0..len).map(|n| n as u8).collect();
@@ -99,7 +88,6 @@ mod tests {
             assert!(stored == key[..]);
             let inline = len <= INLINE_KEY_BYTES;
             assert_eq!(matches!(stored, StoredKey::Inline { .. }), inline);
-            assert_eq!(stored.heap_bytes(), if inline { 0 } else { len });
         }
     }
 

@@ -12,10 +12,11 @@ use bytes::Bytes;
 
 use super::change::{ChangeKind, ChangeRecord, CollectionChange, FlushRecord, SinkSlot};
 use super::deadline::Deadline;
+use super::entry_store::{EntryRef, RemovedEntry, entry_bytes};
 use super::eviction::{Budget, BudgetScope, EvictionCause, EvictionPolicy};
 use super::integer::{format_i64, parse_i64};
 use super::scan::{ScanCursor, ScanFilter, ScanPage, scan_shard};
-use super::shard::{ENTRY_CHARGE_BYTES, Entry, Shard, ShardState, Value};
+use super::shard::{KEY_CHARGE_BYTES, Shard, ShardState, Value};
 use super::{
     BudgetUsage, Clock, Condition, EngineError, Expiry, IncrementOutcome, ItemMeta, KeyType,
     Limits, SetOptions, SetOutcome, WriteOutcome,
@@ -113,13 +114,14 @@ impl Namespace {
         budget: Arc<Budget>,
     ) -> Self {
         debug_assert!(shard_count.is_power_of_two());
+        let hasher = foldhash::fast::RandomState::default();
         Self {
             name,
             shards: (0..shard_count)
-                .map(|_| Shard::new(Arc::clone(&budget)))
+                .map(|_| Shard::new(Arc::clone(&budget), hasher.clone()))
                 .collect(),
             shard_mask: shard_count - 1,
-            hasher: foldhash::fast::RandomState::default(),
+            hasher,
             limits,
             clock,
             sink,
@@ -193,7 +195,7 @@ impl Namespace {
         hash: u64,
         key: &[u8],
         now_ms: u64,
-    ) -> Option<Entry> {
+    ) -> Option<RemovedEntry> {
         if !state.find(hash, key)?.is_expired(now_ms) {
             return None;
         }
@@ -232,19 +234,14 @@ impl Namespace {
         target: (u64, &[u8]),
         adds_key: bool,
         extra_bytes: usize,
-        evicted: &mut Vec<Entry>,
+        evicted: &mut Vec<RemovedEntry>,
     ) -> Result<(), EngineError> {
         const MAX_EVICTIONS_PER_WRITE: usize = 64;
         let Some(policy) = self.budget.policy() else {
             return Ok(());
         };
         let extra_keys = u64::from(adds_key);
-        let extra_bytes = extra_bytes as u64
-            + if adds_key {
-                ENTRY_CHARGE_BYTES as u64
-            } else {
-                0
-            };
+        let extra_bytes = extra_bytes as u64 + if adds_key { KEY_CHARGE_BYTES as u64 } else { 0 };
         for _ in 0..MAX_EVICTIONS_PER_WRITE {
             let Some((cause, scope)) = self.budget.over(extra_keys, extra_bytes) else {
                 return Ok(());
@@ -274,8 +271,8 @@ impl Namespace {
         index: usize,
         state: &mut ShardState,
         cause: EvictionCause,
-        entry: Entry,
-        evicted: &mut Vec<Entry>,
+        entry: RemovedEntry,
+        evicted: &mut Vec<RemovedEntry>,
     ) {
         match cause {
             EvictionCause::KeyCount => state.counters.evicted_for_keys += 1,
@@ -323,10 +320,12 @@ impl Namespace {
 
     /// Runs `read` on the live value under `key` (`None` when the key is
     /// absent or expired) under the shard's shared lock, counting a hit or a
-    /// miss.
+    /// miss. A key of another type than `key_type` fails with WRONGTYPE
+    /// before `read` is called.
     pub(crate) fn read_value<R>(
         &self,
         key: &[u8],
+        key_type: KeyType,
         read: impl FnOnce(Option<&Value>) -> Result<R, EngineError>,
     ) -> Result<R, EngineError> {
         self.check_key(key)?;
@@ -335,12 +334,21 @@ impl Namespace {
         let state = shard.read();
         let live = state
             .find(hash, key)
-            .filter(|entry| entry.expires_at_ms == 0 || !entry.is_expired(self.clock.now_ms()));
+            .filter(|entry| entry.expires_at_ms() == 0 || !entry.is_expired(self.clock.now_ms()));
         shard.count_read(live.is_some());
-        if let (Some(entry), Some(policy)) = (live, self.budget.evicting_policy()) {
+        let Some(entry) = live else {
+            return read(None);
+        };
+        if let Some(policy) = self.budget.evicting_policy() {
             entry.touch(policy.max_frequency());
         }
-        read(live.map(|entry| &entry.value))
+        match entry.stored_value() {
+            Some(value) if value.key_type() == key_type => read(Some(value)),
+            _ => Err(EngineError::WrongType {
+                expected: key_type,
+                actual: entry.key_type(),
+            }),
+        }
     }
 
     /// Applies a collection command to `key`.
@@ -370,7 +378,7 @@ impl Namespace {
         let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
         let existing = state
             .find(hash, key)
-            .map(|entry| (entry.value.key_type(), entry.expires_at_ms));
+            .map(|entry| (entry.key_type(), entry.expires_at_ms()));
         let mut garbage = Vec::new();
         match existing {
             None if create => {
@@ -379,7 +387,7 @@ impl Namespace {
                     &mut state,
                     (hash, key),
                     true,
-                    key.len(),
+                    entry_bytes(key.len(), None),
                     &mut garbage,
                 )?;
             }
@@ -405,7 +413,7 @@ impl Namespace {
                 }
                 let emptied = state
                     .find(hash, key)
-                    .is_some_and(|entry| entry.value.is_empty_collection());
+                    .is_some_and(|entry| entry.is_empty_collection());
                 if emptied || deadline == Deadline::Passed {
                     garbage.extend(state.remove(hash, key));
                     let sequence = state.next_sequence();
@@ -441,7 +449,7 @@ impl Namespace {
                     self.emit(index, version, &key, kind);
                     WriteOutcome { result, version }
                 } else {
-                    let version = state.find(hash, key).map_or(0, |entry| entry.version);
+                    let version = state.find(hash, key).map_or(0, |entry| entry.version());
                     WriteOutcome { result, version }
                 }
             }
@@ -498,7 +506,7 @@ impl Namespace {
             shard.count_read(false);
             return Ok(None);
         };
-        let now_ms = if entry.expires_at_ms == 0 {
+        let now_ms = if entry.expires_at_ms() == 0 {
             0
         } else {
             self.clock.now_ms()
@@ -545,7 +553,7 @@ impl Namespace {
             (true, Some(entry)) => Some(string_bytes(entry)?),
             _ => None,
         };
-        let current_version = existing.map_or(0, |entry| entry.version);
+        let current_version = existing.map_or(0, |entry| entry.version());
         let met = match options.condition {
             Condition::Always => true,
             Condition::IfAbsent => existing.is_none(),
@@ -561,13 +569,12 @@ impl Namespace {
                 previous,
             });
         }
-        let current_deadline = existing.map_or(0, |entry| entry.expires_at_ms);
+        let current_deadline = existing.map_or(0, |entry| entry.expires_at_ms());
         let adds_key = existing.is_none();
-        let old_bytes = existing.map_or(0, |entry| entry.value.heap_bytes());
+        let old_bytes = existing.map_or(0, |entry| entry.stored_bytes());
         let mut evicted = Vec::new();
         if deadline != Deadline::Passed {
-            let extra =
-                (value.len() + if adds_key { key.len() } else { 0 }).saturating_sub(old_bytes);
+            let extra = entry_bytes(key.len(), Some(value.len())).saturating_sub(old_bytes);
             self.make_room(
                 index,
                 &mut state,
@@ -584,7 +591,7 @@ impl Namespace {
                 let sequence = state.next_sequence();
                 self.emit(index, sequence, &entry.key, ChangeKind::Deleted);
             }
-            (0, removed)
+            (0, removed.and_then(RemovedEntry::into_spilled))
         } else {
             let expires_at_ms = deadline.stored_ms(current_deadline);
             let (version, replaced) =
@@ -683,7 +690,11 @@ impl Namespace {
         let mut state = shard.write();
         let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
         let (start, expires_at_ms, created) = match state.find(hash, key) {
-            Some(entry) => (parse_i64(string_value(entry)?)?, entry.expires_at_ms, false),
+            Some(entry) => (
+                with_string(entry, parse_i64)??,
+                entry.expires_at_ms(),
+                false,
+            ),
             None => (initial.unwrap_or(0), deadline.stored_ms(0), true),
         };
         let value = start
@@ -700,7 +711,7 @@ impl Namespace {
                     &mut state,
                     (hash, key),
                     true,
-                    key.len() + text.len(),
+                    entry_bytes(key.len(), Some(text.len())),
                     &mut evicted,
                 )?;
             }
@@ -940,30 +951,30 @@ impl Namespace {
     }
 }
 
-/// The string held by `entry`, or WRONGTYPE.
-fn string_value(entry: &Entry) -> Result<&[u8], EngineError> {
-    entry.value.as_string().ok_or_else(|| wrong_type(entry))
+/// Runs `read` on the string held by `entry`, or fails with WRONGTYPE.
+fn with_string<R>(entry: EntryRef<'_>, read: impl FnOnce(&[u8]) -> R) -> Result<R, EngineError> {
+    entry.with_string(read).ok_or_else(|| wrong_type(entry))
 }
 
 /// The string held by `entry` as [`Bytes`] for a reader, or WRONGTYPE.
-fn string_bytes(entry: &Entry) -> Result<Bytes, EngineError> {
-    entry.value.string_bytes().ok_or_else(|| wrong_type(entry))
+fn string_bytes(entry: EntryRef<'_>) -> Result<Bytes, EngineError> {
+    entry.string_bytes().ok_or_else(|| wrong_type(entry))
 }
 
-fn wrong_type(entry: &Entry) -> EngineError {
+fn wrong_type(entry: EntryRef<'_>) -> EngineError {
     EngineError::WrongType {
         expected: KeyType::String,
-        actual: entry.value.key_type(),
+        actual: entry.key_type(),
     }
 }
 
-fn meta_of(entry: &Entry, now_ms: u64) -> ItemMeta {
-    let expires_at_ms = (entry.expires_at_ms != 0).then_some(entry.expires_at_ms);
+fn meta_of(entry: EntryRef<'_>, now_ms: u64) -> ItemMeta {
+    let expires_at_ms = (entry.expires_at_ms() != 0).then_some(entry.expires_at_ms());
     ItemMeta {
-        key_type: entry.value.key_type(),
-        version: entry.version,
+        key_type: entry.key_type(),
+        version: entry.version(),
         expires_at_ms,
         ttl_ms: expires_at_ms.map(|at| at.saturating_sub(now_ms)),
-        size: entry.value.size() as u64,
+        size: entry.value_size() as u64,
     }
 }

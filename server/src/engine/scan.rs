@@ -108,36 +108,41 @@ pub(crate) fn scan_shard(
     wanted: usize,
     now_ms: u64,
 ) -> Vec<(u64, Bytes)> {
-    let mut smallest: BinaryHeap<(u64, &[u8])> = BinaryHeap::with_capacity(wanted.min(4096) + 1);
+    let mut smallest: BinaryHeap<(u64, Bytes)> = BinaryHeap::with_capacity(wanted.min(4096) + 1);
     for entry in state.entries() {
-        let position = (entry.hash, entry.key.as_slice());
-        if after.is_some_and(|(hash, key)| position <= (*hash, key.as_ref())) {
-            continue;
-        }
-        if smallest.len() == wanted && smallest.peek().is_some_and(|largest| position >= *largest) {
-            continue;
-        }
-        if entry.is_expired(now_ms)
-            || filter
-                .key_type
-                .is_some_and(|wanted_type| entry.value.key_type() != wanted_type)
-            || filter
-                .pattern
-                .as_ref()
-                .is_some_and(|pattern| !pattern.matches(&entry.key))
-        {
-            continue;
-        }
-        smallest.push(position);
-        if smallest.len() > wanted {
-            smallest.pop();
+        let kept = entry.with_key(|key| {
+            let position = (state.hash_of(key), key);
+            if after.is_some_and(|(hash, after_key)| position <= (*hash, after_key.as_ref())) {
+                return None;
+            }
+            if smallest.len() == wanted
+                && smallest
+                    .peek()
+                    .is_some_and(|(hash, largest)| position >= (*hash, largest.as_ref()))
+            {
+                return None;
+            }
+            if entry.is_expired(now_ms)
+                || filter
+                    .key_type
+                    .is_some_and(|wanted_type| entry.key_type() != wanted_type)
+                || filter
+                    .pattern
+                    .as_ref()
+                    .is_some_and(|pattern| !pattern.matches(key))
+            {
+                return None;
+            }
+            Some((position.0, Bytes::copy_from_slice(key)))
+        });
+        if let Some(position) = kept {
+            smallest.push(position);
+            if smallest.len() > wanted {
+                smallest.pop();
+            }
         }
     }
-    smallest
-        .into_sorted_vec()
-        .into_iter()
-        .map(|(hash, key)| (hash, Bytes::copy_from_slice(key)))
-        .collect()
+    smallest.into_sorted_vec()
 }
 
 #[cfg(test)]

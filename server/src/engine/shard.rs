@@ -1,7 +1,7 @@
-//! One shard: a hash table of entries plus the expiry index and counters
-//! that describe them, all under one lock.
+//! One shard: its entries plus the expiry index and counters that describe
+//! them, all under one lock.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -10,21 +10,20 @@ use std::sync::Arc;
 
 use super::KeyType;
 use super::collections::{HashValue, ListValue, SetValue};
-use super::entry_store::EntryStore;
+use super::entry_store::{EntryRef, EntryStore, Header, RemovedEntry, Spilled};
 use super::eviction::{Budget, EvictionQueues, GHOST_BYTES_PER_KEY, QueueKind, QueueRef, Verdict};
 use super::expiry_index::ExpiryIndex;
-use super::key::StoredKey;
 
-/// Bytes charged per entry beyond its key and value, so that a budget holds
-/// what the process really spends on a key under steady eviction (measured
-/// with the `memory_budget` example's storm of small values): its slab slot
-/// with the slab's spare quarter, its index bucket at half load, its
-/// eviction-queue reference with the stale ones kept until compaction, and
-/// what the S3-FIFO ghost remembers for about one key each.
-pub(crate) const ENTRY_CHARGE_BYTES: usize = size_of::<Entry>() * 5 / 4
-    + (size_of::<u32>() + 1) * 2
-    + size_of::<QueueRef>() * 2
-    + GHOST_BYTES_PER_KEY;
+/// Bytes charged per key beyond what its entry takes in the store (its
+/// slot, and what it spills), so that a budget holds what the process
+/// really spends on a key under steady eviction (measured with the
+/// `memory_budget` example's storm of small values): its index bucket at a
+/// third of the index's load (under steady removal a hash table runs
+/// between a quarter and half full), its eviction-queue reference with the
+/// stale ones kept until compaction, and what the S3-FIFO ghost remembers
+/// for about one key each.
+pub(crate) const KEY_CHARGE_BYTES: usize =
+    (size_of::<u32>() + 1) * 3 + size_of::<QueueRef>() * 2 + GHOST_BYTES_PER_KEY;
 
 /// Longest string value kept inside the entry: what fits beside the tag in
 /// the 40 bytes a `Value` takes anyway.
@@ -142,45 +141,6 @@ impl Value {
     }
 }
 
-/// One key and its value and metadata.
-#[derive(Debug)]
-pub(crate) struct Entry {
-    /// The key's hash, kept so the table never rehashes keys and scans can
-    /// order entries by it.
-    pub(crate) hash: u64,
-    pub(crate) key: StoredKey,
-    pub(crate) value: Value,
-    /// Shard sequence number of the entry's last write.
-    pub(crate) version: u64,
-    /// Absolute deadline in Unix milliseconds; 0 when it never expires.
-    pub(crate) expires_at_ms: u64,
-    /// Stamp of the entry's current eviction-queue reference (0: none).
-    pub(crate) queue_stamp: u32,
-    /// Which eviction queue that reference is in.
-    pub(crate) queue: QueueKind,
-    /// Reads since the eviction policy last looked at the entry, saturating
-    /// at the policy's maximum; bumped under the shared lock.
-    pub(crate) frequency: AtomicU8,
-}
-
-impl Entry {
-    /// Counts a read for the eviction policy.
-    pub(crate) fn touch(&self, max_frequency: u8) {
-        let frequency = self.frequency.load(Ordering::Relaxed);
-        if frequency < max_frequency {
-            self.frequency.store(frequency + 1, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
-        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
-    }
-
-    fn payload_bytes(&self) -> usize {
-        self.key.heap_bytes() + self.value.heap_bytes()
-    }
-}
-
 /// Counters changed only under the shard's write lock.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct WriteCounters {
@@ -204,17 +164,16 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// An empty shard reporting to `budget`.
-    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+    /// An empty shard reporting to `budget`, whose keys `hasher` hashes.
+    pub(crate) fn new(budget: Arc<Budget>, hasher: foldhash::fast::RandomState) -> Self {
         Self {
             state: RwLock::new(ShardState {
-                table: EntryStore::default(),
+                table: EntryStore::new(hasher),
                 expiry: ExpiryIndex::default(),
                 queues: EvictionQueues::default(),
                 budget,
                 reported: (0, 0),
                 last_sequence: 0,
-                payload_bytes: 0,
                 counters: WriteCounters::default(),
             }),
             hits: AtomicU64::new(0),
@@ -267,8 +226,6 @@ pub(crate) struct ShardState {
     reported: (usize, usize),
     /// Last sequence number handed out; versions and change records use it.
     last_sequence: u64,
-    /// Key bytes and value heap bytes of every entry.
-    payload_bytes: usize,
     pub(crate) counters: WriteCounters,
 }
 
@@ -277,12 +234,17 @@ impl ShardState {
         self.table.len()
     }
 
-    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
-        self.table.find(hash, |entry| entry.key == key)
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<EntryRef<'_>> {
+        self.table.find(hash, key)
     }
 
-    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> {
         self.table.iter()
+    }
+
+    /// The hash of `key`, as the namespace computes it.
+    pub(crate) fn hash_of(&self, key: &[u8]) -> u64 {
+        self.table.hash_of(key)
     }
 
     /// Takes the next sequence number.
@@ -292,35 +254,27 @@ impl ShardState {
     }
 
     /// Stores `value` under `key` with a new version, replacing any entry.
-    /// Returns the new version and the replaced entry (to be dropped after
-    /// the lock is released).
+    /// Returns the new version and what the replaced value spilled (to be
+    /// dropped after the lock is released).
     pub(crate) fn upsert(
         &mut self,
         hash: u64,
         key: &[u8],
         value: Value,
         expires_at_ms: u64,
-    ) -> (u64, Option<Entry>) {
+    ) -> (u64, Option<Spilled>) {
         let version = self.next_sequence();
-        let value_bytes = value.heap_bytes();
-        let replaced = match self.table.find_mut(hash, |entry| entry.key == key) {
-            Some(entry) => {
-                let previous_deadline = entry.expires_at_ms;
-                let old_value = std::mem::replace(&mut entry.value, value);
-                entry.version = version;
-                entry.expires_at_ms = expires_at_ms;
-                self.payload_bytes = self.payload_bytes + value_bytes - old_value.heap_bytes();
-                self.expiry.schedule(hash, expires_at_ms, previous_deadline);
-                Some(Entry {
-                    hash,
-                    key: entry.key.clone(),
-                    value: old_value,
-                    version: 0,
-                    expires_at_ms: previous_deadline,
-                    queue_stamp: 0,
-                    queue: QueueKind::Main,
-                    frequency: AtomicU8::new(0),
-                })
+        let replaced = match self.table.find_slot(hash, |entry| entry.key_is(key)) {
+            Some(slot) => {
+                let previous = self.table.entry(slot).header();
+                let header = Header {
+                    version,
+                    expires_at_ms,
+                    ..previous
+                };
+                self.expiry
+                    .schedule(hash, expires_at_ms, previous.expires_at_ms);
+                self.table.replace(hash, slot, key, header, value)
             }
             None => {
                 let (queue_stamp, queue) = match self.budget.policy() {
@@ -330,18 +284,14 @@ impl ShardState {
                     }
                     None => (0, QueueKind::Main),
                 };
-                let entry = Entry {
-                    hash,
-                    key: StoredKey::new(key),
-                    value,
+                let header = Header {
                     version,
                     expires_at_ms,
                     queue_stamp,
                     queue,
-                    frequency: AtomicU8::new(0),
+                    frequency: 0,
                 };
-                self.payload_bytes += entry.key.heap_bytes() + value_bytes;
-                self.table.insert(entry);
+                self.table.insert(hash, key, header, value);
                 self.compact_queues_if_stale();
                 self.expiry.schedule(hash, expires_at_ms, 0);
                 None
@@ -361,39 +311,42 @@ impl ShardState {
         key: &[u8],
         expires_at_ms: u64,
     ) -> Option<u64> {
-        self.table.find(hash, |entry| entry.key == key)?;
+        let slot = self.table.find_slot(hash, |entry| entry.key_is(key))?;
         let version = self.next_sequence();
-        let entry = self.table.find_mut(hash, |entry| entry.key == key)?;
-        let previous_deadline = entry.expires_at_ms;
-        entry.expires_at_ms = expires_at_ms;
-        entry.version = version;
-        self.expiry.schedule(hash, expires_at_ms, previous_deadline);
+        let previous = self.table.entry(slot).header();
+        self.table.set_header(
+            slot,
+            Header {
+                version,
+                expires_at_ms,
+                ..previous
+            },
+        );
+        self.expiry
+            .schedule(hash, expires_at_ms, previous.expires_at_ms);
         self.rebuild_expiry_if_stale();
         Some(version)
     }
 
-    /// Runs `change` on the value of the entry for `key`, keeping the memory
-    /// figure right; `None` when the key is absent. The version and deadline
-    /// are left alone (see [`ShardState::set_deadline`]).
+    /// Runs `change` on the collection stored under `key`, keeping the
+    /// memory figure right; `None` when the key is absent or holds a string.
+    /// The version and deadline are left alone (see
+    /// [`ShardState::set_deadline`]).
     pub(crate) fn update_value<R>(
         &mut self,
         hash: u64,
         key: &[u8],
         change: impl FnOnce(&mut Value) -> R,
     ) -> Option<R> {
-        let entry = self.table.find_mut(hash, |entry| entry.key == key)?;
-        let before = entry.value.heap_bytes();
-        let result = change(&mut entry.value);
-        let after = entry.value.heap_bytes();
-        self.payload_bytes = self.payload_bytes + after - before;
+        let slot = self.table.find_slot(hash, |entry| entry.key_is(key))?;
+        let result = self.table.update_spilled(slot, change);
         self.settle();
-        Some(result)
+        result
     }
 
     /// Removes the entry for `key`, if any.
-    pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
-        let entry = self.table.remove(hash, |entry| entry.key == key)?;
-        self.payload_bytes -= entry.payload_bytes();
+    pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<RemovedEntry> {
+        let entry = self.table.remove(hash, |entry| entry.key_is(key))?;
         self.settle();
         Some(entry)
     }
@@ -405,14 +358,10 @@ impl ShardState {
     }
 
     /// Removes up to `max` expired entries found through the expiry index.
-    pub(crate) fn take_expired(&mut self, now_ms: u64, max: usize) -> Vec<Entry> {
+    pub(crate) fn take_expired(&mut self, now_ms: u64, max: usize) -> Vec<RemovedEntry> {
         let mut expired = Vec::new();
         for hash in self.expiry.take_due(now_ms, max) {
-            while let Some(entry) = self
-                .table
-                .remove(hash, |entry| entry.hash == hash && entry.is_expired(now_ms))
-            {
-                self.payload_bytes -= entry.payload_bytes();
+            while let Some(entry) = self.table.remove(hash, |entry| entry.is_expired(now_ms)) {
                 expired.push(entry);
             }
         }
@@ -420,13 +369,13 @@ impl ShardState {
         expired
     }
 
-    /// Empties the shard; returns the old table so it can be dropped after
-    /// the lock is released.
+    /// Empties the shard; returns the old entries so they can be dropped
+    /// after the lock is released.
     pub(crate) fn take_all(&mut self) -> EntryStore {
         self.expiry.clear();
         self.queues.clear();
-        self.payload_bytes = 0;
-        let table = std::mem::take(&mut self.table);
+        let empty = EntryStore::new(self.table.hasher());
+        let table = std::mem::replace(&mut self.table, empty);
         self.settle();
         table
     }
@@ -437,22 +386,19 @@ impl ShardState {
         self.table.shrink_if_sparse();
     }
 
-    /// Bytes held for this shard's entries: payload, the entry store (slab
-    /// and index, spare room included), the expiry index and the eviction
-    /// queues.
+    /// Bytes held for this shard's entries: the entry store (slots, spill
+    /// list and index, spare room included, and what spilled values hold),
+    /// the expiry index and the eviction queues.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.payload_bytes
-            + self.table.memory_bytes()
-            + self.expiry.memory_bytes()
-            + self.queues.memory_bytes()
+        self.table.memory_bytes() + self.expiry.memory_bytes() + self.queues.memory_bytes()
     }
 
-    /// Bytes charged against the memory budget: payload plus a fixed cost
-    /// per entry for its table slot and metadata. Unlike
+    /// Bytes charged against the memory budget: what each entry takes in
+    /// the store plus [`KEY_CHARGE_BYTES`] per key. Unlike
     /// [`ShardState::memory_bytes`] it falls with every eviction, which the
-    /// eviction loop needs; the table's spare capacity is left out.
+    /// eviction loop needs; spare room is left out.
     pub(crate) fn charged_bytes(&self) -> usize {
-        self.payload_bytes + self.table.len() * ENTRY_CHARGE_BYTES
+        self.table.live_bytes() + self.table.len() * KEY_CHARGE_BYTES
     }
 
     /// Reports this shard's change in keys and charged bytes to the budget.
@@ -468,39 +414,40 @@ impl ShardState {
 
     /// Evicts one entry chosen by the policy, never the entry for
     /// `protected`. Returns `None` when nothing can be evicted.
-    pub(crate) fn evict_one(&mut self, protected: (u64, &[u8])) -> Option<Entry> {
+    pub(crate) fn evict_one(&mut self, protected: (u64, &[u8])) -> Option<RemovedEntry> {
         let policy = self.budget.evicting_policy()?;
         let mut attempts = self.queues.len() + 1;
         while attempts > 0 {
             attempts -= 1;
             let live = self.table.len();
             let (reference, kind) = self.queues.next_candidate(live)?;
-            let Some(entry) = self.table.find_mut(reference.hash, |entry| {
-                entry.hash == reference.hash
-                    && entry.queue_stamp == reference.stamp
-                    && entry.queue == kind
-            }) else {
+            let is_referenced = |entry: EntryRef<'_>| {
+                entry.queue_stamp() == reference.stamp && entry.queue() == kind
+            };
+            let Some(slot) = self.table.find_slot(reference.hash, is_referenced) else {
                 continue;
             };
-            let frequency = if entry.hash == protected.0 && entry.key == protected.1 {
+            let entry = self.table.entry(slot);
+            let frequency = if reference.hash == protected.0 && entry.key_is(protected.1) {
                 policy.max_frequency().max(1)
             } else {
-                entry.frequency.load(Ordering::Relaxed)
+                entry.frequency()
             };
             match self
                 .queues
                 .judge(policy, reference.hash, kind, frequency, live)
             {
                 (Verdict::Keep(requeued, queue), frequency) => {
-                    entry.queue_stamp = requeued.stamp;
-                    entry.queue = queue;
-                    entry.frequency.store(frequency, Ordering::Relaxed);
+                    let header = Header {
+                        queue_stamp: requeued.stamp,
+                        queue,
+                        frequency,
+                        ..entry.header()
+                    };
+                    self.table.set_header(slot, header);
                 }
                 (Verdict::Evict, _) => {
-                    let entry = self.table.remove(reference.hash, |entry| {
-                        entry.hash == reference.hash && entry.queue_stamp == reference.stamp
-                    })?;
-                    self.payload_bytes -= entry.payload_bytes();
+                    let entry = self.table.remove(reference.hash, is_referenced)?;
                     self.compact_queues_if_stale();
                     self.settle();
                     return Some(entry);
@@ -519,10 +466,8 @@ impl ShardState {
         let table = &self.table;
         self.queues.retain(|reference, kind| {
             table
-                .find(reference.hash, |entry| {
-                    entry.hash == reference.hash
-                        && entry.queue_stamp == reference.stamp
-                        && entry.queue == kind
+                .find_slot(reference.hash, |entry| {
+                    entry.queue_stamp() == reference.stamp && entry.queue() == kind
                 })
                 .is_some()
         });
@@ -530,11 +475,16 @@ impl ShardState {
 
     fn rebuild_expiry_if_stale(&mut self) {
         if self.expiry.needs_rebuild(self.table.len()) {
-            let deadlines = self
-                .table
+            let table = &self.table;
+            let deadlines = table
                 .iter()
-                .filter(|entry| entry.expires_at_ms != 0)
-                .map(|entry| (entry.hash, entry.expires_at_ms));
+                .filter(|entry| entry.expires_at_ms() != 0)
+                .map(|entry| {
+                    (
+                        entry.with_key(|key| table.hash_of(key)),
+                        entry.expires_at_ms(),
+                    )
+                });
             self.expiry.rebuild(deadlines);
         }
     }

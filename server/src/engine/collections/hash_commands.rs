@@ -93,7 +93,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn hget(&self, key: &[u8], field: &[u8]) -> Result<Option<Bytes>, EngineError> {
-        self.read_value(key, |value| match value {
+        self.read_value(key, KeyType::Hash, |value| match value {
             None => Ok(None),
             Some(value) => Ok(as_hash(value)?.map.get(field).cloned()),
         })
@@ -108,7 +108,7 @@ impl Namespace {
         key: &[u8],
         fields: &[F],
     ) -> Result<Vec<Option<Bytes>>, EngineError> {
-        self.read_value(key, |value| match value {
+        self.read_value(key, KeyType::Hash, |value| match value {
             None => Ok(vec![None; fields.len()]),
             Some(value) => {
                 let hash = as_hash(value)?;
@@ -125,7 +125,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn hgetall(&self, key: &[u8]) -> Result<Option<HashSnapshot>, EngineError> {
-        self.read_value(key, |value| match value {
+        self.read_value(key, KeyType::Hash, |value| match value {
             None => Ok(None),
             Some(Value::Hash(hash)) => Ok(Some(HashSnapshot(Arc::clone(hash)))),
             Some(other) => Err(wrong_type(other)),
@@ -156,7 +156,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn hlen(&self, key: &[u8]) -> Result<u64, EngineError> {
-        self.read_value(key, |value| {
+        self.read_value(key, KeyType::Hash, |value| {
             value.map_or(Ok(0), |value| Ok(as_hash(value)?.len() as u64))
         })
     }
@@ -166,7 +166,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn hexists(&self, key: &[u8], field: &[u8]) -> Result<bool, EngineError> {
-        self.read_value(key, |value| {
+        self.read_value(key, KeyType::Hash, |value| {
             value.map_or(Ok(false), |value| {
                 Ok(as_hash(value)?.map.contains_key(field))
             })

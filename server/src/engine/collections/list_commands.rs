@@ -122,7 +122,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn list_snapshot(&self, key: &[u8]) -> Result<Option<ListSnapshot>, EngineError> {
-        self.read_value(key, |value| match value {
+        self.read_value(key, KeyType::List, |value| match value {
             None => Ok(None),
             Some(Value::List(list)) => Ok(Some(ListSnapshot(Arc::clone(list)))),
             Some(other) => Err(wrong_type(other)),
@@ -145,7 +145,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn llen(&self, key: &[u8]) -> Result<u64, EngineError> {
-        self.read_value(key, |value| {
+        self.read_value(key, KeyType::List, |value| {
             value.map_or(Ok(0), |value| Ok(as_list(value)?.len() as u64))
         })
     }
@@ -178,7 +178,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn lindex(&self, key: &[u8], index: i64) -> Result<Option<Bytes>, EngineError> {
-        self.read_value(key, |value| match value {
+        self.read_value(key, KeyType::List, |value| match value {
             None => Ok(None),
             Some(value) => {
                 let list = as_list(value)?;

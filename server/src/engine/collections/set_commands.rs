@@ -126,7 +126,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn smembers(&self, key: &[u8]) -> Result<Option<SetSnapshot>, EngineError> {
-        self.read_value(key, |value| match value {
+        self.read_value(key, KeyType::Set, |value| match value {
             None => Ok(None),
             Some(Value::Set(set)) => Ok(Some(SetSnapshot(Arc::clone(set)))),
             Some(other) => Err(wrong_type(other)),
@@ -143,7 +143,7 @@ impl Namespace {
         key: &[u8],
         members: &[M],
     ) -> Result<Vec<bool>, EngineError> {
-        self.read_value(key, |value| match value {
+        self.read_value(key, KeyType::Set, |value| match value {
             None => Ok(vec![false; members.len()]),
             Some(value) => {
                 let set = as_set(value)?;
@@ -160,7 +160,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn scard(&self, key: &[u8]) -> Result<u64, EngineError> {
-        self.read_value(key, |value| {
+        self.read_value(key, KeyType::Set, |value| {
             value.map_or(Ok(0), |value| Ok(as_set(value)?.len() as u64))
         })
     }
@@ -193,7 +193,7 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn srandmember(&self, key: &[u8], count: i64) -> Result<Vec<Bytes>, EngineError> {
-        self.read_value(key, |value| {
+        self.read_value(key, KeyType::Set, |value| {
             let Some(value) = value else {
                 return Ok(Vec::new());
             };

@@ -81,7 +81,7 @@ impl Namespace {
                     misses += 1;
                     continue;
                 };
-                let now = if entry.expires_at_ms == 0 {
+                let now = if entry.expires_at_ms() == 0 {
                     0
                 } else {
                     *now_ms.get_or_insert_with(|| self.clock.now_ms())
