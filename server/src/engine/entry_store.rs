@@ -53,6 +53,9 @@ struct SlotClass {
     used_in_last: usize,
     /// Slots in all chunks but the last.
     in_full_chunks: usize,
+    /// Removals since the class last moved a chunk's entries, so that a
+    /// mass removal moves no more than one entry per removal.
+    removals: usize,
     /// Freed slots, reused first.
     holes: Vec<u32>,
 }
@@ -66,10 +69,12 @@ impl SlotClass {
             chunks: Vec::new(),
             used_in_last: 0,
             in_full_chunks: 0,
+            removals: 0,
             holes: Vec::new(),
         }
     }
 
+    #[inline]
     fn slot(&self, chunk: usize, offset: usize) -> &[AtomicU64] {
         let start = offset * self.words;
         &self.chunks[chunk][start..start + self.words]
@@ -134,6 +139,7 @@ fn slot_reference(class: usize, chunk: usize, offset: usize) -> u32 {
     (class as u32) << 28 | (chunk as u32) << 8 | offset as u32
 }
 
+#[inline]
 fn split_reference(slot: u32) -> (usize, usize, usize) {
     (
         (slot >> 28) as usize,
@@ -167,11 +173,13 @@ impl Slots {
         }
     }
 
+    #[inline]
     fn words(&self, slot: u32) -> &[AtomicU64] {
         let (class, chunk, offset) = split_reference(slot);
         self.classes[class].slot(chunk, offset)
     }
 
+    #[inline]
     fn entry(&self, slot: u32) -> EntryRef<'_> {
         EntryRef::new(self.words(slot), &self.spill)
     }
@@ -189,8 +197,12 @@ impl Slots {
     /// Writes `encoded` into a free slot, with `spilled` in the spill list.
     fn place(&mut self, encoded: &Encoded, spilled: Option<Spilled>) -> u32 {
         let class = encoded.words - MIN_WORDS;
-        if self.classes.is_empty() {
-            self.classes = (0..CLASSES).map(SlotClass::new).collect();
+        debug_assert!(class < CLASSES);
+        if self.classes.len() <= class {
+            // Classes up to the largest in use, so a shard of a few small
+            // keys pays for one or two.
+            let start = self.classes.len();
+            self.classes.extend((start..=class).map(SlotClass::new));
         }
         let slot = self.classes[class].allocate(class);
         let spill_index = spilled.map(|spilled| {
@@ -389,7 +401,10 @@ impl EntryStore {
 
     /// After a removal from `class`: frees the class's chunks once it is
     /// empty, and once a quarter of its slots are holes moves the entries
-    /// of its last chunk into holes and frees that chunk. Entries move
+    /// of its last chunk into holes and frees that chunk, at most once per
+    /// chunk's worth of removals (a chunk holds at most that many entries,
+    /// so a removal moves at most one entry on average and a sweep keeps
+    /// its lock holds short). Entries move
     /// between classes as their sizes change (keys grow longer as a counter
     /// in them does, values are rewritten shorter), and without this a
     /// class would keep the most slots it ever held: a storm of small
@@ -401,12 +416,17 @@ impl EntryStore {
             self.slots.classes[class] = SlotClass::new(class);
             return;
         }
+        slots.removals += 1;
+        if slots.removals < slots.full_chunk {
+            return;
+        }
         let Some(last) = slots.chunks.len().checked_sub(1) else {
             return;
         };
         if slots.holes.len() * 4 <= handed_out || slots.holes.len() < 2 * slots.chunk_slots(last) {
             return;
         }
+        slots.removals = 0;
         slots.holes.retain(|&hole| split_reference(hole).1 != last);
         for offset in 0..slots.used_in_last {
             let from = slot_reference(class, last, offset);

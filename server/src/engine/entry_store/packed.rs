@@ -24,7 +24,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::engine::KeyType;
 use crate::engine::eviction::QueueKind;
@@ -199,38 +199,46 @@ impl std::fmt::Debug for EntryRef<'_> {
 }
 
 impl<'a> EntryRef<'a> {
+    #[inline]
     pub(super) fn new(slot: &'a [AtomicU64], spill: &'a [Option<Spilled>]) -> Self {
         Self { slot, spill }
     }
 
+    #[inline]
     fn word(&self, n: usize) -> u64 {
         self.slot[n].load(Relaxed)
     }
 
+    #[inline]
     fn flags(&self) -> u8 {
         (self.word(0) >> 56) as u8
     }
 
+    #[inline]
     pub(super) fn is_occupied(&self) -> bool {
         self.flags() & OCCUPIED != 0
     }
 
     /// Version of the entry's last write.
+    #[inline]
     pub(crate) fn version(&self) -> u64 {
         self.word(0) & LOW_48
     }
 
     /// Absolute deadline in Unix milliseconds; 0 when it never expires.
+    #[inline]
     pub(crate) fn expires_at_ms(&self) -> u64 {
         self.word(1) & LOW_48
     }
 
+    #[inline]
     pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
         let deadline = self.expires_at_ms();
         deadline != 0 && deadline <= now_ms
     }
 
     /// Reads counted since the eviction policy last looked.
+    #[inline]
     pub(crate) fn frequency(&self) -> u8 {
         (self.word(1) >> 48) as u8
     }
@@ -238,6 +246,7 @@ impl<'a> EntryRef<'a> {
     /// Counts a read for the eviction policy, saturating at
     /// `max_frequency`. Two readers may count one read between them; the
     /// policy only needs an estimate.
+    #[inline]
     pub(crate) fn touch(&self, max_frequency: u8) {
         let word = self.word(1);
         if ((word >> 48) as u8) < max_frequency {
@@ -245,10 +254,12 @@ impl<'a> EntryRef<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn queue_stamp(&self) -> u32 {
         self.word(2) as u32
     }
 
+    #[inline]
     pub(crate) fn queue(&self) -> QueueKind {
         if self.flags() & SMALL_QUEUE != 0 {
             QueueKind::Small
@@ -257,6 +268,7 @@ impl<'a> EntryRef<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn header(&self) -> Header {
         Header {
             version: self.version(),
@@ -267,29 +279,65 @@ impl<'a> EntryRef<'a> {
         }
     }
 
+    #[inline]
     fn key_len(&self) -> usize {
         usize::from((self.word(0) >> 48) as u8)
     }
 
+    #[inline]
     fn value_len(&self) -> usize {
         usize::from((self.word(1) >> 56) as u8)
     }
 
-    /// Copies `len` payload bytes from payload offset `from` into `out`.
+    /// Copies payload bytes from payload offset `from` into `out`, a word
+    /// at a time.
+    #[inline]
     fn copy_payload(&self, from: usize, out: &mut [u8]) {
         let mut position = HEADER_BYTES + from;
-        let mut written = 0;
-        while written < out.len() {
-            let bytes = self.word(position / 8).to_le_bytes();
+        let mut rest = out;
+        while !rest.is_empty() {
+            let word = self.word(position / 8).to_le_bytes();
             let start = position % 8;
-            let take = (8 - start).min(out.len() - written);
-            out[written..written + take].copy_from_slice(&bytes[start..start + take]);
-            written += take;
+            let take = (8 - start).min(rest.len());
+            if take == 8 {
+                rest[..8].copy_from_slice(&word);
+            } else {
+                rest[..take].copy_from_slice(&word[start..start + take]);
+            }
             position += take;
+            rest = &mut rest[take..];
         }
     }
 
+    /// Whether the payload from offset `from` starts with `expected`,
+    /// compared a word at a time without copying.
+    #[inline]
+    fn payload_starts_with(&self, from: usize, expected: &[u8]) -> bool {
+        let mut position = HEADER_BYTES + from;
+        let mut rest = expected;
+        while !rest.is_empty() {
+            let start = position % 8;
+            let take = (8 - start).min(rest.len());
+            let actual = self.word(position / 8) >> (start * 8);
+            let (wanted, mask) = match rest.first_chunk::<8>() {
+                Some(full) if take == 8 => (u64::from_le_bytes(*full), u64::MAX),
+                _ => {
+                    let mut bytes = [0u8; 8];
+                    bytes[..take].copy_from_slice(&rest[..take]);
+                    (u64::from_le_bytes(bytes), (1u64 << (take * 8)) - 1)
+                }
+            };
+            if actual & mask != wanted {
+                return false;
+            }
+            position += take;
+            rest = &rest[take..];
+        }
+        true
+    }
+
     /// The spill index, for an entry that spills.
+    #[inline]
     fn spill_index(&self) -> usize {
         let from = if self.flags() & SPILLED_KEY != 0 {
             0
@@ -302,6 +350,7 @@ impl<'a> EntryRef<'a> {
     }
 
     /// What the entry keeps in the spill list, if anything.
+    #[inline]
     pub(super) fn spilled(&self) -> Option<&'a Spilled> {
         if self.flags() & (SPILLED_KEY | SPILLED_VALUE) == 0 {
             return None;
@@ -310,11 +359,13 @@ impl<'a> EntryRef<'a> {
     }
 
     /// The spill index, when the entry spills.
+    #[inline]
     pub(super) fn spill_slot(&self) -> Option<usize> {
         (self.flags() & (SPILLED_KEY | SPILLED_VALUE) != 0).then(|| self.spill_index())
     }
 
     /// The slot's words as written, to move the entry to another slot.
+    #[inline]
     pub(super) fn raw(&self) -> Encoded {
         let mut buffer = [0u64; MAX_WORDS];
         for (word, slot) in buffer.iter_mut().zip(self.slot) {
@@ -336,6 +387,7 @@ impl<'a> EntryRef<'a> {
     }
 
     /// Runs `read` on the key's bytes.
+    #[inline]
     pub(crate) fn with_key<R>(&self, read: impl FnOnce(&[u8]) -> R) -> R {
         if self.flags() & SPILLED_KEY != 0 {
             let key = self.spilled().and_then(|spilled| spilled.key.as_deref());
@@ -348,6 +400,7 @@ impl<'a> EntryRef<'a> {
     }
 
     /// Bytes the entry takes in the store (see [`entry_bytes`]).
+    #[inline]
     pub(crate) fn stored_bytes(&self) -> usize {
         self.slot.len() * 8
             + self.spilled().map_or(0, |spilled| {
@@ -356,28 +409,34 @@ impl<'a> EntryRef<'a> {
     }
 
     /// Whether the key is `key`.
+    #[inline]
     pub(crate) fn key_is(&self, key: &[u8]) -> bool {
-        if self.flags() & SPILLED_KEY != 0 {
+        let word0 = self.word(0);
+        if (word0 >> 56) as u8 & SPILLED_KEY != 0 {
             return self.with_key(|stored| stored == key);
         }
-        key.len() == self.key_len() && self.with_key(|stored| stored == key)
+        usize::from((word0 >> 48) as u8) == key.len() && self.payload_starts_with(0, key)
     }
 
     /// The value, when it lives in the spill list.
+    #[inline]
     pub(crate) fn stored_value(&self) -> Option<&'a Value> {
         self.spilled().map(|spilled| &spilled.value)
     }
 
+    #[inline]
     fn inline_value(&self) -> Option<(usize, usize)> {
         (self.flags() & (SPILLED_KEY | SPILLED_VALUE) == 0)
             .then(|| (self.key_len(), self.value_len()))
     }
 
+    #[inline]
     pub(crate) fn key_type(&self) -> KeyType {
         self.stored_value().map_or(KeyType::String, Value::key_type)
     }
 
     /// Runs `read` on a string value's bytes; `None` for a collection.
+    #[inline]
     pub(crate) fn with_string<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         if let Some((from, len)) = self.inline_value() {
             let mut buffer = [0u8; MAX_INLINE_BYTES];
@@ -390,16 +449,18 @@ impl<'a> EntryRef<'a> {
 
     /// A string value as [`Bytes`] for a reader: a copy of one kept in the
     /// slot, a shared reference to a spilled one; `None` for a collection.
+    #[inline]
     pub(crate) fn string_bytes(&self) -> Option<Bytes> {
         if let Some((from, len)) = self.inline_value() {
-            let mut buffer = BytesMut::zeroed(len);
+            let mut buffer = vec![0; len];
             self.copy_payload(from, &mut buffer);
-            return Some(buffer.freeze());
+            return Some(Bytes::from(buffer));
         }
         self.stored_value()?.string_bytes()
     }
 
     /// Bytes of payload the value holds (elements only).
+    #[inline]
     pub(crate) fn value_size(&self) -> usize {
         match self.inline_value() {
             Some((_, len)) => len,
@@ -408,6 +469,7 @@ impl<'a> EntryRef<'a> {
     }
 
     /// Whether the value is an empty collection (which must disappear).
+    #[inline]
     pub(crate) fn is_empty_collection(&self) -> bool {
         self.stored_value().is_some_and(Value::is_empty_collection)
     }
