@@ -492,6 +492,30 @@ impl EntryStore {
         hash: u64,
         matches: impl Fn(EntryRef<'_>) -> bool,
     ) -> Option<RemovedEntry> {
+        self.remove_and(hash, matches, true)
+    }
+
+    /// As [`EntryStore::remove`], but never moves entries or frees chunks
+    /// (unless the store empties): for the sweeper, which removes entries
+    /// by the thousand while readers run. Freeing the chunks of another
+    /// thread's allocations by the thousand made that thread's next
+    /// allocation process them all at once, and a reader's get took tens of
+    /// microseconds; [`EntryStore::shrink_if_sparse`] gives the room back
+    /// later, a shard at a time.
+    pub(crate) fn remove_without_compaction(
+        &mut self,
+        hash: u64,
+        matches: impl Fn(EntryRef<'_>) -> bool,
+    ) -> Option<RemovedEntry> {
+        self.remove_and(hash, matches, false)
+    }
+
+    fn remove_and(
+        &mut self,
+        hash: u64,
+        matches: impl Fn(EntryRef<'_>) -> bool,
+        compact: bool,
+    ) -> Option<RemovedEntry> {
         let slots = &self.slots;
         let (slot, _) = self
             .index
@@ -505,7 +529,7 @@ impl EntryStore {
             // Nothing left to keep the chunks and buckets for.
             self.index = HashTable::new();
             self.slots = Slots::new();
-        } else {
+        } else if compact {
             self.compact_class(split_reference(slot).0);
         }
         Some(RemovedEntry { key, spilled })
@@ -519,10 +543,7 @@ impl EntryStore {
     /// Gives memory back after many removals: a store whose slots or
     /// index are under a quarter full is rebuilt without its holes.
     pub(crate) fn shrink_if_sparse(&mut self) {
-        let capacity = self.slots.capacity_bytes();
-        let sparse_slots = self.live_slot_bytes() * 4 < capacity;
-        let sparse_index = self.index.capacity() > self.len() * 4;
-        if self.memory_bytes() < MIN_BYTES_TO_SHRINK || !(sparse_slots || sparse_index) {
+        if !self.is_sparse() {
             return;
         }
         let mut old = std::mem::replace(self, Self::new(self.hasher()));
@@ -540,6 +561,16 @@ impl EntryStore {
                 slots.entry(slot).with_key(|key| hasher.hash_one(key))
             });
         }
+    }
+
+    /// Whether [`EntryStore::shrink_if_sparse`] would rebuild the store:
+    /// it holds at least 64 KiB, and its slots or its index are under a
+    /// quarter full.
+    pub(crate) fn is_sparse(&self) -> bool {
+        let capacity = self.slots.capacity_bytes();
+        let sparse_slots = self.live_slot_bytes() * 4 < capacity;
+        let sparse_index = self.index.capacity() > self.len() * 4;
+        self.memory_bytes() >= MIN_BYTES_TO_SHRINK && (sparse_slots || sparse_index)
     }
 
     /// Bytes of slots held by live entries.

@@ -361,7 +361,10 @@ impl ShardState {
     pub(crate) fn take_expired(&mut self, now_ms: u64, max: usize) -> Vec<RemovedEntry> {
         let mut expired = Vec::new();
         for hash in self.expiry.take_due(now_ms, max) {
-            while let Some(entry) = self.table.remove(hash, |entry| entry.is_expired(now_ms)) {
+            while let Some(entry) = self
+                .table
+                .remove_without_compaction(hash, |entry| entry.is_expired(now_ms))
+            {
                 expired.push(entry);
             }
         }
@@ -384,6 +387,11 @@ impl ShardState {
     /// [`EntryStore::shrink_if_sparse`]).
     pub(crate) fn shrink_if_sparse(&mut self) {
         self.table.shrink_if_sparse();
+    }
+
+    /// Whether [`ShardState::shrink_if_sparse`] would give memory back.
+    pub(crate) fn is_sparse(&self) -> bool {
+        self.table.is_sparse()
     }
 
     /// Bytes held for this shard's entries: the entry store (slots, spill

@@ -411,6 +411,42 @@ fn scan_survives_writes_between_pages() {
 }
 
 #[test]
+fn sweeps_give_back_sparse_shards_one_at_a_time_and_keep_what_stays() {
+    let (clock, engine, ns) = setup();
+    for i in 0..100_000u32 {
+        let options = if i % 10 == 0 {
+            SetOptions::default()
+        } else {
+            ttl(1_000)
+        };
+        ns.set(&i.to_be_bytes(), Bytes::from_static(b"value"), options)
+            .expect("set");
+    }
+    let full = ns.stats().memory_bytes;
+    clock.advance_ms(1_000 + expiry_index::BUCKET_MS + 1);
+    assert_eq!(engine.sweep_expired(1024), 90_000);
+    let after_first = ns.stats().memory_bytes;
+    assert!(
+        after_first * 4 > full,
+        "one sweep gives back one of the four shards: {after_first} of {full}"
+    );
+    for _ in 0..4 {
+        assert_eq!(engine.sweep_expired(1024), 0);
+    }
+    let after_all = ns.stats().memory_bytes;
+    assert!(
+        after_all * 4 < full,
+        "every sparse shard given back: {after_all} of {full}"
+    );
+    for i in (0..100_000u32).step_by(10) {
+        assert_eq!(
+            ns.get(&i.to_be_bytes()).expect("get"),
+            Some(Bytes::from_static(b"value"))
+        );
+    }
+}
+
+#[test]
 fn sweeper_reclaims_a_million_expired_keys_and_their_memory() {
     let (clock, engine, ns) = setup();
     let empty_memory = ns.stats().memory_bytes;
