@@ -330,12 +330,14 @@ impl EntryStore {
     }
 
     /// The entry for `key`, whose hash is `hash`.
+    #[inline]
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<EntryRef<'_>> {
         let slot = self.find_slot(hash, |entry| entry.key_is(key))?;
         Some(self.slots.entry(slot))
     }
 
     /// The slot of the entry with `hash` that `matches`.
+    #[inline]
     pub(crate) fn find_slot(
         &self,
         hash: u64,
@@ -348,6 +350,7 @@ impl EntryStore {
     }
 
     /// The entry in `slot`, from [`EntryStore::find_slot`].
+    #[inline]
     pub(crate) fn entry(&self, slot: u32) -> EntryRef<'_> {
         self.slots.entry(slot)
     }

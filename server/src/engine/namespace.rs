@@ -965,10 +965,12 @@ fn with_string<R>(entry: EntryRef<'_>, read: impl FnOnce(&[u8]) -> R) -> Result<
 }
 
 /// The string held by `entry` as [`Bytes`] for a reader, or WRONGTYPE.
+#[inline]
 fn string_bytes(entry: EntryRef<'_>) -> Result<Bytes, EngineError> {
     entry.string_bytes().ok_or_else(|| wrong_type(entry))
 }
 
+#[inline]
 fn wrong_type(entry: EntryRef<'_>) -> EngineError {
     EngineError::WrongType {
         expected: KeyType::String,
@@ -976,6 +978,7 @@ fn wrong_type(entry: EntryRef<'_>) -> EngineError {
     }
 }
 
+#[inline]
 fn meta_of(entry: EntryRef<'_>, now_ms: u64) -> ItemMeta {
     let expires_at_ms = (entry.expires_at_ms() != 0).then_some(entry.expires_at_ms());
     ItemMeta {

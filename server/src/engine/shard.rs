@@ -181,6 +181,7 @@ impl Shard {
         }
     }
 
+    #[inline]
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, ShardState> {
         self.state.read()
     }
@@ -189,6 +190,7 @@ impl Shard {
         self.state.write()
     }
 
+    #[inline]
     pub(crate) fn count_read(&self, hit: bool) {
         let counter = if hit { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -234,6 +236,7 @@ impl ShardState {
         self.table.len()
     }
 
+    #[inline]
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<EntryRef<'_>> {
         self.table.find(hash, key)
     }

@@ -289,24 +289,19 @@ impl<'a> EntryRef<'a> {
         usize::from((self.word(1) >> 56) as u8)
     }
 
-    /// Copies payload bytes from payload offset `from` into `out`, a word
-    /// at a time.
+    /// Runs `read` on `len` payload bytes from payload offset `from`. The
+    /// words that hold them are copied whole (fixed 8-byte moves) into a
+    /// buffer at their place in the slot, and `read` sees a slice of it: a
+    /// copy piece by piece cost a library call per piece.
     #[inline]
-    fn copy_payload(&self, from: usize, out: &mut [u8]) {
-        let mut position = HEADER_BYTES + from;
-        let mut rest = out;
-        while !rest.is_empty() {
-            let word = self.word(position / 8).to_le_bytes();
-            let start = position % 8;
-            let take = (8 - start).min(rest.len());
-            if take == 8 {
-                rest[..8].copy_from_slice(&word);
-            } else {
-                rest[..take].copy_from_slice(&word[start..start + take]);
-            }
-            position += take;
-            rest = &mut rest[take..];
+    fn with_payload<R>(&self, from: usize, len: usize, read: impl FnOnce(&[u8]) -> R) -> R {
+        let mut buffer = [0u8; MAX_WORDS * 8];
+        let start = HEADER_BYTES + from;
+        let end = (start + len).min(self.slot.len() * 8);
+        for word in start / 8..end.div_ceil(8) {
+            buffer[word * 8..word * 8 + 8].copy_from_slice(&self.word(word).to_le_bytes());
         }
+        read(&buffer[start..end])
     }
 
     /// Whether the payload from offset `from` starts with `expected`,
@@ -321,11 +316,7 @@ impl<'a> EntryRef<'a> {
             let actual = self.word(position / 8) >> (start * 8);
             let (wanted, mask) = match rest.first_chunk::<8>() {
                 Some(full) if take == 8 => (u64::from_le_bytes(*full), u64::MAX),
-                _ => {
-                    let mut bytes = [0u8; 8];
-                    bytes[..take].copy_from_slice(&rest[..take]);
-                    (u64::from_le_bytes(bytes), (1u64 << (take * 8)) - 1)
-                }
+                _ => (little_endian(&rest[..take]), (1u64 << (take * 8)) - 1),
             };
             if actual & mask != wanted {
                 return false;
@@ -344,9 +335,11 @@ impl<'a> EntryRef<'a> {
         } else {
             self.key_len()
         };
-        let mut index = [0u8; SPILL_INDEX_BYTES];
-        self.copy_payload(from, &mut index);
-        u32::from_le_bytes(index) as usize
+        self.with_payload(from, SPILL_INDEX_BYTES, |bytes| {
+            bytes
+                .first_chunk::<SPILL_INDEX_BYTES>()
+                .map_or(usize::MAX, |index| u32::from_le_bytes(*index) as usize)
+        })
     }
 
     /// What the entry keeps in the spill list, if anything.
@@ -393,10 +386,7 @@ impl<'a> EntryRef<'a> {
             let key = self.spilled().and_then(|spilled| spilled.key.as_deref());
             return read(key.unwrap_or_default());
         }
-        let mut buffer = [0u8; MAX_INLINE_BYTES];
-        let key = &mut buffer[..self.key_len()];
-        self.copy_payload(0, key);
-        read(key)
+        self.with_payload(0, self.key_len(), read)
     }
 
     /// Bytes the entry takes in the store (see [`entry_bytes`]).
@@ -439,10 +429,7 @@ impl<'a> EntryRef<'a> {
     #[inline]
     pub(crate) fn with_string<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         if let Some((from, len)) = self.inline_value() {
-            let mut buffer = [0u8; MAX_INLINE_BYTES];
-            let value = &mut buffer[..len];
-            self.copy_payload(from, value);
-            return Some(read(value));
+            return Some(self.with_payload(from, len, read));
         }
         self.stored_value()?.as_string().map(read)
     }
@@ -452,9 +439,7 @@ impl<'a> EntryRef<'a> {
     #[inline]
     pub(crate) fn string_bytes(&self) -> Option<Bytes> {
         if let Some((from, len)) = self.inline_value() {
-            let mut buffer = vec![0; len];
-            self.copy_payload(from, &mut buffer);
-            return Some(Bytes::from(buffer));
+            return Some(self.with_payload(from, len, Bytes::copy_from_slice));
         }
         self.stored_value()?.string_bytes()
     }
@@ -473,6 +458,17 @@ impl<'a> EntryRef<'a> {
     pub(crate) fn is_empty_collection(&self) -> bool {
         self.stored_value().is_some_and(Value::is_empty_collection)
     }
+}
+
+/// Up to seven bytes as a little-endian number, assembled in a register: a
+/// copy into an 8-byte buffer was a library call, and reading the buffer
+/// back stalled on that call's stores, for every key comparison.
+#[inline]
+fn little_endian(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0, |value, byte| value << 8 | u64::from(*byte))
 }
 
 /// Rewrites the header fields of an occupied slot, keeping key, value and
