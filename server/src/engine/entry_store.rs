@@ -24,7 +24,7 @@ use hashbrown::HashTable;
 use super::key::StoredKey;
 use super::shard::Value;
 use packed::{Encoded, MAX_WORDS, MIN_WORDS, Placement};
-pub(crate) use packed::{EntryRef, Header, Spilled, entry_bytes};
+pub(crate) use packed::{EntryRef, Header, Spilled, StringRead, entry_bytes};
 
 /// Slot sizes, one per word count from [`MIN_WORDS`] to [`MAX_WORDS`].
 const CLASSES: usize = MAX_WORDS - MIN_WORDS + 1;
@@ -628,7 +628,7 @@ mod tests {
     }
 
     fn small(n: u64) -> Value {
-        Value::string(Bytes::from(format!("value {n}")))
+        Value::string(Bytes::from(format!("value {n:06}")))
     }
 
     fn get(store: &EntryStore, n: u64) -> Option<Bytes> {
@@ -652,7 +652,7 @@ mod tests {
         }
         assert_eq!(store.len(), 500);
         assert_eq!(get(&store, 4), None);
-        assert_eq!(get(&store, 5), Some(Bytes::from("value 5")));
+        assert_eq!(get(&store, 5), Some(Bytes::from("value 000005")));
         for n in 1_000..1_500 {
             insert(&mut store, n, small(n));
         }
@@ -662,7 +662,7 @@ mod tests {
         );
         assert_eq!(store.iter().count(), 1_000);
         for n in (1..1_000).step_by(2).chain(1_000..1_500) {
-            assert_eq!(get(&store, n), Some(Bytes::from(format!("value {n}"))));
+            assert_eq!(get(&store, n), Some(Bytes::from(format!("value {n:06}"))));
         }
     }
 
@@ -692,7 +692,7 @@ mod tests {
         }
         assert_eq!(store.len(), 100);
         for n in (0..100).filter(|n| *n != 7) {
-            assert_eq!(get(&store, n), Some(Bytes::from(format!("value {n}"))));
+            assert_eq!(get(&store, n), Some(Bytes::from(format!("value {n:06}"))));
         }
     }
 
@@ -704,7 +704,7 @@ mod tests {
         store.insert(hash, &long_key, header(1), small(1));
         assert_eq!(
             store.find(hash, &long_key).and_then(|e| e.string_bytes()),
-            Some(Bytes::from("value 1"))
+            Some(Bytes::from("value 000001"))
         );
         insert(&mut store, 2, Value::empty(crate::engine::KeyType::List));
         let slot = store
@@ -748,7 +748,7 @@ mod tests {
         );
         assert_eq!(store.len(), 100);
         for n in 9_900..10_000 {
-            assert_eq!(get(&store, n), Some(Bytes::from(format!("value {n}"))));
+            assert_eq!(get(&store, n), Some(Bytes::from(format!("value {n:06}"))));
         }
     }
 
@@ -773,7 +773,7 @@ mod tests {
                 .expect("present");
             drop(store.replace(hash, slot, &key(n), header(n), sized(n, 80)));
         }
-        let slot_bytes = (20 + 8 + 80usize).div_ceil(8) * 8;
+        let slot_bytes = (packed::HEADER_BYTES + 8 + 80).div_ceil(8) * 8;
         let per_entry = store.memory_bytes() / store.len();
         assert!(
             per_entry < slot_bytes + 20 + slot_bytes / 4,
@@ -796,8 +796,8 @@ mod tests {
         }
         assert_eq!(store.len(), 8_000);
         let per_entry = store.memory_bytes() / store.len();
-        // A 40-byte slot (header, 8-byte key, value of up to 12 bytes), an
+        // A 48-byte slot (header, 8-byte key, 12-byte value), an
         // index at least a quarter full, and no more than a tenth of slack.
-        assert!(per_entry < 40 + 20 + 4, "{per_entry} bytes an entry");
+        assert!(per_entry < 48 + 20 + 5, "{per_entry} bytes an entry");
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::change::{ChangeKind, ChangeRecord, CollectionChange, FlushRecord, SinkSlot};
 use super::deadline::Deadline;
-use super::entry_store::{EntryRef, RemovedEntry, entry_bytes};
+use super::entry_store::{EntryRef, RemovedEntry, StringRead, entry_bytes};
 use super::eviction::{Budget, BudgetScope, EvictionCause, EvictionPolicy};
 use super::integer::{format_i64, parse_i64};
 use super::scan::{ScanCursor, ScanFilter, ScanPage, scan_shard};
@@ -518,14 +518,13 @@ impl Namespace {
             drop(expired);
             return Ok(None);
         }
-        let value = string_bytes(entry)?;
+        let read = string_with_meta(entry, now_ms)?;
         if let Some(policy) = self.budget.evicting_policy() {
             entry.touch(policy.max_frequency());
         }
-        let meta = meta_of(entry, now_ms);
         drop(state);
         shard.count_read(true);
-        Ok(Some((value, meta)))
+        Ok(Some(read))
     }
 
     /// Writes a string value.
@@ -962,6 +961,26 @@ impl Namespace {
 /// Runs `read` on the string held by `entry`, or fails with WRONGTYPE.
 fn with_string<R>(entry: EntryRef<'_>, read: impl FnOnce(&[u8]) -> R) -> Result<R, EngineError> {
     entry.with_string(read).ok_or_else(|| wrong_type(entry))
+}
+
+/// The string held by `entry` as [`Bytes`] for a reader, with its
+/// metadata, or WRONGTYPE.
+#[inline]
+fn string_with_meta(entry: EntryRef<'_>, now_ms: u64) -> Result<(Bytes, ItemMeta), EngineError> {
+    let StringRead {
+        value,
+        version,
+        expires_at_ms,
+    } = entry.read_string().ok_or_else(|| wrong_type(entry))?;
+    let expires_at_ms = (expires_at_ms != 0).then_some(expires_at_ms);
+    let meta = ItemMeta {
+        key_type: KeyType::String,
+        version,
+        expires_at_ms,
+        ttl_ms: expires_at_ms.map(|at| at.saturating_sub(now_ms)),
+        size: value.len() as u64,
+    };
+    Ok((value, meta))
 }
 
 /// The string held by `entry` as [`Bytes`] for a reader, or WRONGTYPE.

@@ -1,4 +1,4 @@
-//! How one entry is laid out in its slot: a 20-byte header, then the key
+//! How one entry is laid out in its slot: a 24-byte header, then the key
 //! and the value packed behind it.
 //!
 //! A slot is a run of 8-byte words. Readers take the shard's shared lock
@@ -15,7 +15,13 @@
 //! | 14     | reads since the eviction policy last looked, saturating |
 //! | 15     | value length, when the value is in the slot |
 //! | 16..20 | stamp of the entry's eviction-queue reference |
-//! | 20..   | the key, then the value; or the key, then a 4-byte spill index |
+//! | 20..24 | unused, so that the payload starts on a word |
+//! | 24..   | the key, then the value; or the key, then a 4-byte spill index |
+//!
+//! Starting the payload on a word costs no memory for the common sizes (a
+//! 16-byte key with a 32-byte value fills 72 bytes either way) and lets a
+//! key of 8 or 16 bytes be compared in whole words: with a 20-byte header
+//! every comparison began and ended with a partial word.
 //!
 //! A key and string value of up to [`MAX_INLINE_BYTES`] together live in
 //! the slot. Anything else (long strings, collections, long keys) lives in
@@ -28,12 +34,12 @@ use bytes::Bytes;
 
 use crate::engine::KeyType;
 use crate::engine::eviction::QueueKind;
-use crate::engine::shard::Value;
+use crate::engine::shard::{INLINE_VALUE_BYTES, Value};
 
 /// Bytes of the header before the payload.
-pub(super) const HEADER_BYTES: usize = 20;
+pub(super) const HEADER_BYTES: usize = 24;
 /// Words of the smallest slot: the header and at least one key byte.
-pub(super) const MIN_WORDS: usize = 3;
+pub(super) const MIN_WORDS: usize = HEADER_BYTES / 8 + 1;
 /// Words of the largest slot.
 pub(super) const MAX_WORDS: usize = 16;
 /// Most key and value bytes kept inside a slot.
@@ -77,6 +83,15 @@ pub(crate) struct Header {
     pub(crate) frequency: u8,
 }
 
+/// What [`EntryRef::read_string`] returns.
+#[derive(Debug)]
+pub(crate) struct StringRead {
+    pub(crate) value: Bytes,
+    pub(crate) version: u64,
+    /// 0 when the key never expires.
+    pub(crate) expires_at_ms: u64,
+}
+
 /// An entry ready to be written into a slot of [`Encoded::words`] words.
 pub(super) struct Encoded {
     pub(super) buffer: [u64; MAX_WORDS],
@@ -116,7 +131,11 @@ pub(super) fn placement<'a>(key: &[u8], value: &'a Value) -> Placement<'a> {
 /// holds. Writers ask before a write, to make room for it first.
 pub(crate) fn entry_bytes(key_len: usize, value_len: Option<usize>) -> usize {
     let slot = |payload: usize| (HEADER_BYTES + payload).div_ceil(8).max(MIN_WORDS) * 8;
-    let spilled = size_of::<Option<Spilled>>() + value_len.unwrap_or(0);
+    // A spilled string short enough is kept inside its `Value`.
+    let heap = value_len
+        .filter(|len| *len > INLINE_VALUE_BYTES)
+        .unwrap_or(0);
+    let spilled = size_of::<Option<Spilled>>() + heap;
     match value_len {
         Some(len) if key_len + len <= MAX_INLINE_BYTES && len <= usize::from(u8::MAX) => {
             slot(key_len + len)
@@ -432,6 +451,27 @@ impl<'a> EntryRef<'a> {
             return Some(self.with_payload(from, len, read));
         }
         self.stored_value()?.as_string().map(read)
+    }
+
+    /// A string value with its version and deadline, each header word
+    /// loaded once (a read asked for every field on its own reloaded them
+    /// a dozen times); `None` for a collection.
+    #[inline]
+    pub(crate) fn read_string(&self) -> Option<StringRead> {
+        let word0 = self.word(0);
+        let word1 = self.word(1);
+        let value = if (word0 >> 56) as u8 & (SPILLED_KEY | SPILLED_VALUE) == 0 {
+            let key_len = usize::from((word0 >> 48) as u8);
+            let value_len = usize::from((word1 >> 56) as u8);
+            self.with_payload(key_len, value_len, Bytes::copy_from_slice)
+        } else {
+            self.stored_value()?.string_bytes()?
+        };
+        Some(StringRead {
+            value,
+            version: word0 & LOW_48,
+            expires_at_ms: word1 & LOW_48,
+        })
     }
 
     /// A string value as [`Bytes`] for a reader: a copy of one kept in the

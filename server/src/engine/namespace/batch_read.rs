@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::{Namespace, meta_of, string_bytes};
+use super::{Namespace, string_with_meta};
 use crate::engine::{EngineError, ItemMeta};
 
 /// What a batch read found for one key: its value and metadata, `None` for
@@ -91,14 +91,14 @@ impl Namespace {
                     expired.push((lookup, now));
                     continue;
                 }
-                results[lookup.position] = match string_bytes(entry) {
+                results[lookup.position] = match string_with_meta(entry, now) {
                     Err(error) => Err(error),
-                    Ok(value) => {
+                    Ok(read) => {
                         if let Some(limit) = touch_limit {
                             entry.touch(limit);
                         }
                         hits += 1;
-                        Ok(Some((value, meta_of(entry, now))))
+                        Ok(Some(read))
                     }
                 };
             }
