@@ -1,4 +1,4 @@
-//! A shard's entries: packed slots of 24 to 128 bytes in fixed-size chunks,
+//! A shard's entries: packed slots of 32 to 128 bytes in fixed-size chunks,
 //! found through a hash index of 4-byte slot references.
 //!
 //! An entry takes only the words its header, key and value need (see
@@ -184,16 +184,6 @@ impl Slots {
         EntryRef::new(self.words(slot), &self.spill)
     }
 
-    /// Bytes an entry takes: its slot, and its spill-list slot with what
-    /// that holds.
-    fn entry_bytes(&self, slot: u32) -> usize {
-        let (class, ..) = split_reference(slot);
-        let spilled = self.entry(slot).spilled().map_or(0, |spilled| {
-            size_of::<Option<Spilled>>() + spilled.heap_bytes()
-        });
-        self.classes[class].words * 8 + spilled
-    }
-
     /// Writes `encoded` into a free slot, with `spilled` in the spill list.
     fn place(&mut self, encoded: &Encoded, spilled: Option<Spilled>) -> u32 {
         let class = encoded.words - MIN_WORDS;
@@ -226,13 +216,13 @@ impl Slots {
         if let (Some(at), Some(index)) = (encoded.spill_at, spill_index) {
             packed::write_spill_index(words, at, index);
         }
-        self.live_bytes += self.entry_bytes(slot);
+        self.live_bytes += self.entry(slot).stored_bytes();
         slot
     }
 
     /// Empties `slot`; returns what it spilled.
     fn free(&mut self, slot: u32) -> Option<Spilled> {
-        self.live_bytes -= self.entry_bytes(slot);
+        self.live_bytes -= self.entry(slot).stored_bytes();
         let spill_slot = self.entry(slot).spill_slot();
         self.words(slot)[0].store(0, Relaxed);
         let (class, ..) = split_reference(slot);
@@ -358,6 +348,12 @@ impl EntryStore {
     /// Adds an entry for `key`, which must not be present.
     pub(crate) fn insert(&mut self, hash: u64, key: &[u8], header: Header, value: Value) {
         let slot = self.place(key, header, value);
+        self.index_slot(hash, slot);
+    }
+
+    /// Adds `slot`, whose key hashes to `hash`, to the index; should the
+    /// index grow, it hashes the keys again.
+    fn index_slot(&mut self, hash: u64, slot: u32) {
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index.insert_unique(hash, slot, |&slot| {
             slots.entry(slot).with_key(|key| hasher.hash_one(key))
@@ -407,11 +403,11 @@ impl EntryStore {
     /// of its last chunk into holes and frees that chunk, at most once per
     /// chunk's worth of removals (a chunk holds at most that many entries,
     /// so a removal moves at most one entry on average and a sweep keeps
-    /// its lock holds short). Entries move
-    /// between classes as their sizes change (keys grow longer as a counter
-    /// in them does, values are rewritten shorter), and without this a
-    /// class would keep the most slots it ever held: a storm of small
-    /// values held 2.4 times its live slots so.
+    /// its lock holds short). Entries move between classes as their sizes
+    /// change (keys grow longer as a counter in them does, values are
+    /// rewritten shorter), and without this a class would keep the most
+    /// slots it ever held: a storm of small values held 2.4 times its live
+    /// slots so.
     fn compact_class(&mut self, class: usize) {
         let slots = &mut self.slots.classes[class];
         let handed_out = slots.handed_out();
@@ -559,10 +555,7 @@ impl EntryStore {
             let hash = entry.with_key(|key| hasher.hash_one(key));
             let spilled = old.slots.free(slot);
             let moved = self.slots.place(&encoded, spilled);
-            let (slots, hasher) = (&self.slots, &hasher);
-            self.index.insert_unique(hash, moved, |&slot| {
-                slots.entry(slot).with_key(|key| hasher.hash_one(key))
-            });
+            self.index_slot(hash, moved);
         }
     }
 

@@ -972,14 +972,7 @@ fn string_with_meta(entry: EntryRef<'_>, now_ms: u64) -> Result<(Bytes, ItemMeta
         version,
         expires_at_ms,
     } = entry.read_string().ok_or_else(|| wrong_type(entry))?;
-    let expires_at_ms = (expires_at_ms != 0).then_some(expires_at_ms);
-    let meta = ItemMeta {
-        key_type: KeyType::String,
-        version,
-        expires_at_ms,
-        ttl_ms: expires_at_ms.map(|at| at.saturating_sub(now_ms)),
-        size: value.len() as u64,
-    };
+    let meta = item_meta(KeyType::String, version, expires_at_ms, value.len(), now_ms);
     Ok((value, meta))
 }
 
@@ -999,12 +992,30 @@ fn wrong_type(entry: EntryRef<'_>) -> EngineError {
 
 #[inline]
 fn meta_of(entry: EntryRef<'_>, now_ms: u64) -> ItemMeta {
-    let expires_at_ms = (entry.expires_at_ms() != 0).then_some(entry.expires_at_ms());
+    item_meta(
+        entry.key_type(),
+        entry.version(),
+        entry.expires_at_ms(),
+        entry.value_size(),
+        now_ms,
+    )
+}
+
+/// Metadata from an entry's fields; a deadline of 0 is none.
+#[inline]
+fn item_meta(
+    key_type: KeyType,
+    version: u64,
+    expires_at_ms: u64,
+    size: usize,
+    now_ms: u64,
+) -> ItemMeta {
+    let expires_at_ms = (expires_at_ms != 0).then_some(expires_at_ms);
     ItemMeta {
-        key_type: entry.key_type(),
-        version: entry.version(),
+        key_type,
+        version,
         expires_at_ms,
         ttl_ms: expires_at_ms.map(|at| at.saturating_sub(now_ms)),
-        size: entry.value_size() as u64,
+        size: size as u64,
     }
 }

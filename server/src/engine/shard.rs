@@ -25,8 +25,8 @@ use super::expiry_index::ExpiryIndex;
 pub(crate) const KEY_CHARGE_BYTES: usize =
     (size_of::<u32>() + 1) * 3 + size_of::<QueueRef>() * 2 + GHOST_BYTES_PER_KEY;
 
-/// Longest string value kept inside the entry: what fits beside the tag in
-/// the 40 bytes a `Value` takes anyway.
+/// Longest string a `Value` holds without an allocation: what fits beside
+/// the tag in the 40 bytes a `Value` takes anyway.
 pub(crate) const INLINE_VALUE_BYTES: usize = 38;
 
 /// A value stored under a key. Collections sit behind `Arc` so a snapshot
@@ -34,8 +34,8 @@ pub(crate) const INLINE_VALUE_BYTES: usize = 38;
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     /// A string of up to [`INLINE_VALUE_BYTES`] bytes (counters, flags,
-    /// short tokens), inside the entry: no allocation, no reference count
-    /// to touch on a read, and a read copies it out.
+    /// short tokens) without an allocation: a short value on its way into
+    /// a slot, which copies it, or spilled beside a key too long for one.
     InlineString {
         len: u8,
         bytes: [u8; INLINE_VALUE_BYTES],
