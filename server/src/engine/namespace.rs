@@ -206,6 +206,35 @@ impl Namespace {
         Some(entry)
     }
 
+    /// The slot of `key`'s live entry, after removing it when its deadline
+    /// has passed (the removed entry is returned, to be dropped after the
+    /// lock is released). One lookup when the key is live or absent; the
+    /// clock is read, unless `now_ms` is given, only for an entry with a
+    /// deadline.
+    fn find_live(
+        &self,
+        shard: usize,
+        state: &mut ShardState,
+        hash: u64,
+        key: &[u8],
+        now_ms: Option<u64>,
+    ) -> (Option<u32>, Option<RemovedEntry>) {
+        match state.find_slot(hash, key) {
+            Some(slot) if state.entry(slot).expires_at_ms() != 0 => {
+                let now_ms = now_ms.unwrap_or_else(|| self.clock.now_ms());
+                if state.entry(slot).is_expired(now_ms) {
+                    (
+                        None,
+                        self.remove_if_expired(shard, state, hash, key, now_ms),
+                    )
+                } else {
+                    (Some(slot), None)
+                }
+            }
+            slot => (slot, None),
+        }
+    }
+
     /// Checks a hash field or set member against the key length limit.
     pub(crate) fn check_element(
         &self,
@@ -490,7 +519,7 @@ impl Namespace {
     /// Invalid key, or [`EngineError::WrongType`] when the key holds a
     /// collection.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, EngineError> {
-        Ok(self.get_with_meta(key)?.map(|(value, _)| value))
+        self.read_string(key, |entry, _| string_bytes(entry))
     }
 
     /// Reads a string value and its metadata.
@@ -498,6 +527,19 @@ impl Namespace {
     /// # Errors
     /// As [`Namespace::get`].
     pub fn get_with_meta(&self, key: &[u8]) -> Result<Option<(Bytes, ItemMeta)>, EngineError> {
+        self.read_string(key, string_with_meta)
+    }
+
+    /// Runs `read` on the live entry for `key` and the time it was read at
+    /// (0 when the entry has no deadline, which needs no clock), under the
+    /// shard's shared lock; counts the hit or miss and the entry's use.
+    /// An expired entry found on the way is removed and reads as absent.
+    #[inline(always)]
+    fn read_string<R>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(EntryRef<'_>, u64) -> Result<R, EngineError>,
+    ) -> Result<Option<R>, EngineError> {
         self.check_key(key)?;
         let hash = self.hash(key);
         let (index, shard) = self.shard(hash);
@@ -518,7 +560,7 @@ impl Namespace {
             drop(expired);
             return Ok(None);
         }
-        let read = string_with_meta(entry, now_ms)?;
+        let read = read(entry, now_ms)?;
         if let Some(policy) = self.budget.evicting_policy() {
             entry.touch(policy.max_frequency());
         }
@@ -541,13 +583,18 @@ impl Namespace {
     ) -> Result<SetOutcome, EngineError> {
         self.check_key(key)?;
         self.check_value(&value)?;
-        let now_ms = self.clock.now_ms();
-        let deadline = Deadline::resolve(options.expiry, now_ms)?;
+        // The clock is read only when the new deadline or the old entry's
+        // needs it.
+        let now_ms = match options.expiry {
+            Expiry::AfterMs(_) | Expiry::AtUnixMs(_) => Some(self.clock.now_ms()),
+            Expiry::Never | Expiry::Keep => None,
+        };
+        let deadline = Deadline::resolve(options.expiry, now_ms.unwrap_or(0))?;
         let hash = self.hash(key);
         let (index, shard) = self.shard(hash);
         let mut state = shard.write();
-        let expired = self.remove_if_expired(index, &mut state, hash, key, now_ms);
-        let existing = state.find(hash, key);
+        let (slot, expired) = self.find_live(index, &mut state, hash, key, now_ms);
+        let existing = slot.map(|slot| state.entry(slot));
         let previous = match (options.return_previous, existing) {
             (true, Some(entry)) => Some(string_bytes(entry)?),
             _ => None,
@@ -593,8 +640,15 @@ impl Namespace {
             (0, removed.and_then(RemovedEntry::into_spilled))
         } else {
             let expires_at_ms = deadline.stored_ms(current_deadline);
+            // Evictions may have moved entries; otherwise the slot found
+            // above still holds.
+            let slot = if evicted.is_empty() {
+                slot
+            } else {
+                state.find_slot(hash, key)
+            };
             let (version, replaced) =
-                state.upsert(hash, key, Value::string(value.clone()), expires_at_ms);
+                state.upsert_at(slot, hash, key, Value::string(value.clone()), expires_at_ms);
             if self.sink.get().is_some() {
                 let key = Bytes::copy_from_slice(key);
                 self.emit(

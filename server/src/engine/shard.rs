@@ -241,6 +241,19 @@ impl ShardState {
         self.table.find(hash, key)
     }
 
+    /// The slot of `key`'s entry, which stays valid until an entry is
+    /// removed (removals may move entries to fill holes).
+    #[inline]
+    pub(crate) fn find_slot(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        self.table.find_slot(hash, |entry| entry.key_is(key))
+    }
+
+    /// The entry in `slot`, from [`ShardState::find_slot`].
+    #[inline]
+    pub(crate) fn entry(&self, slot: u32) -> EntryRef<'_> {
+        self.table.entry(slot)
+    }
+
     pub(crate) fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> {
         self.table.iter()
     }
@@ -266,8 +279,24 @@ impl ShardState {
         value: Value,
         expires_at_ms: u64,
     ) -> (u64, Option<Spilled>) {
+        let slot = self.find_slot(hash, key);
+        self.upsert_at(slot, hash, key, value, expires_at_ms)
+    }
+
+    /// [`ShardState::upsert`] for a caller that has just looked the key
+    /// up: `slot` is what [`ShardState::find_slot`] returned, with no entry
+    /// removed since, which saves the write a second lookup.
+    pub(crate) fn upsert_at(
+        &mut self,
+        slot: Option<u32>,
+        hash: u64,
+        key: &[u8],
+        value: Value,
+        expires_at_ms: u64,
+    ) -> (u64, Option<Spilled>) {
+        debug_assert_eq!(slot, self.find_slot(hash, key));
         let version = self.next_sequence();
-        let replaced = match self.table.find_slot(hash, |entry| entry.key_is(key)) {
+        let replaced = match slot {
             Some(slot) => {
                 let previous = self.table.entry(slot).header();
                 let header = Header {

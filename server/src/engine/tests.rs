@@ -132,6 +132,35 @@ fn keep_ttl_keeps_and_plain_set_clears_the_deadline() {
 }
 
 #[test]
+fn a_write_over_an_expired_key_finds_it_gone_whatever_its_own_expiry() {
+    let (clock, _, ns) = setup();
+    for key in [&b"plain"[..], b"keep", b"nx"] {
+        ns.set(key, bytes("old"), ttl(1_000)).expect("set");
+    }
+    clock.advance_ms(1_000);
+    // No TTL of its own: the write must still read the clock to see that
+    // the old entry is dead, and must not inherit its deadline.
+    ns.set(b"plain", bytes("new"), SetOptions::default())
+        .expect("set");
+    let keep = SetOptions {
+        expiry: Expiry::Keep,
+        ..SetOptions::default()
+    };
+    ns.set(b"keep", bytes("new"), keep).expect("set");
+    let if_absent = SetOptions {
+        condition: Condition::IfAbsent,
+        ..SetOptions::default()
+    };
+    assert!(ns.set(b"nx", bytes("new"), if_absent).expect("set").stored);
+    for key in [&b"plain"[..], b"keep", b"nx"] {
+        let (value, meta) = ns.get_with_meta(key).expect("get").expect("present");
+        assert_eq!(value, bytes("new"));
+        assert_eq!(meta.ttl_ms, None, "{key:?} kept a dead deadline");
+    }
+    assert_eq!(ns.stats().expirations, 3);
+}
+
+#[test]
 fn an_absolute_deadline_in_the_past_removes_the_key() {
     let (_, _, ns) = setup();
     ns.set(b"k", bytes("v"), SetOptions::default())
