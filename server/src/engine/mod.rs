@@ -74,7 +74,7 @@ pub const MAX_NAMESPACE_BYTES: usize = 128;
 /// p99 with 16 shards, about 2 times with 128 and 1.6 to 2.0 times with
 /// 256 (1.9 to 2.1 once entries moved to a slab behind an index, 1.4 to
 /// 2.3 with entries packed into slots); hit ratios on the ARC traces did
-/// not move. An empty shard costs 512 bytes, so 256 shards are 128 KiB per
+/// not move. An empty shard costs 448 bytes, so 256 shards are 112 KiB per
 /// namespace.
 pub const DEFAULT_SHARDS_PER_CORE: usize = 128;
 /// Fewest shards a namespace gets by default.

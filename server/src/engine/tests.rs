@@ -1517,3 +1517,16 @@ fn short_values_live_in_the_entry_without_growing_it() {
         Err(EngineError::WrongType { .. })
     ));
 }
+
+#[test]
+fn a_shard_spans_an_odd_number_of_cache_lines() {
+    // See `Shard`: at an even number of lines, the shards' first lines
+    // crowd into a few sets of the first-level cache.
+    let size = std::mem::size_of::<super::shard::Shard>();
+    assert_eq!(size % 64, 0, "a shard of {size} bytes shares a line");
+    assert_eq!(
+        size / 64 % 2,
+        1,
+        "a shard of {size} bytes is an even number of lines"
+    );
+}
