@@ -6,7 +6,9 @@
 //! 72-byte slot, 24 bytes beyond its payload. Slots of one size sit in
 //! chunks of about 8 KiB that are never reallocated, so growth copies
 //! nothing and leaves no outgrown blocks for the allocator to hold, and a
-//! removal leaves a hole that the next entry of that size reuses.
+//! removal leaves a hole that the next entry of that size reuses. The
+//! chunks of every size are listed in one directory per shard, so a slot
+//! reference leads to its chunk in one load.
 //!
 //! The index holds slot references, not hashes: the hash is computed again
 //! from the key when the index grows or a scan orders keys by it.
@@ -34,11 +36,60 @@ const CHUNK_BYTES: usize = 8192;
 const FIRST_CHUNK_SLOTS: usize = 4;
 /// A slot reference keeps the slot's offset in its chunk in 8 bits.
 const MAX_SLOTS_PER_CHUNK: usize = 256;
-/// ... its chunk in 20 bits, and its class in the top 4.
+/// ... its chunk's place in the shard's directory in 20 bits, and its
+/// class in the top 4.
 const MAX_CHUNKS: usize = 1 << 20;
 /// A store holding at least this many bytes of slots is rebuilt when under
 /// a quarter full, to give memory back after a mass removal.
 const MIN_BYTES_TO_SHRINK: usize = 64 * 1024;
+
+/// Every chunk of a shard's slots, of every class, in one list: a read
+/// finds its slot's chunk in one load from here, where a list per class
+/// took two (the class, then its list), each a likely cache miss.
+///
+/// A chunk given back leaves an empty place, which the next chunk added
+/// takes. Finding it is a scan, but chunks are added once per 4 to 256
+/// slots and a directory holds tens of them; a list of free places would
+/// have made every shard a cache line longer (see `Shard`).
+#[derive(Debug, Default)]
+struct ChunkDirectory {
+    chunks: Vec<Box<[AtomicU64]>>,
+}
+
+impl ChunkDirectory {
+    /// Adds `chunk`, which is not empty; returns its place.
+    fn add(&mut self, chunk: Box<[AtomicU64]>) -> usize {
+        debug_assert!(!chunk.is_empty());
+        if let Some(place) = self.chunks.iter().position(|chunk| chunk.is_empty()) {
+            self.chunks[place] = chunk;
+            return place;
+        }
+        assert!(
+            self.chunks.len() < MAX_CHUNKS,
+            "over 2^20 chunks in one shard"
+        );
+        self.chunks.push(chunk);
+        self.chunks.len() - 1
+    }
+
+    /// Frees the chunk at `place`, which may be reused.
+    fn remove(&mut self, place: usize) {
+        self.chunks[place] = Box::default();
+    }
+
+    #[inline]
+    fn chunk(&self, place: usize) -> &[AtomicU64] {
+        &self.chunks[place]
+    }
+
+    fn capacity_bytes(&self) -> usize {
+        self.chunks.iter().map(|chunk| chunk.len() * 8).sum()
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.capacity_bytes() + self.chunks.capacity() * size_of::<Box<[AtomicU64]>>()
+    }
+}
 
 /// Slots of one size.
 #[derive(Debug)]
@@ -46,9 +97,10 @@ struct SlotClass {
     words: usize,
     /// Slots in a full-size chunk.
     full_chunk: usize,
-    /// Chunks of slots; the first ones are small, so that a shard holding a
+    /// The class's chunks, as places in the shard's [`ChunkDirectory`],
+    /// oldest first; the first ones are small, so that a shard holding a
     /// few keys holds a few hundred bytes, not kilobytes.
-    chunks: Vec<Box<[AtomicU64]>>,
+    chunks: Vec<u32>,
     /// Slots handed out of the last chunk.
     used_in_last: usize,
     /// Slots in all chunks but the last.
@@ -74,49 +126,40 @@ impl SlotClass {
         }
     }
 
-    #[inline]
-    fn slot(&self, chunk: usize, offset: usize) -> &[AtomicU64] {
-        let start = offset * self.words;
-        &self.chunks[chunk][start..start + self.words]
+    /// Slots in the class's `index`-th chunk.
+    fn chunk_slots(&self, directory: &ChunkDirectory, index: usize) -> usize {
+        directory.chunk(self.chunks[index] as usize).len() / self.words
     }
 
-    /// Slots in chunk `chunk`.
-    fn chunk_slots(&self, chunk: usize) -> usize {
-        self.chunks[chunk].len() / self.words
-    }
-
-    /// Slots handed out of chunk `chunk`.
-    fn used_slots(&self, chunk: usize) -> usize {
-        if chunk + 1 == self.chunks.len() {
+    /// Slots handed out of the class's `index`-th chunk.
+    fn used_slots(&self, directory: &ChunkDirectory, index: usize) -> usize {
+        if index + 1 == self.chunks.len() {
             self.used_in_last
         } else {
-            self.chunk_slots(chunk)
+            self.chunk_slots(directory, index)
         }
     }
 
     /// A free slot: a hole, else the next one of the last chunk, else the
     /// first of a new chunk, twice the size of the last up to
     /// [`CHUNK_BYTES`].
-    fn allocate(&mut self, class: usize) -> u32 {
+    fn allocate(&mut self, class: usize, directory: &mut ChunkDirectory) -> u32 {
         if let Some(slot) = self.holes.pop() {
             return slot;
         }
         let last = self.chunks.len().checked_sub(1);
-        if last.is_none_or(|last| self.used_in_last == self.chunk_slots(last)) {
-            assert!(
-                self.chunks.len() < MAX_CHUNKS,
-                "over 2^20 chunks in one shard"
-            );
+        if last.is_none_or(|last| self.used_in_last == self.chunk_slots(directory, last)) {
             if let Some(last) = last {
-                self.in_full_chunks += self.chunk_slots(last);
+                self.in_full_chunks += self.chunk_slots(directory, last);
             }
             let slots = (FIRST_CHUNK_SLOTS << self.chunks.len().min(8)).min(self.full_chunk);
             let chunk = (0..slots * self.words).map(|_| AtomicU64::new(0)).collect();
-            self.chunks.push(chunk);
+            self.chunks.push(directory.add(chunk) as u32);
             self.used_in_last = 0;
         }
         self.used_in_last += 1;
-        slot_reference(class, self.chunks.len() - 1, self.used_in_last - 1)
+        let last = self.chunks[self.chunks.len() - 1] as usize;
+        slot_reference(class, last, self.used_in_last - 1)
     }
 
     /// Slots handed out, live or holes.
@@ -124,14 +167,15 @@ impl SlotClass {
         self.in_full_chunks + self.used_in_last
     }
 
-    fn capacity_bytes(&self) -> usize {
-        self.chunks.iter().map(|chunk| chunk.len() * 8).sum()
+    /// Gives every chunk back to `directory`.
+    fn release(&self, directory: &mut ChunkDirectory) {
+        for &place in &self.chunks {
+            directory.remove(place as usize);
+        }
     }
 
     fn memory_bytes(&self) -> usize {
-        self.capacity_bytes()
-            + self.chunks.capacity() * size_of::<Box<[AtomicU64]>>()
-            + self.holes.capacity() * size_of::<u32>()
+        self.chunks.capacity() * size_of::<u32>() + self.holes.capacity() * size_of::<u32>()
     }
 }
 
@@ -152,6 +196,7 @@ fn split_reference(slot: u32) -> (usize, usize, usize) {
 /// closures can read entries while it changes.
 #[derive(Debug)]
 struct Slots {
+    directory: ChunkDirectory,
     classes: Vec<SlotClass>,
     spill: Vec<Option<Spilled>>,
     spill_holes: Vec<u32>,
@@ -165,6 +210,7 @@ struct Slots {
 impl Slots {
     fn new() -> Self {
         Self {
+            directory: ChunkDirectory::default(),
             classes: Vec::new(),
             spill: Vec::new(),
             spill_holes: Vec::new(),
@@ -176,7 +222,9 @@ impl Slots {
     #[inline]
     fn words(&self, slot: u32) -> &[AtomicU64] {
         let (class, chunk, offset) = split_reference(slot);
-        self.classes[class].slot(chunk, offset)
+        let words = class + MIN_WORDS;
+        let start = offset * words;
+        &self.directory.chunk(chunk)[start..start + words]
     }
 
     #[inline]
@@ -194,7 +242,7 @@ impl Slots {
             let start = self.classes.len();
             self.classes.extend((start..=class).map(SlotClass::new));
         }
-        let slot = self.classes[class].allocate(class);
+        let slot = self.classes[class].allocate(class, &mut self.directory);
         let spill_index = spilled.map(|spilled| {
             self.spilled_heap += spilled.heap_bytes();
             match self.spill_holes.pop() {
@@ -240,23 +288,27 @@ impl Slots {
             .iter()
             .enumerate()
             .flat_map(move |(class, slots)| {
-                (0..slots.chunks.len()).flat_map(move |chunk| {
-                    (0..slots.used_slots(chunk)).filter_map(move |offset| {
-                        let entry = EntryRef::new(slots.slot(chunk, offset), &self.spill);
-                        entry
-                            .is_occupied()
-                            .then(|| (slot_reference(class, chunk, offset), entry))
+                slots
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .flat_map(move |(index, &place)| {
+                        (0..slots.used_slots(&self.directory, index)).filter_map(move |offset| {
+                            let slot = slot_reference(class, place as usize, offset);
+                            let entry = self.entry(slot);
+                            entry.is_occupied().then_some((slot, entry))
+                        })
                     })
-                })
             })
     }
 
     fn capacity_bytes(&self) -> usize {
-        self.classes.iter().map(SlotClass::capacity_bytes).sum()
+        self.directory.capacity_bytes()
     }
 
     fn memory_bytes(&self) -> usize {
-        self.classes.capacity() * size_of::<SlotClass>()
+        self.directory.memory_bytes()
+            + self.classes.capacity() * size_of::<SlotClass>()
             + self
                 .classes
                 .iter()
@@ -409,10 +461,14 @@ impl EntryStore {
     /// slots it ever held: a storm of small values held 2.4 times its live
     /// slots so.
     fn compact_class(&mut self, class: usize) {
-        let slots = &mut self.slots.classes[class];
+        let Slots {
+            directory, classes, ..
+        } = &mut self.slots;
+        let slots = &mut classes[class];
         let handed_out = slots.handed_out();
         if slots.holes.len() == handed_out {
-            self.slots.classes[class] = SlotClass::new(class);
+            slots.release(directory);
+            *slots = SlotClass::new(class);
             return;
         }
         slots.removals += 1;
@@ -422,29 +478,28 @@ impl EntryStore {
         let Some(last) = slots.chunks.len().checked_sub(1) else {
             return;
         };
-        if slots.holes.len() * 4 <= handed_out || slots.holes.len() < 2 * slots.chunk_slots(last) {
+        if slots.holes.len() * 4 <= handed_out
+            || slots.holes.len() < 2 * slots.chunk_slots(directory, last)
+        {
             return;
         }
         slots.removals = 0;
-        slots.holes.retain(|&hole| split_reference(hole).1 != last);
+        let last_place = slots.chunks[last] as usize;
+        slots
+            .holes
+            .retain(|&hole| split_reference(hole).1 != last_place);
         for offset in 0..slots.used_in_last {
-            let from = slot_reference(class, last, offset);
+            let from = slot_reference(class, last_place, offset);
             let entry = self.slots.entry(from);
             if !entry.is_occupied() {
                 continue;
             }
             let hash = entry.with_key(|key| self.hasher.hash_one(key));
-            let slots = &mut self.slots.classes[class];
-            let to = slots
+            let to = self.slots.classes[class]
                 .holes
                 .pop()
                 .unwrap_or_else(|| unreachable!("more holes than the last chunk has slots"));
-            let (_, chunk, to_offset) = split_reference(to);
-            for (target, source) in slots
-                .slot(chunk, to_offset)
-                .iter()
-                .zip(slots.slot(last, offset))
-            {
+            for (target, source) in self.slots.words(to).iter().zip(self.slots.words(from)) {
                 target.store(source.load(Relaxed), Relaxed);
             }
             let reference = self
@@ -453,10 +508,14 @@ impl EntryStore {
                 .unwrap_or_else(|| unreachable!("a live slot is in the index"));
             *reference = to;
         }
-        let slots = &mut self.slots.classes[class];
+        let Slots {
+            directory, classes, ..
+        } = &mut self.slots;
+        let slots = &mut classes[class];
         slots.chunks.pop();
+        directory.remove(last_place);
         slots.used_in_last = match slots.chunks.len().checked_sub(1) {
-            Some(last) => slots.chunk_slots(last),
+            Some(last) => slots.chunk_slots(directory, last),
             None => 0,
         };
         slots.in_full_chunks -= slots.used_in_last;
@@ -775,6 +834,35 @@ mod tests {
         for n in 5_000..10_000 {
             assert_eq!(get(&store, n), Some(Bytes::from(vec![n as u8; 80])));
         }
+    }
+
+    #[test]
+    fn chunks_one_class_gives_back_are_taken_by_another_that_grows() {
+        let mut store = EntryStore::new(Default::default());
+        let sized = |n: u64, size: usize| Value::string(Bytes::from(vec![n as u8; size]));
+        let size_of = |n: u64| if n.is_multiple_of(2) { 8 } else { 40 };
+        // Two classes whose chunks interleave in the shard's directory.
+        for n in 0..4_000 {
+            insert(&mut store, n, sized(n, size_of(n)));
+        }
+        // The smaller class empties and gives its chunks back...
+        for n in (0..4_000).step_by(2) {
+            remove(&mut store, n).expect("present");
+        }
+        let directory = &store.slots.directory.chunks;
+        let given_back = directory.iter().filter(|chunk| chunk.is_empty()).count();
+        assert!(given_back > 0, "no chunk given back of {}", directory.len());
+        // ...and the larger one, growing by more than that, takes every
+        // place before it adds new ones.
+        for n in 4_000..6_000 {
+            insert(&mut store, n, sized(n, 40));
+        }
+        let directory = &store.slots.directory.chunks;
+        assert!(directory.iter().all(|chunk| !chunk.is_empty()));
+        for n in (1..4_000).step_by(2).chain(4_000..6_000) {
+            assert_eq!(get(&store, n), Some(Bytes::from(vec![n as u8; 40])));
+        }
+        assert_eq!(store.len(), 4_000);
     }
 
     #[test]
