@@ -164,8 +164,8 @@ pub(crate) struct WriteCounters {
 ///   namespace, laid side by side, start in every set of the cache. At 8
 ///   lines, the 256 shards' first lines all fell in 8 of its 64 sets and
 ///   pushed one another out: callgrind's model of this machine's 48 KiB
-///   12-way cache counted 5.9 misses an operation on the engine benchmark
-///   instead of 5.0 (`benches/instructions.sh`).
+///   12-way cache counted 5.85 misses an operation on the engine benchmark
+///   instead of 4.96 (`benches/instructions.sh`).
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Shard {
