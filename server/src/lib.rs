@@ -10,8 +10,6 @@
 //!   with the health probes.
 //! - [`healthcheck`]: the probe behind `shoal-server healthcheck`.
 //! - [`testing`]: a real server on an ephemeral port, for tests.
-//! - [`noop`]: the same API with no cache behind it, a peer for benchmarks
-//!   that measures the cost of gRPC itself.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,12 +24,10 @@
 pub mod admin_http;
 pub mod change_feed;
 pub mod config;
-pub mod engine;
 pub mod healthcheck;
 pub mod huge_pages;
 pub mod memory_limit;
 pub mod metrics;
-pub mod noop;
 pub mod rpc_layer;
 pub mod rpc_stats;
 pub mod server;
@@ -39,6 +35,11 @@ pub mod service;
 pub mod telemetry;
 pub mod testing;
 pub mod traffic;
+
+/// The cache engine, a crate of its own ([`shoal_engine`]) so that an
+/// embedder compiles none of the network; re-exported here so that
+/// `shoal_server::engine` paths keep working.
+pub use shoal_engine as engine;
 
 pub use config::Config;
 pub use server::{ServerError, run, serve, serve_engine, serve_listeners};

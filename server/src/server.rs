@@ -265,7 +265,7 @@ pub async fn serve_listeners(
 /// Nagle on, the last frames of a streamed reply (its trailers) wait for the
 /// client's delayed ACK, which holds every GetBatch or Scan call for about
 /// 40 ms.
-pub(crate) fn accepted_without_delay(listener: TcpListener) -> TcpIncoming {
+pub fn accepted_without_delay(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 

@@ -6,8 +6,6 @@
 //! sleep). Dropping the handle shuts the server down. Unless the
 //! configuration turns it off, the admin HTTP listener runs too, also on an
 //! ephemeral port ([`TestServer::admin_addr`]).
-//!
-//! [`TraceCollector`] receives the spans a server exports.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,10 +19,6 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::engine::Engine;
 use crate::{Config, ServerError};
-
-mod trace_collector;
-
-pub use trace_collector::TraceCollector;
 
 /// How long [`TestServer::start`] waits for the server to become healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: raw `shoal.v1` clients connected
-//! to a [`TestServer`], and small request builders.
+//! to a [`TestServer`], small request builders, and a [`TraceCollector`]
+//! that receives the spans a server exports.
 
 use std::net::SocketAddr;
 
@@ -13,6 +14,9 @@ use shoal_proto::v1::watch_service_client::WatchServiceClient;
 pub use shoal_server::testing::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
+pub use trace_collector::TraceCollector;
+
+mod trace_collector;
 
 /// Raw generated clients for one server.
 #[derive(Debug, Clone)]

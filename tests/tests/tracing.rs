@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use shoal_client::{Client, ScanOptions};
 use shoal_server::Config;
-use shoal_server::testing::{TestServer, TraceCollector};
+use shoal_tests::{TestServer, TraceCollector};
 use tokio_stream::StreamExt;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
