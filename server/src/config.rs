@@ -105,7 +105,7 @@ pub struct MemorySettings {
     pub namespaces: BTreeMap<String, NamespaceBudget>,
     /// Let the kernel back the cache with transparent huge pages. Off by
     /// default, so that RSS follows the memory figure (see
-    /// [`huge_pages`](crate::huge_pages)).
+    /// [`huge_pages`](crate::process::huge_pages)).
     pub transparent_huge_pages: bool,
 }
 
@@ -147,7 +147,7 @@ pub fn parse_byte_count(text: &str) -> Result<u64, String> {
 
 /// A memory budget as written: a byte count, or a share of the memory this
 /// process may use (its cgroup limit, else physical memory; see
-/// [`memory_limit`](crate::memory_limit)).
+/// [`memory_limit`](crate::process::memory_limit)).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MemoryBudget {
     /// This many bytes.
@@ -188,14 +188,14 @@ impl MemoryBudget {
     }
 
     /// The budget in bytes, taking a percentage of the limit
-    /// [`memory_limit::detect`](crate::memory_limit::detect) finds.
+    /// [`memory_limit::detect`](crate::process::memory_limit::detect) finds.
     ///
     /// # Errors
     /// A percentage when no memory limit can be found.
     pub fn resolve(self) -> Result<u64, String> {
         match self {
             Self::Bytes(bytes) => Ok(bytes),
-            Self::Percent(_) => Ok(self.bytes_of(crate::memory_limit::detect()?.bytes)),
+            Self::Percent(_) => Ok(self.bytes_of(crate::process::memory_limit::detect()?.bytes)),
         }
     }
 }
@@ -672,7 +672,7 @@ mod tests {
     #[test]
     fn max_memory_as_a_percentage_resolves_or_names_the_field() {
         if cfg!(target_os = "linux") {
-            let limit = crate::memory_limit::detect().expect("Linux has a limit");
+            let limit = crate::process::memory_limit::detect().expect("Linux has a limit");
             let config = Config::from_toml("[memory]\nmax_memory = \"50%\"", Path::new("x.toml"))
                 .expect("parses");
             assert_eq!(config.memory.max_memory, limit.bytes / 2);

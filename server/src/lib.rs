@@ -5,9 +5,14 @@
 //! - [`service`]: the `shoal.v1` gRPC services over the engine.
 //! - [`serve`] / [`run`]: a complete server with health, reflection and
 //!   graceful shutdown, as the `shoal-server` binary runs it.
-//! - [`telemetry`], [`metrics`], [`admin_http`]: logs and OpenTelemetry
-//!   traces, Prometheus metrics, and the admin HTTP listener serving them
-//!   with the health probes.
+//! - [`change_feed`]: the engine's change records fanned out to Watch
+//!   streams.
+//! - [`config`]: settings from defaults, a TOML file, flags and the
+//!   environment; [`error`]: why serving stopped.
+//! - [`observe`]: logs and OpenTelemetry traces, Prometheus metrics, per-RPC
+//!   statistics, and the admin HTTP listener serving them with the probes.
+//! - [`process`]: settings of the process itself (its memory limit,
+//!   transparent huge pages).
 //! - [`healthcheck`]: the probe behind `shoal-server healthcheck`.
 //! - [`testing`]: a real server on an ephemeral port, for tests.
 //!
@@ -21,20 +26,15 @@
 //! # }
 //! ```
 
-pub mod admin_http;
 pub mod change_feed;
 pub mod config;
+pub mod error;
 pub mod healthcheck;
-pub mod huge_pages;
-pub mod memory_limit;
-pub mod metrics;
-pub mod rpc_layer;
-pub mod rpc_stats;
+pub mod observe;
+pub mod process;
 pub mod server;
 pub mod service;
-pub mod telemetry;
 pub mod testing;
-pub mod traffic;
 
 /// The cache engine, a crate of its own ([`shoal_engine`]) so that an
 /// embedder compiles none of the network; re-exported here so that
@@ -42,4 +42,5 @@ pub mod traffic;
 pub use shoal_engine as engine;
 
 pub use config::Config;
-pub use server::{ServerError, run, serve, serve_engine, serve_listeners};
+pub use error::ServerError;
+pub use server::{run, serve, serve_engine, serve_listeners};

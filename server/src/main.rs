@@ -197,7 +197,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let telemetry = match shoal_server::telemetry::init(&config) {
+    let telemetry = match shoal_server::observe::telemetry::init(&config) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("error: {error}");
@@ -205,7 +205,7 @@ async fn main() -> ExitCode {
         }
     };
     if !config.memory.transparent_huge_pages
-        && let Err(error) = shoal_server::huge_pages::disable()
+        && let Err(error) = shoal_server::process::huge_pages::disable()
     {
         tracing::warn!(%error, "could not turn transparent huge pages off; RSS may run above the memory figure");
     }

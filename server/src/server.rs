@@ -2,7 +2,7 @@
 //! shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::v1::admin_service_server::AdminServiceServer;
@@ -16,47 +16,15 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::admin_http::{self, Readiness};
 use crate::change_feed::ChangeFeed;
 use crate::config::Config;
 use crate::engine::{Engine, ExpirySweeper};
-use crate::metrics::Metrics;
-use crate::rpc_layer::RpcLayer;
+use crate::error::ServerError;
+use crate::observe::admin_http::{self, Readiness};
+use crate::observe::metrics::Metrics;
+use crate::observe::rpc_layer::RpcLayer;
+use crate::observe::traffic::TrackedConnection;
 use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
-use crate::traffic::TrackedConnection;
-
-/// Why the server stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The expiry sweeper thread could not start.
-    #[error("cannot start the expiry sweeper: {0}")]
-    Sweeper(std::io::Error),
-    /// The reflection service could not be built from the descriptors.
-    #[error("cannot build the reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The transport failed.
-    #[error("gRPC transport failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
-    /// The OpenTelemetry span exporter could not be built.
-    #[error("cannot export traces to {endpoint}: {source}")]
-    Exporter {
-        /// The configured OTLP endpoint.
-        endpoint: String,
-        /// The cause.
-        source: opentelemetry_otlp::ExporterBuildError,
-    },
-    /// A tracing subscriber was already installed in this process.
-    #[error("cannot install logging and tracing: {0}")]
-    Subscriber(#[from] tracing_subscriber::util::TryInitError),
-}
 
 /// Binds `config.listen` (and `config.admin.listen`) and serves until
 /// `shutdown` completes.
@@ -235,7 +203,7 @@ pub async fn serve_listeners(
     let connections = {
         let state = state.clone();
         accepted_without_delay(listener).map(move |accepted| {
-            accepted.map(|stream| TrackedConnection::new(stream, state.clone()))
+            accepted.map(|stream| TrackedConnection::new(stream, Arc::clone(&state.traffic)))
         })
     };
     let serving = router.serve_with_incoming_shutdown(connections, stop_accepting);

@@ -211,6 +211,19 @@ fn selectors_match_the_pod_labels() {
 }
 
 #[test]
+fn one_replica_until_keys_are_routed_between_pods() {
+    // Independent pods behind one Service serve misses and stale values:
+    // a Set on one pod, the next Get on another.
+    let statefulset = yaml("k8s/statefulset.yaml");
+    assert_eq!(number(&statefulset, "/spec/replicas"), 1);
+    let compose = read("compose.yaml");
+    assert!(
+        !compose.contains("replicas:"),
+        "compose.yaml must run a single shoal node"
+    );
+}
+
+#[test]
 fn ports_and_probes_match_the_server() {
     let statefulset = yaml("k8s/statefulset.yaml");
     let container = shoal_container(&statefulset);

@@ -48,8 +48,9 @@ async fn server_spans_continue_the_callers_trace() {
     let mut config = Config::default();
     config.telemetry.otlp_endpoint = collector.endpoint();
     config.telemetry.service_name = "shoal-traced".into();
-    let telemetry =
-        std::sync::Arc::new(shoal_server::telemetry::init(&config).expect("install telemetry"));
+    let telemetry = std::sync::Arc::new(
+        shoal_server::observe::telemetry::init(&config).expect("install telemetry"),
+    );
     assert!(telemetry.exporting());
     let server = TestServer::start_with(config).await;
     let client = Client::builder()

@@ -117,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let huge_pages = args.iter().any(|arg| arg == "--huge-pages");
     args.retain(|arg| arg != "--huge-pages");
     if !huge_pages {
-        shoal_server::huge_pages::disable()?;
+        shoal_server::process::huge_pages::disable()?;
     }
     let mut args = args.into_iter();
     match args.next().as_deref() {

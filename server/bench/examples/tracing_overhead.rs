@@ -30,7 +30,7 @@ use shoal_proto::v1 as pb;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_server::Config;
 use shoal_server::engine::{Engine, EngineConfig};
-use shoal_server::rpc_layer::RpcLayer;
+use shoal_server::observe::rpc_layer::RpcLayer;
 use shoal_server::service::ServiceState;
 use shoal_server::testing::TestServer;
 use shoal_tests::TraceCollector;
@@ -182,7 +182,7 @@ async fn run_phase(
         config.telemetry.otlp_endpoint = collector.endpoint();
         config.telemetry.sampling_ratio = 1.0;
     }
-    let telemetry = shoal_server::telemetry::init(&config)?;
+    let telemetry = shoal_server::observe::telemetry::init(&config)?;
     let server = TestServer::start_with(config).await;
     let channel = tonic::transport::Endpoint::from_shared(server.endpoint())?
         .connect()

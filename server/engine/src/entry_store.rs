@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use hashbrown::HashTable;
 
 use super::key::StoredKey;
-use super::shard::Value;
+use super::value::Value;
 use packed::{Encoded, MAX_WORDS, MIN_WORDS, Placement};
 pub(crate) use packed::{EntryRef, Header, Spilled, StringRead, entry_bytes};
 

@@ -35,6 +35,7 @@ mod scan;
 mod shard;
 mod sweeper;
 mod types;
+mod value;
 
 #[cfg(test)]
 mod tests;

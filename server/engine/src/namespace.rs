@@ -16,7 +16,8 @@ use super::entry_store::{EntryRef, RemovedEntry, StringRead, entry_bytes};
 use super::eviction::{Budget, BudgetScope, EvictionCause, EvictionPolicy};
 use super::integer::{format_i64, parse_i64};
 use super::scan::{ScanCursor, ScanFilter, ScanPage, scan_shard};
-use super::shard::{KEY_CHARGE_BYTES, Shard, ShardState, Value};
+use super::shard::{KEY_CHARGE_BYTES, Shard, ShardState};
+use super::value::Value;
 use super::{
     BudgetUsage, Clock, Condition, EngineError, Expiry, IncrementOutcome, ItemMeta, KeyType,
     Limits, SetOptions, SetOutcome, WriteOutcome,

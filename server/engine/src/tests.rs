@@ -1488,7 +1488,7 @@ fn a_budget_smaller_than_the_shard_count_still_holds_after_every_write() {
 
 #[test]
 fn short_values_live_in_the_entry_without_growing_it() {
-    assert_eq!(size_of::<super::shard::Value>(), 40);
+    assert_eq!(size_of::<super::value::Value>(), 40);
     let (_, _, ns) = setup();
     for len in [0, 1, 37, 38, 39, 200] {
         let key = format!("k{len}");

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::status::engine_status;
 use super::{ServiceState, reply};
 use crate::engine::NamespaceStats;
-use crate::telemetry::record_call;
+use crate::observe::telemetry::record_call;
 
 /// Implementation of `AdminService` over the engine.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use super::pipeline::Pipeline;
 use super::status::{engine_status, invalid, item_status};
 use super::{ServiceState, convert, reply};
 use crate::engine::{Namespace, SetOptions};
-use crate::telemetry::record_call;
+use crate::observe::telemetry::record_call;
 
 /// Keys of a GetBatch looked up together: large enough that a window's
 /// keys share each shard lock, small enough that a window's values are a

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::status::{engine_status, invalid};
 use super::{ServiceState, convert, reply, validate};
 use crate::engine::{EngineError, KeyPattern, Namespace, ScanFilter, SetOptions};
-use crate::telemetry::record_call;
+use crate::observe::telemetry::record_call;
 
 /// Keys per Scan page when the request does not say.
 pub const DEFAULT_SCAN_PAGE: u32 = 100;

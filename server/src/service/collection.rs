@@ -12,7 +12,7 @@ use super::status::{engine_status, invalid};
 use super::validate::{self, MAX_ITEMS_PER_REQUEST, item_count, pop_count};
 use super::{ServiceState, convert, reply};
 use crate::engine::{EngineError, Namespace, SetOperation};
-use crate::telemetry::record_call;
+use crate::observe::telemetry::record_call;
 
 /// Implementation of `CollectionService` over the engine.
 #[derive(Debug, Clone)]

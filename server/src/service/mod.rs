@@ -30,8 +30,8 @@ use tonic::{Response, Status};
 
 use crate::change_feed::ChangeFeed;
 use crate::engine::{Engine, Namespace};
-use crate::rpc_stats::RpcStats;
-use crate::traffic::Traffic;
+use crate::observe::rpc_stats::RpcStats;
+use crate::observe::traffic::Traffic;
 use status::engine_status;
 
 /// Defines a constant per method path, and `ALL` listing them.
@@ -109,10 +109,10 @@ pub mod method {
 #[derive(Debug)]
 pub struct ServiceState {
     pub(crate) engine: Engine,
-    /// Fed by the [`RpcLayer`](crate::rpc_layer::RpcLayer) for every call,
+    /// Fed by the [`RpcLayer`](crate::observe::rpc_layer::RpcLayer) for every call,
     /// whichever service serves it.
     pub(crate) rpc_stats: RpcStats,
-    pub(crate) traffic: Traffic,
+    pub(crate) traffic: Arc<Traffic>,
     pub(crate) started: Instant,
     /// Fans the engine's changes out to Watch streams.
     pub(crate) feed: Arc<ChangeFeed>,
@@ -135,7 +135,7 @@ impl ServiceState {
         Arc::new(Self {
             engine,
             rpc_stats: RpcStats::new(&methods),
-            traffic: Traffic::default(),
+            traffic: Arc::default(),
             started: Instant::now(),
             feed,
             max_batch_items,
@@ -174,7 +174,7 @@ impl ServiceState {
 }
 
 /// Wraps a handler's result. Calls are counted by the
-/// [`RpcLayer`](crate::rpc_layer::RpcLayer) once they end, not here, so that a
+/// [`RpcLayer`](crate::observe::rpc_layer::RpcLayer) once they end, not here, so that a
 /// stream counts with its final status.
 pub(crate) fn reply<T>(result: Result<T, Status>) -> Result<Response<T>, Status> {
     result.map(Response::new)

@@ -15,7 +15,7 @@ use super::status::{engine_status, invalid};
 use super::{ServiceState, reply};
 use crate::change_feed::{FeedError, FeedEvent, KeyChange, Next, Subscription};
 use crate::engine::resolve_namespace_name;
-use crate::telemetry::record_call;
+use crate::observe::telemetry::record_call;
 
 /// Most prefixes one Watch may name.
 pub const MAX_WATCH_PREFIXES: usize = 64;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::HashValue;
 use crate::integer::{format_i64, parse_i64};
-use crate::shard::Value;
+use crate::value::Value;
 use crate::{CollectionChange, EngineError, Expiry, KeyType, Namespace, WriteOutcome};
 
 /// A point-in-time view of a hash, cheap to take and readable without

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{ListValue, resolve_index, resolve_range};
-use crate::shard::Value;
+use crate::value::Value;
 use crate::{CollectionChange, EngineError, Expiry, KeyType, Namespace, WriteOutcome};
 
 /// A point-in-time view of a list, cheap to take and readable without

@@ -34,7 +34,7 @@ use bytes::Bytes;
 
 use crate::KeyType;
 use crate::eviction::QueueKind;
-use crate::shard::{INLINE_VALUE_BYTES, Value};
+use crate::value::{INLINE_VALUE_BYTES, Value};
 
 /// Bytes of the header before the payload.
 pub(super) const HEADER_BYTES: usize = 24;

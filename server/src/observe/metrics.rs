@@ -2,8 +2,8 @@
 //!
 //! Nothing here counts anything: every figure is read at scrape time from
 //! where it is already kept (the engine's per-namespace statistics and
-//! budget, [`RpcStats`](crate::rpc_stats::RpcStats),
-//! [`Traffic`](crate::traffic::Traffic),
+//! budget, [`RpcStats`](crate::observe::rpc_stats::RpcStats),
+//! [`Traffic`](crate::observe::traffic::Traffic),
 //! the Watch [`ChangeFeed`](crate::change_feed::ChangeFeed)),
 //! so the metrics and `AdminService.Stats` always agree and the request path
 //! pays for no second set of counters.
@@ -38,7 +38,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::engine::NamespaceStats;
-use crate::rpc_stats::code_name;
+use crate::observe::rpc_stats::code_name;
 use crate::service::ServiceState;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.

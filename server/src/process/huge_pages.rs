@@ -24,8 +24,8 @@ use std::io;
 ///
 /// # Examples
 /// ```
-/// shoal_server::huge_pages::disable().expect("Linux 3.15 or later");
-/// assert!(!shoal_server::huge_pages::enabled());
+/// shoal_server::process::huge_pages::disable().expect("Linux 3.15 or later");
+/// assert!(!shoal_server::process::huge_pages::enabled());
 /// ```
 pub fn disable() -> io::Result<()> {
     #[cfg(target_os = "linux")]

@@ -1,7 +1,7 @@
 //! Calls, outcomes and latency per RPC method.
 //!
 //! One table feeds both `AdminService.Stats` and the Prometheus metrics, so
-//! the two never disagree. The [`RpcLayer`](crate::rpc_layer::RpcLayer)
+//! the two never disagree. The [`RpcLayer`](crate::observe::rpc_layer::RpcLayer)
 //! records every call once it has ended (a stream when its last message and
 //! status went out), whichever service served it.
 //!

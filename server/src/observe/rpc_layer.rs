@@ -1,8 +1,8 @@
 //! The tower layer every gRPC call passes through.
 //!
-//! It opens the call's span (see [`crate::telemetry`]) and, once
+//! It opens the call's span (see [`crate::observe::telemetry`]) and, once
 //! the call has ended, records its final status and latency in
-//! [`RpcStats`](crate::rpc_stats::RpcStats) and on the span. Handlers need
+//! [`RpcStats`](crate::observe::rpc_stats::RpcStats) and on the span. Handlers need
 //! not do anything, and services added later are covered without a change.
 //!
 //! A gRPC status travels in one of two places: in the response headers when
@@ -28,9 +28,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
 
-use crate::rpc_stats::MethodId;
+use crate::observe::rpc_stats::MethodId;
+use crate::observe::telemetry;
 use crate::service::ServiceState;
-use crate::telemetry;
 
 /// Observes every call of the services it wraps.
 #[derive(Debug, Clone)]

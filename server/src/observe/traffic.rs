@@ -2,7 +2,7 @@
 //!
 //! Connections are counted by wrapping each accepted socket in a
 //! [`TrackedConnection`]; streams (calls in flight, unary ones included) by
-//! the [`RpcLayer`](crate::rpc_layer::RpcLayer).
+//! the [`RpcLayer`](crate::observe::rpc_layer::RpcLayer).
 
 use std::io;
 use std::pin::Pin;
@@ -13,8 +13,6 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
-
-use crate::service::ServiceState;
 
 /// Connections and streams open now.
 #[derive(Debug, Default)]
@@ -47,23 +45,20 @@ impl Traffic {
 #[derive(Debug)]
 pub struct TrackedConnection {
     stream: TcpStream,
-    state: Arc<ServiceState>,
+    traffic: Arc<Traffic>,
 }
 
 impl TrackedConnection {
     /// Counts `stream` as open.
-    pub fn new(stream: TcpStream, state: Arc<ServiceState>) -> Self {
-        state.traffic.connections.fetch_add(1, Ordering::Relaxed);
-        Self { stream, state }
+    pub fn new(stream: TcpStream, traffic: Arc<Traffic>) -> Self {
+        traffic.connections.fetch_add(1, Ordering::Relaxed);
+        Self { stream, traffic }
     }
 }
 
 impl Drop for TrackedConnection {
     fn drop(&mut self) {
-        self.state
-            .traffic
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
+        self.traffic.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Logs and traces: the span each RPC runs in, and its export to an
 //! OpenTelemetry collector over OTLP/gRPC.
 //!
-//! The [`RpcLayer`](crate::rpc_layer::RpcLayer) opens one span per call,
+//! The [`RpcLayer`](crate::observe::rpc_layer::RpcLayer) opens one span per call,
 //! named `shoal.v1.CacheService/Get` and so on, with the OpenTelemetry
 //! semantic conventions for RPC (`rpc.system`, `rpc.service`, `rpc.method`,
 //! `rpc.grpc.status_code`), continuing the caller's trace when the request
@@ -35,7 +35,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, LogFormat, TelemetrySettings};
 use crate::engine::DEFAULT_NAMESPACE;
-use crate::server::ServerError;
+use crate::error::ServerError;
 
 /// Target of the per-call spans.
 pub const RPC_TARGET: &str = "shoal_server::rpc";
@@ -68,7 +68,7 @@ pub fn record_call(namespace: &str, items: usize) {
 /// `headers` carry a W3C trace context.
 pub(crate) fn rpc_span(path: &'static str, headers: &http::HeaderMap) -> Span {
     let name = path.strip_prefix('/').unwrap_or(path);
-    let (service, method) = crate::rpc_stats::split_path(path);
+    let (service, method) = crate::observe::rpc_stats::split_path(path);
     let span = tracing::debug_span!(
         target: RPC_TARGET,
         "rpc",

@@ -2,7 +2,7 @@
 //! polls.
 //!
 //! - `GET /metrics`: every metric, in the OpenMetrics text format (see
-//!   [`crate::metrics`]).
+//!   [`crate::observe::metrics`]).
 //! - `GET /healthz`: 200 while the process runs (liveness).
 //! - `GET /readyz`: 200 while the server takes calls, 503 once shutdown
 //!   began (readiness), exactly when the gRPC health service turns
@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::metrics::{self, Metrics};
+use crate::observe::metrics::{self, Metrics};
 
 /// Whether the server takes calls; shared by the gRPC health service's
 /// owner and `/readyz`.

@@ -1,0 +1,36 @@
+//! The server's error type: why serving stopped or could not start.
+
+use std::net::SocketAddr;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The expiry sweeper thread could not start.
+    #[error("cannot start the expiry sweeper: {0}")]
+    Sweeper(std::io::Error),
+    /// The reflection service could not be built from the descriptors.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The OpenTelemetry span exporter could not be built.
+    #[error("cannot export traces to {endpoint}: {source}")]
+    Exporter {
+        /// The configured OTLP endpoint.
+        endpoint: String,
+        /// The cause.
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// A tracing subscriber was already installed in this process.
+    #[error("cannot install logging and tracing: {0}")]
+    Subscriber(#[from] tracing_subscriber::util::TryInitError),
+}
