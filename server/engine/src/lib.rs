@@ -19,6 +19,7 @@
 //! # Ok::<(), shoal_engine::EngineError>(())
 //! ```
 
+mod budget;
 mod change;
 mod clock;
 mod collections;
@@ -170,7 +171,7 @@ struct EngineInner {
     sink: Arc<change::SinkSlot>,
     namespaces: RwLock<HashMap<Arc<str>, Arc<Namespace>>>,
     cursor_epoch: u64,
-    budget: Arc<eviction::Budget>,
+    budget: Arc<budget::Budget>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -197,7 +198,7 @@ impl Engine {
     ) -> Self {
         Self {
             inner: Arc::new(EngineInner {
-                budget: Arc::new(eviction::Budget::new(
+                budget: Arc::new(budget::Budget::new(
                     config.eviction_policy,
                     config.max_keys,
                     config.max_memory_bytes,
@@ -270,10 +271,10 @@ impl Engine {
 
     /// The budget a new namespace called `name` reports to: its own, inside
     /// the engine's, when configured; the engine's otherwise.
-    fn budget_for(&self, name: &str) -> Arc<eviction::Budget> {
+    fn budget_for(&self, name: &str) -> Arc<budget::Budget> {
         match self.inner.config.namespace_limits.get(name) {
             Some(limits) if limits.max_keys > 0 || limits.max_memory_bytes > 0 => {
-                Arc::new(eviction::Budget::within(
+                Arc::new(budget::Budget::within(
                     Arc::clone(&self.inner.budget),
                     limits.max_keys,
                     limits.max_memory_bytes,

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::budget::{Budget, BudgetScope, EvictionCause};
 use super::change::{ChangeKind, ChangeRecord, CollectionChange, FlushRecord, SinkSlot};
 use super::deadline::Deadline;
 use super::entry_store::{EntryRef, RemovedEntry, StringRead, entry_bytes};
-use super::eviction::{Budget, BudgetScope, EvictionCause, EvictionPolicy};
+use super::eviction::EvictionPolicy;
 use super::integer::{format_i64, parse_i64};
 use super::scan::{ScanCursor, ScanFilter, ScanPage, scan_shard};
 use super::shard::{KEY_CHARGE_BYTES, Shard, ShardState};

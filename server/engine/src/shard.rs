@@ -7,8 +7,11 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use std::sync::Arc;
 
+use super::budget::Budget;
 use super::entry_store::{EntryRef, EntryStore, Header, RemovedEntry, Spilled};
-use super::eviction::{Budget, EvictionQueues, GHOST_BYTES_PER_KEY, QueueKind, QueueRef, Verdict};
+use super::eviction::{
+    EvictionOrder, EvictionQueues, GHOST_BYTES_PER_KEY, QueueKind, QueueRef, Verdict,
+};
 use super::expiry_index::ExpiryIndex;
 use super::value::Value;
 
@@ -63,7 +66,7 @@ impl Shard {
             state: RwLock::new(ShardState {
                 table: EntryStore::new(hasher),
                 expiry: ExpiryIndex::default(),
-                queues: EvictionQueues::default(),
+                queues: EvictionQueues::new(budget.eviction_policy()),
                 budget,
                 reported: (0, 0),
                 last_sequence: 0,
@@ -203,8 +206,8 @@ impl ShardState {
             }
             None => {
                 let (queue_stamp, queue) = match self.budget.policy() {
-                    Some(policy) => {
-                        let (reference, queue) = self.queues.admit(policy, hash);
+                    Some(_) => {
+                        let (reference, queue) = self.queues.admit(hash);
                         (reference.stamp, queue)
                     }
                     None => (0, QueueKind::Main),
@@ -366,10 +369,7 @@ impl ShardState {
             } else {
                 entry.frequency()
             };
-            match self
-                .queues
-                .judge(policy, reference.hash, kind, frequency, live)
-            {
+            match self.queues.judge(reference.hash, kind, frequency, live) {
                 (Verdict::Keep(requeued, queue), frequency) => {
                     let header = Header {
                         queue_stamp: requeued.stamp,
@@ -397,7 +397,7 @@ impl ShardState {
             return;
         }
         let table = &self.table;
-        self.queues.retain(|reference, kind| {
+        self.queues.retain(&mut |reference, kind| {
             table
                 .find_slot(reference.hash, |entry| {
                     entry.queue_stamp() == reference.stamp && entry.queue() == kind

@@ -1,0 +1,228 @@
+//! Which entry leaves a shard when the engine is over its key or memory
+//! budget (the budget itself, which only counts, is in `budget`).
+//!
+//! Every policy keeps its order in FIFO queues of `(hash, stamp)`
+//! references beside the table, and its per-entry state in the entry itself
+//! (a frequency counter updated with a relaxed atomic on a hit, so a hit
+//! never needs the exclusive lock). A reference whose stamp no longer
+//! matches its entry is stale (the entry was deleted, expired or re-queued)
+//! and is skipped; stale references are compacted away when they pile up.
+//!
+//! Each policy is one file behind the [`EvictionOrder`] trait, and
+//! [`EvictionQueues`] picks one per shard when the shard is made:
+//! - `s3fifo` (default): S3-FIFO, small, main and ghost queues ([`s3fifo`]).
+//! - `lru`: CLOCK, the second-chance approximation of LRU ([`clock`]).
+//! - `lfu`: the same CLOCK with 4-bit frequency counters, which favours
+//!   keys read often over keys read recently.
+//! - `noeviction`: nothing is evicted; writes that would pass the budget fail.
+
+mod clock;
+mod fifo;
+mod s3fifo;
+
+use std::fmt;
+use std::str::FromStr;
+
+use clock::Clock;
+use s3fifo::S3Fifo;
+
+pub(crate) use s3fifo::GHOST_BYTES_PER_KEY;
+
+/// How a shard chooses what to evict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EvictionPolicy {
+    /// S3-FIFO: small, main and ghost FIFO queues.
+    #[default]
+    S3Fifo,
+    /// CLOCK approximation of least-recently-used.
+    Lru,
+    /// CLOCK with frequency counters: least-frequently-used first.
+    Lfu,
+    /// Never evict; writes over the budget fail with RESOURCE_EXHAUSTED.
+    NoEviction,
+}
+
+impl EvictionPolicy {
+    /// Every policy, in the order reports list them.
+    pub const ALL: &[EvictionPolicy] = &[
+        EvictionPolicy::S3Fifo,
+        EvictionPolicy::Lru,
+        EvictionPolicy::Lfu,
+        EvictionPolicy::NoEviction,
+    ];
+
+    /// The policy's name in configuration files and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionPolicy::S3Fifo => "s3fifo",
+            EvictionPolicy::Lru => "lru",
+            EvictionPolicy::Lfu => "lfu",
+            EvictionPolicy::NoEviction => "noeviction",
+        }
+    }
+
+    /// Highest value of an entry's frequency counter.
+    pub(crate) fn max_frequency(self) -> u8 {
+        match self {
+            EvictionPolicy::S3Fifo => S3Fifo::MAX_FREQUENCY,
+            EvictionPolicy::Lru => Clock::LRU_MAX_FREQUENCY,
+            EvictionPolicy::Lfu => Clock::LFU_MAX_FREQUENCY,
+            EvictionPolicy::NoEviction => 0,
+        }
+    }
+}
+
+impl fmt::Display for EvictionPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A policy name that is not one of [`EvictionPolicy::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown eviction policy {0:?}; expected s3fifo, lru, lfu or noeviction")]
+pub struct UnknownPolicy(pub String);
+
+impl FromStr for EvictionPolicy {
+    type Err = UnknownPolicy;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        EvictionPolicy::ALL
+            .iter()
+            .copied()
+            .find(|policy| policy.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| UnknownPolicy(text.to_string()))
+    }
+}
+
+/// Which queue a reference sits in; entries remember it in their header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueKind {
+    Small,
+    Main,
+}
+
+/// A reference to an entry in a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueRef {
+    pub(crate) hash: u64,
+    pub(crate) stamp: u32,
+}
+
+/// What the caller should do with the entry a popped reference points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Evict it.
+    Evict,
+    /// Keep it: it was moved or re-queued under this new reference.
+    Keep(QueueRef, QueueKind),
+}
+
+/// The eviction order of one shard. The shard owns the entries and calls
+/// these under its write lock: it queues each new key, asks for candidates
+/// and lets the policy judge each live one by the reads its entry counted.
+pub(crate) trait EvictionOrder {
+    /// Queues a new entry; returns its reference and queue.
+    fn admit(&mut self, hash: u64) -> (QueueRef, QueueKind);
+
+    /// Takes the next candidate for eviction in a shard holding `live`
+    /// entries; it may be stale, which the caller checks.
+    fn next_candidate(&mut self, live: usize) -> Option<(QueueRef, QueueKind)>;
+
+    /// Decides about a live candidate read `frequency` times since it was
+    /// queued, in a shard holding `live` entries; returns the verdict and
+    /// the entry's new frequency.
+    fn judge(&mut self, hash: u64, kind: QueueKind, frequency: u8, live: usize) -> (Verdict, u8);
+
+    /// References held, stale ones included.
+    fn len(&self) -> usize;
+
+    /// Keeps only the references for which `live` says true, and gives
+    /// back the room the others took.
+    fn retain(&mut self, live: &mut dyn FnMut(QueueRef, QueueKind) -> bool);
+
+    /// Forgets everything.
+    fn clear(&mut self);
+
+    /// Bytes held by the queues and whatever else the policy remembers.
+    fn memory_bytes(&self) -> usize;
+}
+
+/// One shard's eviction order, by policy. An enum rather than a boxed
+/// trait object: the eviction loop calls it once per candidate, and a
+/// match the compiler can inline costs less than an indirect call.
+#[derive(Debug)]
+pub(crate) enum EvictionQueues {
+    /// S3-FIFO's queues.
+    S3Fifo(S3Fifo),
+    /// One CLOCK queue, for `lru`, `lfu` and `noeviction` (which queues
+    /// keys but never asks for a candidate).
+    Clock(Clock),
+}
+
+impl EvictionQueues {
+    /// Empty queues for `policy`.
+    pub(crate) fn new(policy: EvictionPolicy) -> Self {
+        match policy {
+            EvictionPolicy::S3Fifo => EvictionQueues::S3Fifo(S3Fifo::default()),
+            EvictionPolicy::Lru | EvictionPolicy::Lfu | EvictionPolicy::NoEviction => {
+                EvictionQueues::Clock(Clock::default())
+            }
+        }
+    }
+}
+
+/// Calls the same method on whichever policy a shard runs.
+macro_rules! on_policy {
+    ($queues:expr, $order:ident => $call:expr) => {
+        match $queues {
+            EvictionQueues::S3Fifo($order) => $call,
+            EvictionQueues::Clock($order) => $call,
+        }
+    };
+}
+
+impl EvictionOrder for EvictionQueues {
+    #[inline]
+    fn admit(&mut self, hash: u64) -> (QueueRef, QueueKind) {
+        on_policy!(self, order => order.admit(hash))
+    }
+
+    fn next_candidate(&mut self, live: usize) -> Option<(QueueRef, QueueKind)> {
+        on_policy!(self, order => order.next_candidate(live))
+    }
+
+    fn judge(&mut self, hash: u64, kind: QueueKind, frequency: u8, live: usize) -> (Verdict, u8) {
+        on_policy!(self, order => order.judge(hash, kind, frequency, live))
+    }
+
+    fn len(&self) -> usize {
+        on_policy!(self, order => order.len())
+    }
+
+    fn retain(&mut self, live: &mut dyn FnMut(QueueRef, QueueKind) -> bool) {
+        on_policy!(self, order => order.retain(live))
+    }
+
+    fn clear(&mut self) {
+        on_policy!(self, order => order.clear())
+    }
+
+    fn memory_bytes(&self) -> usize {
+        on_policy!(self, order => order.memory_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_from_their_names() {
+        for policy in EvictionPolicy::ALL {
+            assert_eq!(policy.as_str().parse::<EvictionPolicy>(), Ok(*policy));
+        }
+        assert_eq!("LRU".parse::<EvictionPolicy>(), Ok(EvictionPolicy::Lru));
+        assert!("random".parse::<EvictionPolicy>().is_err());
+    }
+}
