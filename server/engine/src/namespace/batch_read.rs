@@ -9,7 +9,8 @@
 
 use bytes::Bytes;
 
-use super::{Namespace, string_with_meta};
+use super::Namespace;
+use super::strings::string_with_meta;
 use crate::{EngineError, ItemMeta};
 
 /// What a batch read found for one key: its value and metadata, `None` for
