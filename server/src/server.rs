@@ -22,7 +22,6 @@ use crate::engine::{Engine, ExpirySweeper};
 use crate::error::ServerError;
 use crate::observe::admin_http::{self, Readiness};
 use crate::observe::metrics::Metrics;
-use crate::observe::rpc_layer::RpcLayer;
 use crate::observe::traffic::TrackedConnection;
 use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
 
@@ -157,7 +156,7 @@ pub async fn serve_listeners(
         .http2_keepalive_interval(Some(Duration::from_secs(grpc.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
         .timeout(request_timeout)
-        .layer(RpcLayer::new(state.clone(), Some(request_timeout)))
+        .layer(state.rpc_layer(Some(request_timeout)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

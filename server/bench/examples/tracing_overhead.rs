@@ -3,7 +3,7 @@
 //! (every call sampled and exported over OTLP/gRPC to an in-process receiver
 //! that counts spans), and prints operations per second and their ratio.
 //!
-//! It also times the [`RpcLayer`] alone, around a service that answers at
+//! It also times the [`RpcLayer`](shoal_server::observe::rpc_layer::RpcLayer) alone, around a service that answers at
 //! once, against that service called bare: the difference is what the
 //! layer (per-call metrics, and the span when on) adds to every call, in
 //! nanoseconds, next to the CPU time a whole Get takes.
@@ -30,7 +30,6 @@ use shoal_proto::v1 as pb;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_server::Config;
 use shoal_server::engine::{Engine, EngineConfig};
-use shoal_server::observe::rpc_layer::RpcLayer;
 use shoal_server::service::ServiceState;
 use shoal_server::testing::TestServer;
 use shoal_tests::TraceCollector;
@@ -153,7 +152,9 @@ fn time_layer() -> (f64, f64) {
     const CALLS: u32 = 200_000;
     let feed = shoal_server::change_feed::ChangeFeed::new(16, 1);
     let state = ServiceState::new(Engine::new(EngineConfig::default()), feed, 10_000);
-    let layered = RpcLayer::new(state, Some(Duration::from_secs(60))).layer(AnswersAtOnce);
+    let layered = state
+        .rpc_layer(Some(Duration::from_secs(60)))
+        .layer(AnswersAtOnce);
     // Warm up, then alternate to share out any disturbance.
     time_calls(layered.clone(), CALLS / 10);
     let (mut with_layer, mut bare) = (Vec::new(), Vec::new());

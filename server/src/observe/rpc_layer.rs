@@ -28,24 +28,32 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
 
-use crate::observe::rpc_stats::MethodId;
+use crate::observe::rpc_stats::{MethodId, RpcStats};
 use crate::observe::telemetry;
-use crate::service::ServiceState;
+use crate::observe::traffic::Traffic;
 
 /// Observes every call of the services it wraps.
 #[derive(Debug, Clone)]
 pub struct RpcLayer {
-    state: Arc<ServiceState>,
+    stats: Arc<RpcStats>,
+    traffic: Arc<Traffic>,
     server_timeout: Option<Duration>,
 }
 
 impl RpcLayer {
-    /// Records into `state`. `server_timeout` is the longest the server lets
-    /// any call run: a call dropped past it (or past its own `grpc-timeout`)
-    /// is counted as DEADLINE_EXCEEDED rather than CANCELLED.
-    pub fn new(state: Arc<ServiceState>, server_timeout: Option<Duration>) -> Self {
+    /// Records each call's outcome into `stats` and counts it open in
+    /// `traffic` while it runs. `server_timeout` is the longest the server
+    /// lets any call run: a call dropped past it (or past its own
+    /// `grpc-timeout`) is counted as DEADLINE_EXCEEDED rather than
+    /// CANCELLED.
+    pub fn new(
+        stats: Arc<RpcStats>,
+        traffic: Arc<Traffic>,
+        server_timeout: Option<Duration>,
+    ) -> Self {
         Self {
-            state,
+            stats,
+            traffic,
             server_timeout,
         }
     }
@@ -97,7 +105,8 @@ where
 /// One call in flight; recorded when dropped.
 #[derive(Debug)]
 struct Call {
-    state: Arc<ServiceState>,
+    stats: Arc<RpcStats>,
+    traffic: Arc<Traffic>,
     method: MethodId,
     started: Instant,
     /// The deadline the call runs under, if any.
@@ -108,16 +117,17 @@ struct Call {
 
 impl Call {
     fn start<B>(layer: &RpcLayer, request: &http::Request<B>) -> Self {
-        let state = Arc::clone(&layer.state);
-        let method = state.rpc_stats.method(request.uri().path());
-        let span = telemetry::rpc_span(state.rpc_stats.path(method), request.headers());
+        let stats = Arc::clone(&layer.stats);
+        let method = stats.method(request.uri().path());
+        let span = telemetry::rpc_span(stats.path(method), request.headers());
         let deadline = match (grpc_timeout(request.headers()), layer.server_timeout) {
             (Some(asked), Some(limit)) => Some(asked.min(limit)),
             (asked, limit) => asked.or(limit),
         };
-        state.traffic.stream_opened();
+        layer.traffic.stream_opened();
         Self {
-            state,
+            stats,
+            traffic: Arc::clone(&layer.traffic),
             method,
             started: Instant::now(),
             deadline,
@@ -143,8 +153,8 @@ impl Drop for Call {
             }
         });
         telemetry::record_status(&self.span, code);
-        self.state.rpc_stats.record(self.method, code, elapsed);
-        self.state.traffic.stream_closed();
+        self.stats.record(self.method, code, elapsed);
+        self.traffic.stream_closed();
     }
 }
 

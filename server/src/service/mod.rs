@@ -15,7 +15,7 @@ mod validate;
 mod watch;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use admin::AdminApi;
 pub use batch::BatchApi;
@@ -30,6 +30,7 @@ use tonic::{Response, Status};
 
 use crate::change_feed::ChangeFeed;
 use crate::engine::{Engine, Namespace};
+use crate::observe::rpc_layer::RpcLayer;
 use crate::observe::rpc_stats::RpcStats;
 use crate::observe::traffic::Traffic;
 use status::engine_status;
@@ -111,7 +112,7 @@ pub struct ServiceState {
     pub(crate) engine: Engine,
     /// Fed by the [`RpcLayer`](crate::observe::rpc_layer::RpcLayer) for every call,
     /// whichever service serves it.
-    pub(crate) rpc_stats: RpcStats,
+    pub(crate) rpc_stats: Arc<RpcStats>,
     pub(crate) traffic: Arc<Traffic>,
     pub(crate) started: Instant,
     /// Fans the engine's changes out to Watch streams.
@@ -134,7 +135,7 @@ impl ServiceState {
             .collect();
         Arc::new(Self {
             engine,
-            rpc_stats: RpcStats::new(&methods),
+            rpc_stats: Arc::new(RpcStats::new(&methods)),
             traffic: Arc::default(),
             started: Instant::now(),
             feed,
@@ -157,6 +158,17 @@ impl ServiceState {
 }
 
 impl ServiceState {
+    /// The layer that observes every call into these services: it records
+    /// each call in the statistics `AdminService.Stats` and `/metrics`
+    /// report. See [`RpcLayer::new`] for `server_timeout`.
+    pub fn rpc_layer(&self, server_timeout: Option<Duration>) -> RpcLayer {
+        RpcLayer::new(
+            Arc::clone(&self.rpc_stats),
+            Arc::clone(&self.traffic),
+            server_timeout,
+        )
+    }
+
     /// The namespace a write goes to, created if needed.
     pub(crate) fn writable(&self, name: &str) -> Result<Arc<Namespace>, Status> {
         self.engine
