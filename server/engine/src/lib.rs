@@ -49,11 +49,12 @@ use parking_lot::RwLock;
 
 pub use change::{ChangeKind, ChangeRecord, ChangeSink, CollectionChange, FlushRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use collections::{HashSnapshot, ListSnapshot, SetOperation, SetSnapshot};
 pub use deadline::MAX_TTL_MS;
 pub use error::EngineError;
 pub use eviction::{EvictionPolicy, UnknownPolicy};
-pub use namespace::{BatchRead, Namespace, NamespaceStats};
+pub use namespace::{
+    BatchRead, HashSnapshot, ListSnapshot, Namespace, NamespaceStats, SetOperation, SetSnapshot,
+};
 pub use pattern::{KeyPattern, MAX_PATTERN_BYTES};
 pub use scan::{ScanCursor, ScanFilter, ScanPage};
 pub use sweeper::{ExpirySweeper, KEYS_PER_LOCK};

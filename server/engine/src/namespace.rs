@@ -4,17 +4,23 @@
 //! This file holds the namespace itself and the two paths every collection
 //! command goes through ([`Namespace::read_value`] and
 //! [`Namespace::write_collection`]); the commands live by subject: strings
-//! in `strings`, commands on keys of any type in `keys`, batch reads in
-//! `batch_read`, hashes, lists and sets in the `collections` module, and
-//! the frame of every write in `key_write`.
+//! in `strings`, hashes in `hashes`, lists in `lists`, sets in `sets`,
+//! commands on keys of any type in `keys`, batch reads in `batch_read`,
+//! and the frame of every write in `key_write`.
 
 mod batch_read;
+mod hashes;
 mod key_write;
 mod keys;
+mod lists;
+mod sets;
 mod stats;
 mod strings;
 
 pub use batch_read::BatchRead;
+pub use hashes::HashSnapshot;
+pub use lists::ListSnapshot;
+pub use sets::{SetOperation, SetSnapshot};
 pub use stats::NamespaceStats;
 
 use std::hash::BuildHasher;

@@ -1,18 +1,11 @@
-//! Hashes, lists and sets: their values, and the commands that work on them.
+//! Hashes, lists and sets: their values (the commands that work on them
+//! are in the namespace's `hashes`, `lists` and `sets`).
 //!
 //! Each value keeps a running count of the bytes its elements hold, so the
 //! memory figure of a shard is updated in O(1) per command. Values live
 //! behind `Arc` in the table: a streaming read takes a cheap snapshot and
 //! walks it after the shard lock is released, and a write that finds the
 //! value shared copies it first (`Arc::make_mut`).
-
-mod hash_commands;
-mod list_commands;
-mod set_commands;
-
-pub use hash_commands::HashSnapshot;
-pub use list_commands::ListSnapshot;
-pub use set_commands::{SetOperation, SetSnapshot};
 
 use std::collections::VecDeque;
 

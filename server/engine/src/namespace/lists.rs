@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{ListValue, resolve_index, resolve_range};
+use crate::collections::{ListValue, resolve_index, resolve_range};
 use crate::value::Value;
 use crate::{CollectionChange, EngineError, Expiry, KeyType, Namespace, WriteOutcome};
 
