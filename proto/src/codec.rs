@@ -4,15 +4,19 @@
 //! tonic's prost codec lets the encode buffer grow as the message is
 //! written, from 8 KiB by doubling, so a 200 KiB batch reply is copied again
 //! at each step. Reserving the message's encoded length first writes it once.
-//! Decoding is prost's own: tonic already reserves a message's length from
-//! its frame header before reading it.
+//! Decoding is prost's own (tonic already reserves a message's length from
+//! its frame header before reading it), except for what a malformed message
+//! answers: tonic's prost codec calls it INTERNAL, which reads as the
+//! server's fault and fires server-error alerts whenever any client sends
+//! garbage; here it is INVALID_ARGUMENT, the sender's fault. (A client given
+//! a malformed reply, which only a peer that is not shoal sends, sees the
+//! same code.)
 
 use std::marker::PhantomData;
 
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
-use tonic_prost::ProstDecoder;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 /// A [`Codec`] for `application/grpc+proto` that presizes its encode buffer.
 #[derive(Debug, Clone)]
@@ -36,7 +40,7 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = PresizedEncoder<T>;
-    type Decoder = ProstDecoder<U>;
+    type Decoder = CheckedDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         PresizedEncoder {
@@ -45,7 +49,9 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::new(BufferSettings::default())
+        CheckedDecoder {
+            _message: PhantomData,
+        }
     }
 }
 
@@ -63,5 +69,23 @@ impl<T: Message> Encoder for PresizedEncoder<T> {
         buf.reserve(item.encoded_len());
         item.encode(buf)
             .map_err(|error| Status::internal(format!("cannot encode a message: {error}")))
+    }
+}
+
+/// The decoder of [`PresizedCodec`]: prost's, with a malformed message
+/// answered as INVALID_ARGUMENT.
+#[derive(Debug, Clone)]
+pub struct CheckedDecoder<U> {
+    _message: PhantomData<U>,
+}
+
+impl<U: Message + Default> Decoder for CheckedDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        U::decode(buf)
+            .map(Some)
+            .map_err(|error| Status::invalid_argument(format!("malformed message: {error}")))
     }
 }

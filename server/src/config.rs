@@ -278,6 +278,18 @@ pub struct GrpcSettings {
     /// Most keys one GetBatch or DeleteBatch request, or one SetBatch chunk,
     /// may name.
     pub max_batch_items: usize,
+    /// Most connections open at once; lowered at start to stay below the
+    /// open-file limit. A connection over it is closed when accepted.
+    pub max_connections: u64,
+    /// Seconds a new connection has to send the HTTP/2 preface.
+    pub preface_timeout_secs: u64,
+    /// Seconds a connection may stay open with no call; 0 for ever.
+    pub idle_timeout_secs: u64,
+    /// Bytes of unfinished request messages the server holds at once; a
+    /// message that would pass it is refused with RESOURCE_EXHAUSTED.
+    pub max_inflight_bytes: u64,
+    /// The same, per connection.
+    pub max_inflight_bytes_per_connection: u64,
 }
 
 /// The `[watch]` section: the change feed behind `WatchService`.
@@ -428,6 +440,11 @@ impl Default for GrpcSettings {
             request_timeout_secs: 60,
             shutdown_grace_secs: 10,
             max_batch_items: 10_000,
+            max_connections: 10_000,
+            preface_timeout_secs: 10,
+            idle_timeout_secs: 600,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            max_inflight_bytes_per_connection: 64 * 1024 * 1024,
         }
     }
 }
@@ -521,6 +538,28 @@ impl Config {
         }
         if self.grpc.request_timeout_secs == 0 {
             return invalid("grpc.request_timeout_secs", "must be at least 1");
+        }
+        if self.grpc.max_connections == 0 {
+            return invalid("grpc.max_connections", "must be at least 1");
+        }
+        if self.grpc.preface_timeout_secs == 0 {
+            return invalid("grpc.preface_timeout_secs", "must be at least 1");
+        }
+        let max_message = self.max_message_bytes() as u64;
+        if self.grpc.max_inflight_bytes_per_connection < max_message {
+            return invalid(
+                "grpc.max_inflight_bytes_per_connection",
+                &format!(
+                    "must be at least the largest message, {max_message} bytes \
+                     (engine.max_value_bytes plus the largest key and framing)"
+                ),
+            );
+        }
+        if self.grpc.max_inflight_bytes < self.grpc.max_inflight_bytes_per_connection {
+            return invalid(
+                "grpc.max_inflight_bytes",
+                "must be at least grpc.max_inflight_bytes_per_connection",
+            );
         }
         if !(1..=1_000_000).contains(&self.grpc.max_batch_items) {
             return invalid("grpc.max_batch_items", "must be between 1 and 1000000");

@@ -30,6 +30,7 @@ pub mod change_feed;
 pub mod config;
 pub mod error;
 pub mod healthcheck;
+pub mod limits;
 pub mod observe;
 pub mod process;
 pub mod server;

@@ -11,7 +11,6 @@ use shoal_proto::v1::cache_service_server::CacheServiceServer;
 use shoal_proto::v1::collection_service_server::CollectionServiceServer;
 use shoal_proto::v1::watch_service_server::WatchServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -20,9 +19,11 @@ use crate::change_feed::ChangeFeed;
 use crate::config::Config;
 use crate::engine::{Engine, ExpirySweeper};
 use crate::error::ServerError;
+use crate::limits::connections::{self, ConnectionLimits};
+use crate::limits::inflight::{InflightLayer, InflightLimits};
 use crate::observe::admin_http::{self, Readiness};
 use crate::observe::metrics::Metrics;
-use crate::observe::traffic::TrackedConnection;
+use crate::process::open_files;
 use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
 
 /// Binds `config.listen` (and `config.admin.listen`) and serves until
@@ -108,7 +109,7 @@ pub async fn serve_listeners(
         tracing::warn!("the engine already has a change sink; Watch is unavailable");
         feed.close();
     }
-    let state = ServiceState::new(engine, feed.clone(), config.grpc.max_batch_items);
+    let state = ServiceState::new(engine, feed.clone(), &config.grpc);
     let max_message = config.max_message_bytes();
     let readiness = Readiness::ready();
     let admin = admin.map(|listener| {
@@ -149,7 +150,21 @@ pub async fn serve_listeners(
 
     let grpc = &config.grpc;
     let request_timeout = Duration::from_secs(grpc.request_timeout_secs);
+    let inflight = InflightLimits {
+        server: Arc::clone(&state.inflight),
+        per_connection: grpc.max_inflight_bytes_per_connection,
+        max_message: max_message as u64,
+    };
+    // Flow-control windows no larger than a connection's in-flight budget
+    // (hyper's defaults, 1 MiB, unless the budget is smaller).
+    let window = grpc
+        .max_inflight_bytes_per_connection
+        .min(1024 * 1024)
+        .try_into()
+        .unwrap_or(u32::MAX);
     let router = Server::builder()
+        .initial_connection_window_size(window)
+        .initial_stream_window_size(window)
         .max_concurrent_streams(grpc.max_concurrent_streams)
         .http2_max_pending_accept_reset_streams(Some(grpc.max_pending_accept_reset_streams))
         .http2_max_header_list_size(grpc.max_header_list_size)
@@ -157,6 +172,7 @@ pub async fn serve_listeners(
         .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
         .timeout(request_timeout)
         .layer(state.rpc_layer(Some(request_timeout)))
+        .layer(InflightLayer::new(inflight))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -166,6 +182,7 @@ pub async fn serve_listeners(
         .add_service(watch)
         .add_service(admin_api);
 
+    let stopping_traffic = Arc::clone(&state.traffic);
     let grace = config.shutdown_grace();
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let stopping_state = state.clone();
@@ -201,9 +218,13 @@ pub async fn serve_listeners(
     tracing::info!(addr = ?local_addr, "shoal-server listening");
     let connections = {
         let state = state.clone();
-        accepted_without_delay(listener).map(move |accepted| {
-            accepted.map(|stream| TrackedConnection::new(stream, Arc::clone(&state.traffic)))
-        })
+        let stopped = async move { state.stopped().await };
+        connections::accept(
+            listener,
+            connection_limits(grpc),
+            Arc::clone(&stopping_traffic),
+            stopped,
+        )
     };
     let serving = router.serve_with_incoming_shutdown(connections, stop_accepting);
     tokio::pin!(serving);
@@ -224,6 +245,36 @@ pub async fn serve_listeners(
     }
     tracing::info!("shoal-server stopped");
     Ok(result?)
+}
+
+/// The limits connections are held to, with the cap kept below the
+/// open-file limit (raised as far as it goes first).
+fn connection_limits(grpc: &crate::config::GrpcSettings) -> ConnectionLimits {
+    let max_connections = match open_files::raise_limit() {
+        Ok(limit) => {
+            let cap = open_files::connection_cap(grpc.max_connections, limit);
+            if cap < grpc.max_connections {
+                tracing::warn!(
+                    configured = grpc.max_connections,
+                    cap,
+                    open_file_limit = limit,
+                    "grpc.max_connections lowered to stay below the open-file limit"
+                );
+            }
+            cap
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit");
+            grpc.max_connections
+        }
+    };
+    ConnectionLimits {
+        max_connections,
+        preface_timeout: Duration::from_secs(grpc.preface_timeout_secs),
+        idle_timeout: (grpc.idle_timeout_secs > 0)
+            .then(|| Duration::from_secs(grpc.idle_timeout_secs)),
+        inflight_bytes: grpc.max_inflight_bytes_per_connection,
+    }
 }
 
 /// The connections `listener` accepts, with Nagle's algorithm off.

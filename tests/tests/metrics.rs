@@ -382,7 +382,16 @@ async fn probes_report_liveness_and_readiness() {
     assert_eq!(http_get(admin, "/readyz").await.0, 200);
     assert_eq!(http_get(admin, "/nothing").await.0, 404);
 
-    // An open stream keeps the server draining while the probes are read.
+    // A call in flight keeps the server draining while the probes are read:
+    // a SetBatch whose client has not finished sending.
+    let mut client = raw(&server).await;
+    let (more, chunks) = tokio::sync::mpsc::channel::<pb::SetBatchRequest>(1);
+    let held = tokio::spawn(async move {
+        client
+            .batch
+            .set_batch(tokio_stream::wrappers::ReceiverStream::new(chunks))
+            .await
+    });
     let channel = tonic::transport::Endpoint::from_shared(server.endpoint())
         .expect("endpoint")
         .connect()
@@ -396,12 +405,27 @@ async fn probes_report_liveness_and_readiness() {
         .expect("watch")
         .into_inner();
     assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
+    let mut open = 0;
+    for _ in 0..1000 {
+        let (_, text) = http_get(admin, "/metrics").await;
+        open = text
+            .lines()
+            .find_map(|line| line.strip_prefix("shoal_streams_open "))
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0);
+        if open >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(open >= 2, "the SetBatch and the health Watch are open");
     server.begin_shutdown();
     assert_eq!(next_status(&mut watch).await, ServingStatus::NotServing);
     let (code, body) = http_get(admin, "/readyz").await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(http_get(admin, "/healthz").await.0, 200, "still alive");
-    drop(watch);
+    drop((watch, more));
+    let _ = held.await;
     server.stop().await.expect("clean stop");
 }
 

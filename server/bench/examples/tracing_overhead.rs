@@ -151,7 +151,11 @@ where
 fn time_layer() -> (f64, f64) {
     const CALLS: u32 = 200_000;
     let feed = shoal_server::change_feed::ChangeFeed::new(16, 1);
-    let state = ServiceState::new(Engine::new(EngineConfig::default()), feed, 10_000);
+    let state = ServiceState::new(
+        Engine::new(EngineConfig::default()),
+        feed,
+        &shoal_server::config::Config::default().grpc,
+    );
     let layered = state
         .rpc_layer(Some(Duration::from_secs(60)))
         .layer(AnswersAtOnce);

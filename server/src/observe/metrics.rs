@@ -3,7 +3,7 @@
 //! Nothing here counts anything: every figure is read at scrape time from
 //! where it is already kept (the engine's per-namespace statistics and
 //! budget, [`RpcStats`](crate::observe::rpc_stats::RpcStats),
-//! [`Traffic`](crate::observe::traffic::Traffic),
+//! [`Traffic`](crate::limits::traffic::Traffic),
 //! the Watch [`ChangeFeed`](crate::change_feed::ChangeFeed)),
 //! so the metrics and `AdminService.Stats` always agree and the request path
 //! pays for no second set of counters.
@@ -105,6 +105,7 @@ impl Collector for ServerCollector {
             None,
             traffic.streams_open(),
         )?;
+        self.encode_limits(&mut encoder)?;
         let watch = &state.feed;
         gauge(
             &mut encoder,
@@ -124,6 +125,49 @@ impl Collector for ServerCollector {
 }
 
 impl ServerCollector {
+    /// What the limits on clients hold and refuse.
+    fn encode_limits(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let inflight = &self.state.inflight;
+        gauge(
+            encoder,
+            "shoal_inflight_request",
+            "Bytes of request messages held before they are whole.",
+            Some(&Unit::Bytes),
+            inflight.used(),
+        )?;
+        gauge(
+            encoder,
+            "shoal_inflight_request_limit",
+            "The limit on them (grpc.max_inflight_bytes).",
+            Some(&Unit::Bytes),
+            inflight.limit(),
+        )?;
+        let traffic = &self.state.traffic;
+        let closed: [(&str, u64); 3] = [
+            ("max_connections", traffic.refused_at_cap()),
+            ("preface_timeout", traffic.preface_timeouts()),
+            ("idle_timeout", traffic.idle_closes()),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "shoal_connections_closed_by_limit",
+            "Connections the server closed because of a limit, by limit.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (limit, count) in closed {
+            let labels = [("limit", limit)];
+            encode_counter(&mut family.encode_family(&labels)?, count)?;
+        }
+        let mut refused = encoder.encode_descriptor(
+            "shoal_inflight_refusals",
+            "Request messages refused because the server's in-flight budget \
+             (grpc.max_inflight_bytes) was full.",
+            None,
+            MetricType::Counter,
+        )?;
+        encode_counter(&mut refused, inflight.refused())
+    }
+
     fn encode_requests(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let methods = self.state.rpc_stats.snapshot();
         let mut requests = encoder.encode_descriptor(

@@ -1,19 +1,18 @@
 //! Seeing what the server does: logs and OpenTelemetry traces, Prometheus
-//! metrics, per-RPC statistics, open connections and streams, and the admin
-//! HTTP listener that serves metrics and probes.
+//! metrics, per-RPC statistics, and the admin HTTP listener that serves
+//! metrics and probes.
 //!
 //! - [`telemetry`]: the tracing subscriber, OTLP export and the span of each
 //!   call.
 //! - [`rpc_layer`]: the tower layer that opens that span and records each
 //!   call's code and duration in [`rpc_stats`].
-//! - [`traffic`]: connections and streams open now.
 //! - [`metrics`]: the Prometheus text, read at scrape time from the same
 //!   counters `AdminService.Stats` reports.
 //! - [`admin_http`]: `/metrics`, `/healthz` and `/readyz`.
 //!
 //! The services use the leaves of this folder (spans from [`telemetry`],
-//! the counters of [`rpc_stats`] and [`traffic`]), and one module here
-//! reads the services back: [`metrics`] reads the `ServiceState` at scrape
+//! the counters of [`rpc_stats`]), and one module here reads the services
+//! back: [`metrics`] reads the `ServiceState` at scrape
 //! time, because that state is where every figure `/metrics` reports is
 //! kept, and copying them into a second place on every call would cost the
 //! hot path. No file imports one that imports it back.
@@ -23,4 +22,3 @@ pub mod metrics;
 pub mod rpc_layer;
 pub mod rpc_stats;
 pub mod telemetry;
-pub mod traffic;

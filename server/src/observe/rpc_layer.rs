@@ -13,6 +13,15 @@
 //! response being dropped unfinished (the client went away, or the deadline
 //! passed). A stream's latency thus runs until its last message and status
 //! went out.
+//!
+//! The layer also bounds streamed replies, which tonic's request timeout
+//! does not (it ends once the reply's headers are out): a reply still
+//! streaming at the call's deadline ends with DEADLINE_EXCEEDED, so that a
+//! reader that stalls cannot hold a collection's snapshot for ever. Calls
+//! that are sessions by design (Watch, Pipeline, the health Watch and
+//! reflection) have no deadline; instead, they end with UNAVAILABLE as soon
+//! as the server begins shutting down, so that draining waits only for
+//! calls that finish on their own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,14 +32,17 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use tokio::sync::watch;
+use tokio::time::Sleep;
 use tonic::Code;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Span;
 
+use crate::limits::connections::{ConnectionInfo, OpenStream};
+use crate::limits::traffic::Traffic;
 use crate::observe::rpc_stats::{MethodId, RpcStats};
 use crate::observe::telemetry;
-use crate::observe::traffic::Traffic;
 
 /// Observes every call of the services it wraps.
 #[derive(Debug, Clone)]
@@ -38,7 +50,18 @@ pub struct RpcLayer {
     stats: Arc<RpcStats>,
     traffic: Arc<Traffic>,
     server_timeout: Option<Duration>,
+    stopping: Option<watch::Receiver<bool>>,
 }
+
+/// Calls that are sessions rather than requests: no deadline, and ended at
+/// shutdown.
+const SESSIONS: &[&str] = &[
+    "/shoal.v1.WatchService/Watch",
+    "/shoal.v1.BatchService/Pipeline",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
 
 impl RpcLayer {
     /// Records each call's outcome into `stats` and counts it open in
@@ -55,7 +78,15 @@ impl RpcLayer {
             stats,
             traffic,
             server_timeout,
+            stopping: None,
         }
+    }
+
+    /// Ends session calls (see the module's documentation) with UNAVAILABLE
+    /// once `stopping` turns true.
+    pub fn ending_sessions_on(mut self, stopping: watch::Receiver<bool>) -> Self {
+        self.stopping = Some(stopping);
+        self
     }
 }
 
@@ -111,8 +142,12 @@ struct Call {
     started: Instant,
     /// The deadline the call runs under, if any.
     deadline: Option<Duration>,
+    /// How a streamed reply is bounded.
+    bound: ReplyBound,
     span: Span,
     code: Option<Code>,
+    /// Counts the call open on its connection, which is not idle meanwhile.
+    _connection: Option<OpenStream>,
 }
 
 impl Call {
@@ -124,15 +159,26 @@ impl Call {
             (Some(asked), Some(limit)) => Some(asked.min(limit)),
             (asked, limit) => asked.or(limit),
         };
+        let bound = if SESSIONS.contains(&request.uri().path()) {
+            ReplyBound::Session(layer.stopping.clone())
+        } else {
+            ReplyBound::Deadline(deadline.map(|deadline| tokio::time::Instant::now() + deadline))
+        };
         layer.traffic.stream_opened();
+        let connection = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(ConnectionInfo::open_stream);
         Self {
             stats,
             traffic: Arc::clone(&layer.traffic),
             method,
             started: Instant::now(),
             deadline,
+            bound,
             span,
             code: None,
+            _connection: connection,
         }
     }
 
@@ -190,7 +236,11 @@ where
                     }
                     (call, _) => call,
                 };
-                Ok(response.map(|inner| ObservedBody { inner, call }))
+                Ok(response.map(|inner| ObservedBody {
+                    inner: Some(inner),
+                    call,
+                    cutoff: None,
+                }))
             }
             Err(error) => {
                 if let Some(call) = call {
@@ -202,13 +252,74 @@ where
     }
 }
 
+/// What ends a streamed reply early.
+#[derive(Debug)]
+enum ReplyBound {
+    /// The call's deadline, if it has one.
+    Deadline(Option<tokio::time::Instant>),
+    /// A session's end: the server's shutdown, if it tells.
+    Session(Option<watch::Receiver<bool>>),
+}
+
+/// What a reply waits on, armed once it first waits for its inner body.
+enum Cutoff {
+    Deadline(Pin<Box<Sleep>>),
+    Stop(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl std::fmt::Debug for Cutoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cutoff::Deadline(_) => "Cutoff::Deadline",
+            Cutoff::Stop(_) => "Cutoff::Stop",
+        })
+    }
+}
+
+impl Cutoff {
+    /// The cutoff for a reply bounded by `bound`, if any.
+    fn arm(bound: &ReplyBound) -> Option<Self> {
+        match bound {
+            ReplyBound::Deadline(at) => {
+                at.map(|at| Cutoff::Deadline(Box::pin(tokio::time::sleep_until(at))))
+            }
+            ReplyBound::Session(stopping) => {
+                let mut stopping = stopping.clone()?;
+                Some(Cutoff::Stop(Box::pin(async move {
+                    // A dropped sender means the server is gone: end too.
+                    let _ = stopping.wait_for(|stopping| *stopping).await;
+                })))
+            }
+        }
+    }
+
+    /// The status the reply ends with once the cutoff is reached.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<(Code, &'static str)> {
+        match self {
+            Cutoff::Deadline(sleep) => sleep.as_mut().poll(cx).map(|()| {
+                (
+                    Code::DeadlineExceeded,
+                    "the reply was still streaming at the call's deadline \
+                     (grpc-timeout, or grpc.request_timeout_secs)",
+                )
+            }),
+            Cutoff::Stop(stop) => stop
+                .as_mut()
+                .poll(cx)
+                .map(|()| (Code::Unavailable, "the server is shutting down")),
+        }
+    }
+}
+
 pin_project! {
-    /// A response body that ends its call with the status in its trailers.
+    /// A response body that ends its call with the status in its trailers,
+    /// and ends early at its [`ReplyBound`].
     #[derive(Debug)]
     pub struct ObservedBody<B> {
         #[pin]
-        inner: B,
+        inner: Option<B>,
         call: Option<Call>,
+        cutoff: Option<Cutoff>,
     }
 }
 
@@ -220,10 +331,34 @@ impl<B: Body> Body for ObservedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
         let polled = {
             let _entered = this.call.as_ref().map(|call| call.span.enter());
-            ready!(this.inner.poll_frame(cx))
+            inner.poll_frame(cx)
+        };
+        let polled = match polled {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => {
+                // Only a reply that waits needs a cutoff: unary replies are
+                // ready at once and never arm one.
+                if this.cutoff.is_none()
+                    && let Some(call) = this.call.as_ref()
+                {
+                    *this.cutoff = Cutoff::arm(&call.bound);
+                }
+                let Some(cutoff) = this.cutoff.as_mut() else {
+                    return Poll::Pending;
+                };
+                let (code, message) = std::task::ready!(cutoff.poll(cx));
+                this.inner.set(None);
+                if let Some(call) = this.call.take() {
+                    call.end(code);
+                }
+                return Poll::Ready(Some(Ok(Frame::trailers(status_trailers(code, message)))));
+            }
         };
         let code = match &polled {
             Some(Ok(frame)) => frame
@@ -242,12 +377,22 @@ impl<B: Body> Body for ObservedBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
+}
+
+/// Trailers carrying `code` and `message`.
+fn status_trailers(code: Code, message: &'static str) -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from(code as i32));
+    trailers.insert("grpc-message", http::HeaderValue::from_static(message));
+    trailers
 }
 
 /// The `grpc-status` in `headers`, if any.

@@ -83,6 +83,9 @@ impl AdminApi {
             max_memory_bytes: budget.max_memory_bytes,
             eviction_policy: budget.policy.to_string(),
             charged_bytes: budget.charged_bytes,
+            inflight_request_bytes: self.state.inflight.used(),
+            max_inflight_request_bytes: self.state.inflight.limit(),
+            connections_open: self.state.traffic.connections_open(),
         })
     }
 

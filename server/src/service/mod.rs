@@ -29,10 +29,12 @@ pub use watch::{DEFAULT_HEARTBEAT_MS, MAX_WATCH_PREFIXES, WatchApi};
 use tonic::{Response, Status};
 
 use crate::change_feed::ChangeFeed;
+use crate::config::GrpcSettings;
 use crate::engine::{Engine, Namespace};
+use crate::limits::byte_budget::ByteBudget;
+use crate::limits::traffic::Traffic;
 use crate::observe::rpc_layer::RpcLayer;
 use crate::observe::rpc_stats::RpcStats;
-use crate::observe::traffic::Traffic;
 use status::engine_status;
 
 /// Defines a constant per method path, and `ALL` listing them.
@@ -114,6 +116,8 @@ pub struct ServiceState {
     /// whichever service serves it.
     pub(crate) rpc_stats: Arc<RpcStats>,
     pub(crate) traffic: Arc<Traffic>,
+    /// Bytes of unfinished request messages held now, server-wide.
+    pub(crate) inflight: Arc<ByteBudget>,
     pub(crate) started: Instant,
     /// Fans the engine's changes out to Watch streams.
     pub(crate) feed: Arc<ChangeFeed>,
@@ -126,8 +130,9 @@ pub struct ServiceState {
 
 impl ServiceState {
     /// State over `engine`, with fresh statistics, feeding Watch streams
-    /// from `feed` (which the caller has attached to the engine).
-    pub fn new(engine: Engine, feed: Arc<ChangeFeed>, max_batch_items: usize) -> Arc<Self> {
+    /// from `feed` (which the caller has attached to the engine), held to
+    /// the batch and in-flight limits of `grpc`.
+    pub fn new(engine: Engine, feed: Arc<ChangeFeed>, grpc: &GrpcSettings) -> Arc<Self> {
         let methods: Vec<&'static str> = method::ALL
             .iter()
             .chain(method::INFRASTRUCTURE)
@@ -139,7 +144,8 @@ impl ServiceState {
             traffic: Arc::default(),
             started: Instant::now(),
             feed,
-            max_batch_items,
+            max_batch_items: grpc.max_batch_items,
+            inflight: Arc::new(ByteBudget::new(grpc.max_inflight_bytes)),
             stopping: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -167,6 +173,7 @@ impl ServiceState {
             Arc::clone(&self.traffic),
             server_timeout,
         )
+        .ending_sessions_on(self.stopping.subscribe())
     }
 
     /// The namespace a write goes to, created if needed.

@@ -1,0 +1,368 @@
+//! Accepting connections, and closing the ones that only hold the server.
+//!
+//! - A cap on open connections (`grpc.max_connections`), kept below the
+//!   process's open-file limit: a connection over it is closed as soon as
+//!   it is accepted, counted and logged, so that the clients already
+//!   connected keep being served.
+//! - A deadline for the HTTP/2 preface (`grpc.preface_timeout_secs`): a
+//!   socket that sends nothing, or part of the preface, is closed.
+//! - A deadline for idle connections (`grpc.idle_timeout_secs`): a
+//!   connection with no call open for that long is closed (clients
+//!   reconnect when they next call).
+//! - An accept loop that, when the process runs out of file descriptors,
+//!   logs and backs off instead of retrying at once (which kept a core
+//!   busy while every new client timed out).
+//! - At shutdown the listener is closed at once, so that new clients are
+//!   refused and go elsewhere instead of waiting in the backlog.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+use tonic::transport::server::Connected;
+
+use super::byte_budget::ByteBudget;
+use super::traffic::Traffic;
+
+/// Bytes of the HTTP/2 client preface (RFC 9113, section 3.4).
+const PREFACE_BYTES: usize = 24;
+
+/// The settings connections are held to.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Most connections open at once.
+    pub max_connections: u64,
+    /// Time a new connection has to send the HTTP/2 preface.
+    pub preface_timeout: Duration,
+    /// Time a connection may stay open with no call; `None` for ever.
+    pub idle_timeout: Option<Duration>,
+    /// Bytes of unfinished request messages one connection may hold.
+    pub inflight_bytes: u64,
+}
+
+/// What the server knows of one connection; each of its requests carries it
+/// in its extensions (tonic puts it there from [`Connected`]).
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The peer's address.
+    pub remote: Option<SocketAddr>,
+    state: Arc<ConnectionState>,
+}
+
+impl ConnectionInfo {
+    /// The connection's budget for unfinished request messages.
+    pub fn inflight(&self) -> &Arc<ByteBudget> {
+        &self.state.inflight
+    }
+
+    /// Counts a call opened on this connection; the returned guard counts
+    /// it closed when dropped.
+    pub fn open_stream(&self) -> OpenStream {
+        self.state.streams.fetch_add(1, Ordering::AcqRel);
+        OpenStream {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+/// A call open on a connection; see [`ConnectionInfo::open_stream`].
+#[derive(Debug)]
+pub struct OpenStream {
+    state: Arc<ConnectionState>,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if self.state.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.state.idle_since_ms.store(
+                self.state.accepted.elapsed().as_millis() as u64,
+                Ordering::Release,
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ConnectionState {
+    accepted: Instant,
+    inflight: Arc<ByteBudget>,
+    streams: AtomicU64,
+    /// Milliseconds after `accepted` at which the last call closed.
+    idle_since_ms: AtomicU64,
+}
+
+/// An accepted connection: counted as open until dropped, and failed (which
+/// makes hyper close it) when a deadline of [`ConnectionLimits`] passes.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    traffic: Arc<Traffic>,
+    info: ConnectionInfo,
+    preface_deadline: Instant,
+    idle_timeout: Option<Duration>,
+    preface_read: usize,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, traffic: Arc<Traffic>, limits: &ConnectionLimits) -> Self {
+        traffic.connection_opened();
+        let accepted = Instant::now();
+        let preface_deadline = accepted + limits.preface_timeout;
+        let info = ConnectionInfo {
+            remote: stream.peer_addr().ok(),
+            state: Arc::new(ConnectionState {
+                accepted,
+                inflight: Arc::new(ByteBudget::new(limits.inflight_bytes)),
+                streams: AtomicU64::new(0),
+                idle_since_ms: AtomicU64::new(0),
+            }),
+        };
+        Self {
+            stream,
+            traffic,
+            info,
+            preface_deadline,
+            idle_timeout: limits.idle_timeout,
+            preface_read: 0,
+            timer: Box::pin(tokio::time::sleep_until(preface_deadline)),
+        }
+    }
+
+    /// When this connection is to be closed if nothing changes, and why.
+    fn deadline(&self) -> Option<(Instant, Closing)> {
+        if self.preface_read < PREFACE_BYTES {
+            return Some((self.preface_deadline, Closing::Preface));
+        }
+        let state = &self.info.state;
+        if state.streams.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let idle_since = Duration::from_millis(state.idle_since_ms.load(Ordering::Acquire));
+        Some((
+            state.accepted + idle_since + self.idle_timeout?,
+            Closing::Idle,
+        ))
+    }
+
+    /// Fails the read when a deadline has passed; otherwise arms the timer
+    /// for the next one.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let Some((deadline, closing)) = self.deadline() else {
+            return Poll::Pending;
+        };
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let reason = match closing {
+            Closing::Preface => {
+                self.traffic.count_preface_timeout();
+                "no HTTP/2 preface in time (grpc.preface_timeout_secs)"
+            }
+            Closing::Idle => {
+                self.traffic.count_idle_close();
+                "idle (grpc.idle_timeout_secs)"
+            }
+        };
+        tracing::debug!(peer = ?self.info.remote, reason, "closing connection");
+        Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, reason))
+    }
+}
+
+/// Why a connection is closed.
+#[derive(Debug, Clone, Copy)]
+enum Closing {
+    Preface,
+    Idle,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.traffic.connection_closed();
+    }
+}
+
+impl Connected for Connection {
+    type ConnectInfo = ConnectionInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                self.preface_read += buf.filled().len() - before;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => self.poll_deadline(cx).map(Err),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The connections a listener accepts, held to `limits`, until `stop`
+/// completes. The listener is owned by a task of its own, which closes it
+/// as soon as `stop` completes, whether or not the stream is still read (a
+/// server that has stopped reading would otherwise leave the port taking
+/// connections into its backlog for the whole shutdown).
+pub fn accept(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    traffic: Arc<Traffic>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> impl Stream<Item = io::Result<Connection>> + Send {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let mut state = AcceptState {
+        listener,
+        limits,
+        traffic,
+        stop: Box::pin(stop),
+        backoff: None,
+        last_cap_log: None,
+    };
+    tokio::spawn(async move {
+        while let Some(connection) = state.next().await {
+            if sender.send(Ok(connection)).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+struct AcceptState {
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    traffic: Arc<Traffic>,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The pause before the next accept, while descriptors run out.
+    backoff: Option<Duration>,
+    last_cap_log: Option<Instant>,
+}
+
+impl AcceptState {
+    /// The next connection to serve, or `None` once stopped.
+    async fn next(&mut self) -> Option<Connection> {
+        const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+        const MAX_BACKOFF: Duration = Duration::from_secs(1);
+        loop {
+            if let Some(pause) = self.backoff {
+                tokio::select! {
+                    () = &mut self.stop => return None,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            let accepted = tokio::select! {
+                () = &mut self.stop => return None,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    self.backoff = None;
+                    if self.traffic.connections_open() >= self.limits.max_connections {
+                        self.refuse(peer);
+                        continue;
+                    }
+                    // Nagle's algorithm off: with it, the last frames of a
+                    // streamed reply wait for the client's delayed ACK,
+                    // which held every GetBatch or Scan call for ~40 ms.
+                    let _ = stream.set_nodelay(true);
+                    return Some(Connection::new(
+                        stream,
+                        Arc::clone(&self.traffic),
+                        &self.limits,
+                    ));
+                }
+                Err(error) if is_out_of_descriptors(&error) => {
+                    let pause = self
+                        .backoff
+                        .map_or(FIRST_BACKOFF, |pause| (pause * 2).min(MAX_BACKOFF));
+                    if self.backoff.is_none() {
+                        tracing::warn!(
+                            %error,
+                            open = self.traffic.connections_open(),
+                            "cannot accept connections: out of file descriptors; backing off"
+                        );
+                    }
+                    self.backoff = Some(pause);
+                }
+                // The peer gave up before it was accepted, and the like:
+                // nothing to do but take the next.
+                Err(error) => tracing::debug!(%error, "accept failed"),
+            }
+        }
+    }
+
+    fn refuse(&mut self, peer: SocketAddr) {
+        self.traffic.count_refused_at_cap();
+        let now = Instant::now();
+        if self
+            .last_cap_log
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(10))
+        {
+            self.last_cap_log = Some(now);
+            tracing::warn!(
+                %peer,
+                max = self.limits.max_connections,
+                refused = self.traffic.refused_at_cap(),
+                "connection refused: grpc.max_connections are open"
+            );
+        }
+    }
+}
+
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    // EMFILE (24) and ENFILE (23): the process's or the system's limit;
+    // ENOBUFS and ENOMEM are as lasting.
+    matches!(error.raw_os_error(), Some(23 | 24 | 105 | 12))
+}

@@ -1,0 +1,308 @@
+//! Bytes of request messages the server holds before they are whole.
+//!
+//! tonic reads a request body as fast as the client sends it and keeps the
+//! bytes until the message they belong to is complete, releasing HTTP/2
+//! flow-control credit as it goes; so the windows alone bound nothing, and
+//! one connection with many unfinished large messages could make the server
+//! hold streams × message size. Every request body therefore passes
+//! through a [`MeteredBody`], which reads each gRPC message's 5-byte prefix
+//! as it arrives and, before any byte of the message is buffered:
+//! - refuses a message longer than the largest the server accepts with
+//!   INVALID_ARGUMENT, naming the limit (tonic would answer OUT_OF_RANGE
+//!   only once it had buffered the prefix's worth);
+//! - reserves the message's length from its connection's budget and from
+//!   the server's, and refuses it with RESOURCE_EXHAUSTED when either would
+//!   pass its limit.
+//!
+//! The reservation is given back once the message's last byte has arrived
+//! (tonic then decodes it at once and the value moves into the engine,
+//! which charges it to the memory budget) or when the body is dropped. A
+//! refused message fails its call alone; the connection and its other
+//! calls go on.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+use tonic::Status;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::byte_budget::ByteBudget;
+use super::connections::ConnectionInfo;
+
+/// The limits one request body is held to.
+#[derive(Debug, Clone)]
+pub struct InflightLimits {
+    /// The server-wide budget.
+    pub server: Arc<ByteBudget>,
+    /// The budget of each connection, in bytes.
+    pub per_connection: u64,
+    /// The longest message accepted, in bytes.
+    pub max_message: u64,
+}
+
+/// Meters the request bodies of the services it wraps.
+#[derive(Debug, Clone)]
+pub struct InflightLayer {
+    limits: InflightLimits,
+}
+
+impl InflightLayer {
+    /// Meters every request body against `limits`.
+    pub fn new(limits: InflightLimits) -> Self {
+        Self { limits }
+    }
+}
+
+impl<S> Layer<S> for InflightLayer {
+    type Service = InflightService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InflightService {
+            inner,
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// The service [`InflightLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct InflightService<S> {
+    inner: S,
+    limits: InflightLimits,
+}
+
+impl<S> Service<http::Request<tonic::body::Body>> for InflightService<S>
+where
+    S: Service<http::Request<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        // A request that reached the server without a connection of ours
+        // (an embedder's own transport) gets a budget of its own.
+        let connection = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|connection| Arc::clone(connection.inflight()))
+            .unwrap_or_else(|| Arc::new(ByteBudget::new(self.limits.per_connection)));
+        let limits = self.limits.clone();
+        self.inner.call(
+            request.map(|body| tonic::body::Body::new(MeteredBody::new(body, connection, limits))),
+        )
+    }
+}
+
+/// A request body whose messages are reserved against their connection's
+/// and the server's budgets before they are buffered.
+#[derive(Debug)]
+pub struct MeteredBody<B> {
+    inner: B,
+    connection: Arc<ByteBudget>,
+    limits: InflightLimits,
+    /// The prefix of the next message, as far as it has arrived; read
+    /// while no message is under way (`remaining` is 0).
+    prefix: [u8; 5],
+    prefix_read: usize,
+    /// Bytes of the current message still to come.
+    remaining: u64,
+    /// Bytes reserved for the current message.
+    reserved: u64,
+    /// Set once a message was refused: the body then ends with that error.
+    failed: bool,
+}
+
+impl<B> MeteredBody<B> {
+    fn new(inner: B, connection: Arc<ByteBudget>, limits: InflightLimits) -> Self {
+        Self {
+            inner,
+            connection,
+            limits,
+            prefix: [0; 5],
+            prefix_read: 0,
+            remaining: 0,
+            reserved: 0,
+            failed: false,
+        }
+    }
+
+    /// Follows the messages in `data`, reserving each as its prefix
+    /// completes and releasing it as its last byte passes.
+    fn meter(&mut self, data: &Bytes) -> Result<(), Status> {
+        let mut rest: &[u8] = data;
+        while !rest.is_empty() {
+            if self.remaining == 0 {
+                let take = (5 - self.prefix_read).min(rest.len());
+                self.prefix[self.prefix_read..self.prefix_read + take]
+                    .copy_from_slice(&rest[..take]);
+                self.prefix_read += take;
+                rest.advance(take);
+                if self.prefix_read == 5 {
+                    self.prefix_read = 0;
+                    let length = u64::from(u32::from_be_bytes([
+                        self.prefix[1],
+                        self.prefix[2],
+                        self.prefix[3],
+                        self.prefix[4],
+                    ]));
+                    self.begin_message(length)?;
+                }
+                continue;
+            }
+            let take = self.remaining.min(rest.len() as u64);
+            rest.advance(take as usize);
+            self.remaining -= take;
+            if self.remaining == 0 {
+                self.release();
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_message(&mut self, length: u64) -> Result<(), Status> {
+        let max = self.limits.max_message;
+        if length > max {
+            return Err(Status::invalid_argument(format!(
+                "request message is {length} bytes, over the limit of {max} bytes \
+                 (engine.max_value_bytes plus the largest key and framing)"
+            )));
+        }
+        if !self.connection.try_reserve(length) {
+            return Err(Status::resource_exhausted(format!(
+                "requests in flight on this connection would hold more than {} bytes \
+                 (grpc.max_inflight_bytes_per_connection); retry when earlier calls finish",
+                self.connection.limit()
+            )));
+        }
+        if !self.limits.server.try_reserve(length) {
+            self.connection.release(length);
+            return Err(Status::resource_exhausted(format!(
+                "requests in flight would hold more than {} bytes on this server \
+                 (grpc.max_inflight_bytes); retry shortly",
+                self.limits.server.limit()
+            )));
+        }
+        self.reserved = length;
+        self.remaining = length;
+        if length == 0 {
+            self.release();
+        }
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        if self.reserved > 0 {
+            self.connection.release(self.reserved);
+            self.limits.server.release(self.reserved);
+            self.reserved = 0;
+        }
+    }
+}
+
+impl<B> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl<B> Body for MeteredBody<B>
+where
+    B: Body<Data = Bytes, Error = Status> + Unpin,
+{
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        let polled = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &polled
+            && let Some(data) = frame.data_ref()
+            && let Err(status) = self.meter(data)
+        {
+            self.failed = true;
+            self.release();
+            return Poll::Ready(Some(Err(status)));
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(server: u64, max_message: u64) -> InflightLimits {
+        InflightLimits {
+            server: Arc::new(ByteBudget::new(server)),
+            per_connection: 1 << 30,
+            max_message,
+        }
+    }
+
+    fn prefix(length: u32) -> Vec<u8> {
+        let mut bytes = vec![0];
+        bytes.extend_from_slice(&length.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_message_is_reserved_from_its_prefix_until_its_last_byte() {
+        let limits = limits(100, 1000);
+        let connection = Arc::new(ByteBudget::new(1000));
+        let mut body = MeteredBody::new((), Arc::clone(&connection), limits.clone());
+        // The prefix arrives split across frames.
+        body.meter(&Bytes::from(prefix(60)[..2].to_vec())).unwrap();
+        assert_eq!(limits.server.used(), 0);
+        body.meter(&Bytes::from(prefix(60)[2..].to_vec())).unwrap();
+        assert_eq!((limits.server.used(), connection.used()), (60, 60));
+        body.meter(&Bytes::from(vec![1; 59])).unwrap();
+        assert_eq!(limits.server.used(), 60);
+        // The last byte, and the next message's prefix, in one frame.
+        let mut frame = vec![1];
+        frame.extend(prefix(30));
+        frame.extend([2; 10]);
+        body.meter(&Bytes::from(frame)).unwrap();
+        assert_eq!((limits.server.used(), connection.used()), (30, 30));
+        drop(body);
+        assert_eq!((limits.server.used(), connection.used()), (0, 0));
+    }
+
+    #[test]
+    fn messages_over_a_budget_or_the_size_limit_are_refused() {
+        let limits = limits(100, 1000);
+        let connection = Arc::new(ByteBudget::new(1000));
+        let mut first = MeteredBody::new((), Arc::clone(&connection), limits.clone());
+        first.meter(&Bytes::from(prefix(80))).unwrap();
+        let mut second = MeteredBody::new((), Arc::clone(&connection), limits.clone());
+        let refused = second.meter(&Bytes::from(prefix(30))).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("grpc.max_inflight_bytes"));
+        assert_eq!(connection.used(), 80, "a refusal leaves nothing reserved");
+        let too_long = second.meter(&Bytes::from(prefix(1001))).unwrap_err();
+        assert_eq!(too_long.code(), tonic::Code::InvalidArgument);
+        assert!(too_long.message().contains("1000 bytes"));
+        assert_eq!(limits.server.refused(), 1);
+    }
+}
