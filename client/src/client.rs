@@ -500,6 +500,28 @@ impl Client {
         Ok(response.removed)
     }
 
+    /// Drops the namespace: its keys go and its slot under the server's
+    /// namespace limit is free (a later write makes it again, empty).
+    /// Returns how many keys it held, or `None` when it did not exist.
+    ///
+    /// # Errors
+    ///
+    /// Transport and server errors.
+    pub async fn drop_namespace(&self) -> Result<Option<u64>> {
+        let request = pb::DropNamespaceRequest {
+            namespace: self.ns(),
+        };
+        let response = self
+            .unary(
+                Idempotency::Idempotent,
+                &self.admin,
+                request,
+                |mut c, r| async move { c.drop_namespace(r).await },
+            )
+            .await?;
+        Ok(response.dropped.then_some(response.removed))
+    }
+
     /// Counters of every namespace, their total, and per-RPC counts.
     ///
     /// # Errors

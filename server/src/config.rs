@@ -79,6 +79,9 @@ pub struct EngineSettings {
     pub max_value_bytes: usize,
     /// Most namespaces.
     pub max_namespaces: usize,
+    /// Seconds a namespace may hold no key before its slot is reclaimed;
+    /// 0 keeps empty namespaces.
+    pub empty_namespace_grace_secs: u64,
 }
 
 /// The `[memory]` section.
@@ -417,6 +420,7 @@ impl Default for EngineSettings {
             max_key_bytes: engine.max_key_bytes,
             max_value_bytes: engine.max_value_bytes,
             max_namespaces: engine.max_namespaces,
+            empty_namespace_grace_secs: engine.empty_namespace_grace_ms / 1000,
         }
     }
 }
@@ -586,6 +590,8 @@ impl Config {
         engine.max_key_bytes = self.engine.max_key_bytes;
         engine.max_value_bytes = self.engine.max_value_bytes;
         engine.max_namespaces = self.engine.max_namespaces;
+        engine.empty_namespace_grace_ms =
+            self.engine.empty_namespace_grace_secs.saturating_mul(1000);
         engine.max_keys = self.memory.max_keys;
         engine.max_memory_bytes = self.memory.max_memory;
         engine.eviction_policy = self.memory.eviction_policy;

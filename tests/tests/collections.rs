@@ -320,6 +320,30 @@ async fn bad_collection_input_gets_its_documented_error_and_changes_nothing() {
         Code::InvalidArgument,
         &["field", "65536"],
     );
+    // Reads refuse what no write could have stored, as Get refuses an
+    // oversized key.
+    assert_status(
+        raw.collection
+            .h_get(pb::HGetRequest {
+                key: b("hash"),
+                field: Bytes::from(vec![b'f'; 65_537]),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        &["field", "65536"],
+    );
+    assert_status(
+        raw.collection
+            .s_is_member(pb::SIsMemberRequest {
+                key: b("set"),
+                member: Bytes::from(vec![b'm'; 65_537]),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        &["member", "65536"],
+    );
     assert_status(
         raw.collection
             .h_set(pb::HSetRequest {

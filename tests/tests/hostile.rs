@@ -515,3 +515,127 @@ async fn shutdown_ends_sessions_closes_the_port_and_does_not_wait_the_grace() {
         .expect("the server stops without waiting its grace period")
         .expect("clean stop");
 }
+
+#[tokio::test]
+async fn namespaces_can_be_dropped_and_empty_ones_are_reclaimed() {
+    let mut config = Config::default();
+    config.engine.max_namespaces = 3;
+    config.engine.empty_namespace_grace_secs = 1;
+    let server = TestServer::start_with(config).await;
+    let mut client = raw(&server).await;
+    let set_in = |namespace: &str, key: &str| pb::SetRequest {
+        namespace: namespace.to_string(),
+        ..set_request(key, "v")
+    };
+    for namespace in ["a", "b", "c"] {
+        client.cache.set(set_in(namespace, "k")).await.expect("set");
+    }
+    let full = client
+        .cache
+        .set(set_in("d", "k"))
+        .await
+        .expect_err("the namespaces are full");
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    assert!(full.message().contains("engine.max_namespaces"), "{full:?}");
+
+    let dropped = client
+        .admin
+        .drop_namespace(pb::DropNamespaceRequest {
+            namespace: "a".to_string(),
+        })
+        .await
+        .expect("drop")
+        .into_inner();
+    assert_eq!((dropped.dropped, dropped.removed), (true, 1));
+    client
+        .cache
+        .set(set_in("d", "k"))
+        .await
+        .expect("a slot is free");
+    let got = client
+        .cache
+        .get(pb::GetRequest {
+            namespace: "a".to_string(),
+            ..get_request("k")
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(!got.found, "a dropped namespace keeps nothing");
+
+    // Emptied, "b" gives its slot back after the grace.
+    client
+        .cache
+        .delete(pb::DeleteRequest {
+            namespace: "b".to_string(),
+            keys: vec![Bytes::from("k")],
+        })
+        .await
+        .expect("delete");
+    eventually("the empty namespace is reclaimed", || {
+        let mut client = client.clone();
+        async move {
+            let names = client
+                .admin
+                .list_namespaces(pb::ListNamespacesRequest {})
+                .await
+                .expect("list")
+                .into_inner()
+                .namespaces;
+            names == ["c", "d"]
+        }
+    })
+    .await;
+    client
+        .cache
+        .set(set_in("e", "k"))
+        .await
+        .expect("a slot is free");
+}
+
+#[tokio::test]
+async fn a_scan_cursor_is_refused_outside_the_namespace_that_issued_it() {
+    let server = TestServer::start().await;
+    let mut client = raw(&server).await;
+    for key in 0..50 {
+        client
+            .cache
+            .set(set_request(&format!("k{key}"), "v"))
+            .await
+            .expect("set");
+    }
+    let mut pages = client
+        .cache
+        .scan(pb::ScanRequest {
+            page_size: 5,
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("scan")
+        .into_inner();
+    let mut cursor = Bytes::new();
+    while let Some(page) = pages.next().await {
+        cursor = page.expect("page").cursor;
+    }
+    assert!(!cursor.is_empty(), "the scan stopped early with a cursor");
+    let elsewhere = client
+        .cache
+        .scan(pb::ScanRequest {
+            namespace: "other".to_string(),
+            cursor: cursor.clone(),
+            ..Default::default()
+        })
+        .await;
+    let status = match elsewhere {
+        Err(status) => status,
+        Ok(stream) => stream
+            .into_inner()
+            .next()
+            .await
+            .expect("an answer")
+            .expect_err("refused"),
+    };
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("cursor"), "{status:?}");
+}

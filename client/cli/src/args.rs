@@ -144,6 +144,13 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Drop the namespace (-n): its keys go and its slot under the
+    /// server's namespace limit is free; prints how many keys it held.
+    DropNamespace {
+        /// Confirm: without it nothing is dropped.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Show per-namespace counters and per-RPC call counts.
     Stats,
     /// List the namespaces the server knows, one per line.

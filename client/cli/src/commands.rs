@@ -74,6 +74,12 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 "flush deletes every key of the namespace; pass --yes to confirm".to_owned(),
             ));
         }
+        Command::DropNamespace { yes: false } => {
+            return Err(Failure::Usage(
+                "drop-namespace deletes every key of the namespace; pass --yes to confirm"
+                    .to_owned(),
+            ));
+        }
         // It opens connections of its own.
         Command::Bench(bench) => return crate::bench::run(cli, bench, out).await,
         _ => {}
@@ -201,6 +207,12 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Command::Flush { .. } => {
             let removed = client.flush().await?;
+            number_or_json(out, json, "removed", removed)
+        }
+        Command::DropNamespace { .. } => {
+            // A namespace that did not exist held no keys: dropping is
+            // idempotent.
+            let removed = client.drop_namespace().await?.unwrap_or(0);
             number_or_json(out, json, "removed", removed)
         }
         Command::Stats => {

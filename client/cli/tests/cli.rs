@@ -104,6 +104,15 @@ async fn scan_count_flush_stats_and_namespaces() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
     assert_eq!(ok(&server, &["-n", "shop", "count"]).await, "3\n");
     assert_eq!(ok(&server, &["-n", "shop", "flush", "--yes"]).await, "3\n");
+
+    ok(&server, &["-n", "shop", "set", "k", "v"]).await;
+    let refused = shoal(&server, &["-n", "shop", "drop-namespace"]).await;
+    assert!(!refused.status.success());
+    assert_eq!(
+        ok(&server, &["-n", "shop", "drop-namespace", "--yes"]).await,
+        "1\n"
+    );
+    assert_eq!(ok(&server, &["namespaces"]).await, "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

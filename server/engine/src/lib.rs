@@ -42,7 +42,6 @@ mod value;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -100,6 +99,10 @@ pub struct EngineConfig {
     pub max_value_bytes: usize,
     /// Most namespaces that may exist at once.
     pub max_namespaces: usize,
+    /// Milliseconds a namespace may hold no key before the sweeper
+    /// reclaims its slot (when nothing outside the engine still holds it);
+    /// 0 keeps empty namespaces. A write makes it again.
+    pub empty_namespace_grace_ms: u64,
     /// Most keys the engine holds across namespaces; 0 for no limit.
     pub max_keys: u64,
     /// Most bytes the engine's entries may be charged (keys, values and a
@@ -132,6 +135,7 @@ impl Default for EngineConfig {
             max_key_bytes: 64 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
             max_namespaces: 1024,
+            empty_namespace_grace_ms: 60_000,
             max_keys: 0,
             max_memory_bytes: 0,
             eviction_policy: EvictionPolicy::default(),
@@ -171,7 +175,6 @@ struct EngineInner {
     clock: Arc<dyn Clock>,
     sink: Arc<change::SinkSlot>,
     namespaces: RwLock<HashMap<Arc<str>, Arc<Namespace>>>,
-    cursor_epoch: u64,
     budget: Arc<budget::Budget>,
 }
 
@@ -208,7 +211,6 @@ impl Engine {
                 clock,
                 sink: Arc::new(change::SinkSlot::new(sink)),
                 namespaces: RwLock::new(HashMap::new()),
-                cursor_epoch: RandomState::new().hash_one(std::process::id()),
             }),
         }
     }
@@ -263,11 +265,65 @@ impl Engine {
             limits,
             Arc::clone(&self.inner.clock),
             Arc::clone(&self.inner.sink),
-            self.inner.cursor_epoch,
             self.budget_for(&name),
         ));
         namespaces.insert(name, Arc::clone(&namespace));
         Ok(namespace)
+    }
+
+    /// Drops the namespace called `name` (empty means
+    /// [`DEFAULT_NAMESPACE`]): its keys are removed, as a flush removes
+    /// them, and its slot under `max_namespaces` is free. Returns how many
+    /// keys it held, or `None` when it did not exist. A write already under
+    /// way when it is dropped may still land in the dropped namespace, and
+    /// is freed with it; later writes make a new, empty namespace.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidNamespace`] for a bad name.
+    pub fn drop_namespace(&self, name: &str) -> Result<Option<u64>, EngineError> {
+        validate_namespace(name)?;
+        let dropped = self
+            .inner
+            .namespaces
+            .write()
+            .remove(canonical_namespace(name));
+        Ok(dropped.map(|namespace| namespace.flush()))
+    }
+
+    /// Reclaims the slots of namespaces that have held no key for
+    /// `empty_namespace_grace_ms`, as seen by earlier calls, and that
+    /// nothing outside the engine holds (no call under way, no handle kept
+    /// by an embedder). Returns how many were reclaimed. The sweeper calls
+    /// this about once a second.
+    pub fn reclaim_empty_namespaces(&self) -> usize {
+        let grace = self.inner.config.empty_namespace_grace_ms;
+        if grace == 0 {
+            return 0;
+        }
+        let now = self.inner.clock.now_ms().max(1);
+        let due: Vec<Arc<str>> = self
+            .namespaces()
+            .into_iter()
+            .filter(|namespace| namespace.idle_for(now) >= grace)
+            .map(|namespace| Arc::from(namespace.name()))
+            .collect();
+        if due.is_empty() {
+            return 0;
+        }
+        let mut namespaces = self.inner.namespaces.write();
+        let mut reclaimed = 0;
+        for name in due {
+            // Under the write lock no one can take a new handle, so a count
+            // of one means the map's is the only one.
+            if let Some(namespace) = namespaces.get(&name)
+                && Arc::strong_count(namespace) == 1
+                && namespace.is_empty()
+            {
+                namespaces.remove(&name);
+                reclaimed += 1;
+            }
+        }
+        reclaimed
     }
 
     /// The budget a new namespace called `name` reports to: its own, inside

@@ -46,8 +46,11 @@ pub struct Namespace {
     limits: Limits,
     clock: Arc<dyn Clock>,
     sink: Arc<SinkSlot>,
-    /// Identifies this namespace instance in scan cursors.
-    cursor_epoch: u64,
+    /// The secret this namespace instance tags its scan cursors with.
+    cursor_secret: u64,
+    /// When the reclaimer first found this namespace empty (ms on the
+    /// engine's clock; 0 when it was not).
+    empty_since_ms: std::sync::atomic::AtomicU64,
     /// The engine-wide key and memory budget.
     budget: Arc<Budget>,
 }
@@ -68,11 +71,11 @@ impl Namespace {
         limits: Limits,
         clock: Arc<dyn Clock>,
         sink: Arc<SinkSlot>,
-        cursor_epoch: u64,
         budget: Arc<Budget>,
     ) -> Self {
         debug_assert!(shard_count.is_power_of_two());
         let hasher = foldhash::fast::RandomState::default();
+        let name_for_secret = Arc::clone(&name);
         Self {
             name,
             shards: (0..shard_count)
@@ -83,7 +86,8 @@ impl Namespace {
             limits,
             clock,
             sink,
-            cursor_epoch,
+            cursor_secret: std::hash::RandomState::new().hash_one(&*name_for_secret),
+            empty_since_ms: std::sync::atomic::AtomicU64::new(0),
             budget,
         }
     }

@@ -41,8 +41,19 @@ pub struct ScanPage {
     pub cursor: Option<ScanCursor>,
 }
 
-const CURSOR_FORMAT: u8 = 1;
+/// A cursor's bytes: format, tag, shard, whether a position follows, and
+/// the position's hash and key. The tag is a hash, keyed with a secret of
+/// the namespace instance that issued it, over everything after it: a
+/// cursor edited, or issued by another namespace (or by this namespace
+/// before it was dropped and made again), fails its check.
+const CURSOR_FORMAT: u8 = 2;
 const CURSOR_HEADER_BYTES: usize = 1 + 8 + 4 + 1 + 8;
+
+/// The tag of a cursor's fields under `secret`.
+fn cursor_tag(secret: u64, shard: u32, position: Option<(u64, &[u8])>) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(secret).hash_one((shard, position))
+}
 
 impl ScanCursor {
     /// The cursor that starts a scan.
@@ -50,11 +61,12 @@ impl ScanCursor {
         Self::default()
     }
 
-    pub(crate) fn encode(&self, epoch: u64) -> Bytes {
+    pub(crate) fn encode(&self, secret: u64) -> Bytes {
         let key_len = self.after.as_ref().map_or(0, |(_, key)| key.len());
         let mut out = BytesMut::with_capacity(CURSOR_HEADER_BYTES + key_len);
         out.put_u8(CURSOR_FORMAT);
-        out.put_u64_le(epoch);
+        let position = self.after.as_ref().map(|(hash, key)| (*hash, &key[..]));
+        out.put_u64_le(cursor_tag(secret, self.shard, position));
         out.put_u32_le(self.shard);
         match &self.after {
             None => {
@@ -72,7 +84,7 @@ impl ScanCursor {
 
     pub(crate) fn decode(
         bytes: &[u8],
-        epoch: u64,
+        secret: u64,
         shard_count: usize,
     ) -> Result<Self, EngineError> {
         if bytes.is_empty() {
@@ -83,18 +95,22 @@ impl ScanCursor {
         }
         let mut input = bytes;
         let format = input.get_u8();
-        let cursor_epoch = input.get_u64_le();
+        let tag = input.get_u64_le();
         let shard = input.get_u32_le();
         let has_position = input.get_u8();
         let hash = input.get_u64_le();
-        if format != CURSOR_FORMAT || cursor_epoch != epoch || shard as usize >= shard_count {
+        if format != CURSOR_FORMAT || shard as usize >= shard_count {
             return Err(EngineError::InvalidCursor);
         }
-        let after = match has_position {
+        let position = match has_position {
             0 if input.is_empty() => None,
-            1 if !input.is_empty() => Some((hash, Bytes::copy_from_slice(input))),
+            1 if !input.is_empty() => Some((hash, input)),
             _ => return Err(EngineError::InvalidCursor),
         };
+        if tag != cursor_tag(secret, shard, position) {
+            return Err(EngineError::InvalidCursor);
+        }
+        let after = position.map(|(hash, key)| (hash, Bytes::copy_from_slice(key)));
         Ok(Self { shard, after })
     }
 }

@@ -127,6 +127,17 @@ pub(crate) struct ShardState {
     pub(crate) counters: WriteCounters,
 }
 
+impl Drop for ShardState {
+    /// Gives back what the shard held to its budget: a dropped namespace's
+    /// entries, written after it was flushed, stop counting once it goes.
+    fn drop(&mut self) {
+        if self.budget.policy().is_some() {
+            self.budget
+                .report((self.reported.0, 0), (self.reported.1, 0));
+        }
+    }
+}
+
 impl ShardState {
     pub(crate) fn len(&self) -> usize {
         self.table.len()

@@ -1,4 +1,5 @@
-//! A background thread that reclaims expired keys.
+//! A background thread that reclaims expired keys, and the slots of
+//! namespaces left empty.
 //!
 //! Reads already treat an expired key as absent; the sweeper makes sure keys
 //! nobody reads again also give their memory back, within about one second
@@ -20,6 +21,9 @@ use super::Engine;
 /// and a million keys are still reclaimed as quickly (`expiry_reclaim`).
 pub const KEYS_PER_LOCK: usize = 128;
 
+/// How often the sweeper looks for empty namespaces to reclaim.
+const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Handle to a running sweeper; dropping it stops the thread.
 #[derive(Debug)]
 pub struct ExpirySweeper {
@@ -39,8 +43,13 @@ impl ExpirySweeper {
             .name("shoal-expiry".into())
             .spawn(move || {
                 let (stopped, wake) = &*signal;
+                let mut last_reclaim = std::time::Instant::now();
                 loop {
                     engine.sweep_expired(KEYS_PER_LOCK);
+                    if last_reclaim.elapsed() >= RECLAIM_INTERVAL {
+                        engine.reclaim_empty_namespaces();
+                        last_reclaim = std::time::Instant::now();
+                    }
                     let mut stopped = stopped.lock();
                     if !*stopped {
                         wake.wait_for(&mut stopped, interval);

@@ -1530,3 +1530,129 @@ fn a_shard_spans_an_odd_number_of_cache_lines() {
         "a shard of {size} bytes is an even number of lines"
     );
 }
+
+#[test]
+fn a_dropped_namespace_loses_its_keys_and_frees_its_slot() {
+    let clock = ManualClock::new(START_MS);
+    let config = EngineConfig {
+        max_namespaces: 2,
+        max_keys: 1000,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_parts(config, Arc::new(clock), None);
+    let first = engine.namespace("first").expect("namespace");
+    for key in ["a", "b", "c"] {
+        first
+            .set(key.as_bytes(), bytes("v"), SetOptions::default())
+            .expect("set");
+    }
+    engine.namespace("second").expect("namespace");
+    assert!(engine.namespace("third").is_err());
+
+    assert_eq!(engine.drop_namespace("first"), Ok(Some(3)));
+    assert_eq!(engine.drop_namespace("first"), Ok(None));
+    assert!(matches!(
+        engine.drop_namespace("bad name"),
+        Err(EngineError::InvalidNamespace { .. })
+    ));
+    engine.namespace("third").expect("the slot is free");
+    // Made again, the name starts empty.
+    assert!(engine.drop_namespace("third").is_ok());
+    let again = engine.namespace("first").expect("namespace");
+    assert_eq!(again.get(b"a"), Ok(None));
+
+    // A write through a handle taken before the drop lands in the dropped
+    // namespace and is given back to the budget with it.
+    first
+        .set(b"late", bytes("v"), SetOptions::default())
+        .expect("set");
+    assert_eq!(engine.budget_usage().keys, 1);
+    drop(first);
+    assert_eq!(engine.budget_usage().keys, 0);
+}
+
+#[test]
+fn empty_namespaces_are_reclaimed_after_the_grace_unless_held() {
+    let clock = ManualClock::new(START_MS);
+    let config = EngineConfig {
+        empty_namespace_grace_ms: 1000,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_parts(config, Arc::new(clock.clone()), None);
+    engine
+        .namespace("emptied")
+        .expect("namespace")
+        .set(b"k", bytes("v"), SetOptions::default())
+        .expect("set");
+    engine
+        .namespace("emptied")
+        .expect("namespace")
+        .delete(&[b"k"])
+        .expect("delete");
+    engine
+        .namespace("full")
+        .expect("namespace")
+        .set(b"k", bytes("v"), SetOptions::default())
+        .expect("set");
+    let held = engine.namespace("held").expect("namespace");
+
+    assert_eq!(engine.reclaim_empty_namespaces(), 0, "first seen empty");
+    clock.advance_ms(999);
+    assert_eq!(engine.reclaim_empty_namespaces(), 0, "within the grace");
+    clock.advance_ms(1);
+    assert_eq!(engine.reclaim_empty_namespaces(), 1);
+    let names: Vec<String> = engine
+        .namespaces()
+        .iter()
+        .map(|namespace| namespace.name().to_string())
+        .collect();
+    assert_eq!(names, ["full", "held"]);
+    drop(held);
+    assert_eq!(engine.reclaim_empty_namespaces(), 1, "once no one holds it");
+
+    let off = Engine::with_parts(
+        EngineConfig {
+            empty_namespace_grace_ms: 0,
+            ..EngineConfig::default()
+        },
+        Arc::new(clock.clone()),
+        None,
+    );
+    off.namespace("kept").expect("namespace");
+    clock.advance_ms(1_000_000);
+    assert_eq!(off.reclaim_empty_namespaces(), 0);
+    assert_eq!(off.namespaces().len(), 1);
+}
+
+#[test]
+fn a_cursor_works_only_in_the_namespace_that_issued_it() {
+    let (_clock, engine, ns) = setup();
+    for key in 0..100 {
+        ns.set(
+            format!("k{key}").as_bytes(),
+            bytes("v"),
+            SetOptions::default(),
+        )
+        .expect("set");
+    }
+    let page = ns.scan(&ScanCursor::start(), &ScanFilter::default(), 10);
+    let cursor = ns.encode_cursor(&page.cursor.expect("more"));
+    assert!(ns.decode_cursor(&cursor).is_ok());
+
+    let other = engine.namespace("other").expect("namespace");
+    assert_eq!(
+        other.decode_cursor(&cursor),
+        Err(EngineError::InvalidCursor)
+    );
+    let mut edited = cursor.to_vec();
+    let last = edited.len() - 1;
+    edited[last] ^= 1;
+    assert_eq!(ns.decode_cursor(&edited), Err(EngineError::InvalidCursor));
+
+    engine.drop_namespace("test").expect("drop");
+    let again = engine.namespace("test").expect("namespace");
+    assert_eq!(
+        again.decode_cursor(&cursor),
+        Err(EngineError::InvalidCursor)
+    );
+}

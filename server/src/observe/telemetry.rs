@@ -148,7 +148,9 @@ impl Telemetry {
 }
 
 /// Installs the process-wide subscriber: log lines on stderr in
-/// `config.log.format` at the level `RUST_LOG` sets (`info` by default), and
+/// `config.log.format` at the level `RUST_LOG` sets (`info` by default),
+/// coloured only when stderr is a terminal (a file or a log collector gets
+/// plain text), and
 /// when `config.telemetry` names an OTLP endpoint, spans exported there.
 ///
 /// Must run inside a Tokio runtime, where the exporter keeps its connection.
@@ -159,7 +161,10 @@ impl Telemetry {
 pub fn init(config: &Config) -> Result<Telemetry, ServerError> {
     let provider = tracer_provider(&config.telemetry)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let logs = match config.log.format {
         LogFormat::Text => logs.boxed(),
         LogFormat::Json => logs.json().boxed(),

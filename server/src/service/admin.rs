@@ -100,6 +100,22 @@ impl AdminApi {
         Ok(pb::FlushResponse { removed })
     }
 
+    fn drop_namespace(
+        &self,
+        request: pb::DropNamespaceRequest,
+    ) -> Result<pb::DropNamespaceResponse, Status> {
+        record_call(&request.namespace, 0);
+        let removed = self
+            .state
+            .engine
+            .drop_namespace(&request.namespace)
+            .map_err(|error| engine_status(error, None))?;
+        Ok(pb::DropNamespaceResponse {
+            dropped: removed.is_some(),
+            removed: removed.unwrap_or(0),
+        })
+    }
+
     fn list_namespaces(&self) -> pb::ListNamespacesResponse {
         pb::ListNamespacesResponse {
             namespaces: self
@@ -146,6 +162,13 @@ impl AdminService for AdminApi {
         request: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
         reply(AdminApi::flush(self, request.into_inner()))
+    }
+
+    async fn drop_namespace(
+        &self,
+        request: Request<pb::DropNamespaceRequest>,
+    ) -> Result<Response<pb::DropNamespaceResponse>, Status> {
+        reply(AdminApi::drop_namespace(self, request.into_inner()))
     }
 
     async fn list_namespaces(

@@ -71,6 +71,7 @@ pub mod method {
         STATS = "/shoal.v1.AdminService/Stats";
         FLUSH = "/shoal.v1.AdminService/Flush";
         LIST_NAMESPACES = "/shoal.v1.AdminService/ListNamespaces";
+        DROP_NAMESPACE = "/shoal.v1.AdminService/DropNamespace";
         HSET = "/shoal.v1.CollectionService/HSet";
         HGET = "/shoal.v1.CollectionService/HGet";
         HMGET = "/shoal.v1.CollectionService/HMGet";

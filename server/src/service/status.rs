@@ -62,7 +62,11 @@ pub(crate) fn engine_status(error: EngineError, field: Option<&str>) -> Status {
         ),
         EngineError::TooManyNamespaces { .. } => Status::with_error_details(
             Code::ResourceExhausted,
-            message,
+            format!(
+                "{message} (engine.max_namespaces); drop unused ones with \
+                 AdminService.DropNamespace, empty ones are reclaimed after \
+                 engine.empty_namespace_grace_secs"
+            ),
             ErrorDetails::with_error_info("TOO_MANY_NAMESPACES", ERROR_DOMAIN, HashMap::new()),
         ),
     }

@@ -91,8 +91,10 @@ impl Namespace {
     /// The value of one field (Redis HGET).
     ///
     /// # Errors
-    /// Invalid key; WRONGTYPE.
+    /// Invalid key or field (a field longer than any stored one can be is
+    /// refused, as an oversized key is); WRONGTYPE.
     pub fn hget(&self, key: &[u8], field: &[u8]) -> Result<Option<Bytes>, EngineError> {
+        self.check_element("field", field)?;
         self.read_value(key, KeyType::Hash, |value| match value {
             None => Ok(None),
             Some(value) => Ok(as_hash(value)?.map.get(field).cloned()),
@@ -102,12 +104,15 @@ impl Namespace {
     /// The values of several fields, in order (Redis HMGET).
     ///
     /// # Errors
-    /// Invalid key; WRONGTYPE.
+    /// Invalid key or field; WRONGTYPE.
     pub fn hmget<F: AsRef<[u8]>>(
         &self,
         key: &[u8],
         fields: &[F],
     ) -> Result<Vec<Option<Bytes>>, EngineError> {
+        for field in fields {
+            self.check_element("field", field.as_ref())?;
+        }
         self.read_value(key, KeyType::Hash, |value| match value {
             None => Ok(vec![None; fields.len()]),
             Some(value) => {
@@ -135,8 +140,11 @@ impl Namespace {
     /// Removes fields (Redis HDEL); returns how many existed.
     ///
     /// # Errors
-    /// Invalid key; WRONGTYPE.
+    /// Invalid key or field; WRONGTYPE.
     pub fn hdel<F: AsRef<[u8]>>(&self, key: &[u8], fields: &[F]) -> Result<u64, EngineError> {
+        for field in fields {
+            self.check_element("field", field.as_ref())?;
+        }
         let outcome = self.write_collection(key, KeyType::Hash, false, Expiry::Keep, |value| {
             let hash = as_hash_mut(value)?;
             let removed: Vec<Bytes> = fields
@@ -164,8 +172,9 @@ impl Namespace {
     /// Whether a field exists (Redis HEXISTS).
     ///
     /// # Errors
-    /// Invalid key; WRONGTYPE.
+    /// Invalid key or field; WRONGTYPE.
     pub fn hexists(&self, key: &[u8], field: &[u8]) -> Result<bool, EngineError> {
+        self.check_element("field", field)?;
         self.read_value(key, KeyType::Hash, |value| {
             value.map_or(Ok(false), |value| {
                 Ok(as_hash(value)?.map.contains_key(field))

@@ -135,16 +135,18 @@ impl Namespace {
 
     /// Encodes a cursor for a client; see [`Namespace::decode_cursor`].
     pub fn encode_cursor(&self, cursor: &ScanCursor) -> Bytes {
-        cursor.encode(self.cursor_epoch)
+        cursor.encode(self.cursor_secret)
     }
 
     /// Decodes a cursor from [`Namespace::encode_cursor`]; an empty one
     /// starts a new scan.
     ///
     /// # Errors
-    /// [`EngineError::InvalidCursor`] for bytes this namespace did not issue.
+    /// [`EngineError::InvalidCursor`] for bytes this namespace did not issue:
+    /// edited, from another namespace, or from this one before it was
+    /// dropped and made again.
     pub fn decode_cursor(&self, bytes: &[u8]) -> Result<ScanCursor, EngineError> {
-        ScanCursor::decode(bytes, self.cursor_epoch, self.shards.len())
+        ScanCursor::decode(bytes, self.cursor_secret, self.shards.len())
     }
 
     /// Number of keys held (see [`NamespaceStats::keys`]).

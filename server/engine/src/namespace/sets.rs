@@ -107,6 +107,9 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn srem<M: AsRef<[u8]>>(&self, key: &[u8], members: &[M]) -> Result<u64, EngineError> {
+        for member in members {
+            self.check_element("member", member.as_ref())?;
+        }
         let outcome = self.write_collection(key, KeyType::Set, false, Expiry::Keep, |value| {
             let set = as_set_mut(value)?;
             let removed: Vec<Bytes> = members
@@ -137,12 +140,16 @@ impl Namespace {
     /// is SISMEMBER).
     ///
     /// # Errors
-    /// Invalid key; WRONGTYPE.
+    /// Invalid key or member (one longer than any stored one can be is
+    /// refused, as an oversized key is); WRONGTYPE.
     pub fn smismember<M: AsRef<[u8]>>(
         &self,
         key: &[u8],
         members: &[M],
     ) -> Result<Vec<bool>, EngineError> {
+        for member in members {
+            self.check_element("member", member.as_ref())?;
+        }
         self.read_value(key, KeyType::Set, |value| match value {
             None => Ok(vec![false; members.len()]),
             Some(value) => {

@@ -61,6 +61,24 @@ impl NamespaceStats {
 }
 
 impl Namespace {
+    /// How long, in milliseconds up to `now_ms`, this namespace has been
+    /// seen empty by the calls to this method (0 when it holds keys, or on
+    /// the first call that finds it empty).
+    pub(crate) fn idle_for(&self, now_ms: u64) -> u64 {
+        use std::sync::atomic::Ordering;
+        if !self.is_empty() {
+            self.empty_since_ms.store(0, Ordering::Relaxed);
+            return 0;
+        }
+        match self.empty_since_ms.load(Ordering::Relaxed) {
+            0 => {
+                self.empty_since_ms.store(now_ms, Ordering::Relaxed);
+                0
+            }
+            since => now_ms.saturating_sub(since),
+        }
+    }
+
     /// The namespace's own budget, when it has one (see
     /// [`NamespaceLimits`](super::NamespaceLimits)): what it holds against
     /// its limits.
