@@ -120,6 +120,22 @@ async fn metric(server: &TestServer, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The code a stream of messages ends with (OK for a clean end), skipping
+/// its messages; fails the test after [`PATIENCE`].
+async fn end_of<T>(stream: &mut tonic::Streaming<T>, what: &str) -> Code {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return status.code(),
+                None => return Code::Ok,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never: {what}"))
+}
+
 /// Polls `condition` until it holds, failing the test after [`PATIENCE`].
 async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
@@ -482,30 +498,14 @@ async fn shutdown_ends_sessions_closes_the_port_and_does_not_wait_the_grace() {
     assert_eq!(first.status, 1, "SERVING");
 
     server.begin_shutdown();
-    let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match watch.next().await {
-                Some(Ok(_)) => continue,
-                Some(Err(status)) => return status.code(),
-                None => return Code::Ok,
-            }
-        }
-    })
-    .await
-    .expect("the Watch ends");
-    assert_eq!(ended, Code::Unavailable);
-    let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match health.next().await {
-                Some(Ok(_)) => continue,
-                Some(Err(status)) => return status.code(),
-                None => return Code::Ok,
-            }
-        }
-    })
-    .await
-    .expect("the health Watch ends");
-    assert_eq!(ended, Code::Unavailable);
+    assert_eq!(
+        end_of(&mut watch, "the Watch ends").await,
+        Code::Unavailable
+    );
+    assert_eq!(
+        end_of(&mut health, "the health Watch ends").await,
+        Code::Unavailable
+    );
     eventually("the port refuses connections", || async {
         TcpStream::connect(addr).await.is_err()
     })

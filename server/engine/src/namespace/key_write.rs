@@ -10,6 +10,7 @@
 //! makes the cleanup happen in the right order on every path, errors
 //! included.
 
+use bytes::Bytes;
 use parking_lot::RwLockWriteGuard;
 
 use super::Namespace;
@@ -148,10 +149,19 @@ impl KeyWrite<'_> {
             .emit(self.after.shard, sequence, key, kind);
     }
 
-    /// Whether anyone listens for change records, so that a write can skip
-    /// building one.
-    pub(super) fn has_listener(&self) -> bool {
-        self.after.namespace.sink.get().is_some()
+    /// Announces that `key` now holds the string `value`; builds the record
+    /// only when someone listens.
+    pub(super) fn emit_set(&self, version: u64, key: &[u8], value: Bytes, expires_at_ms: u64) {
+        if self.after.namespace.sink.get().is_some() {
+            self.emit(
+                version,
+                key,
+                ChangeKind::Set {
+                    value,
+                    expires_at_ms,
+                },
+            );
+        }
     }
 
     /// Before a write to `key` that adds `extra_bytes` (and a key, when

@@ -144,16 +144,7 @@ impl Namespace {
                     .state
                     .upsert_at(slot, hash, key, Value::string(value.clone()), expires_at_ms);
             write.replaced = replaced;
-            if write.has_listener() {
-                write.emit(
-                    version,
-                    key,
-                    ChangeKind::Set {
-                        value,
-                        expires_at_ms,
-                    },
-                );
-            }
+            write.emit_set(version, key, value, expires_at_ms);
             version
         };
         drop(write);
@@ -208,16 +199,7 @@ impl Namespace {
                     .state
                     .upsert(hash, key, Value::string(text.clone()), expires_at_ms);
             write.replaced = replaced;
-            if write.has_listener() {
-                write.emit(
-                    version,
-                    key,
-                    ChangeKind::Set {
-                        value: text,
-                        expires_at_ms,
-                    },
-                );
-            }
+            write.emit_set(version, key, text, expires_at_ms);
             version
         };
         drop(write);
