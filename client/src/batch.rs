@@ -12,7 +12,8 @@ use shoal_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::client::{Client, to_bytes, with_deadline};
+use crate::call::{to_bytes, with_deadline};
+use crate::client::Client;
 use crate::compression;
 use crate::convert;
 use crate::error::{Error, Result};

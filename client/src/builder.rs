@@ -360,6 +360,24 @@ fn with_scheme(endpoint: &str) -> String {
     }
 }
 
+/// The ways to make a [`Client`]; they live here, beside the settings they
+/// fill in.
+impl Client {
+    /// A builder for a client with non-default settings.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// Connects to `endpoint` with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientBuilder::connect`].
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Self> {
+        ClientBuilder::new().endpoint(endpoint).connect().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

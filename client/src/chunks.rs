@@ -8,7 +8,8 @@ use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::codec::Streaming;
 
-use crate::client::{Client, with_deadline};
+use crate::call::with_deadline;
+use crate::client::Client;
 use crate::error::Result;
 
 use crate::retry::Idempotency;

@@ -13,22 +13,17 @@ use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tokio::time::Instant;
-use tokio_stream::Stream;
 
-use crate::builder::ClientBuilder;
+use crate::call::{to_bytes, with_deadline, within};
 use crate::compression::{self, Compression};
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::shared_stream::SharedStreams;
 
 use crate::retry::{Idempotency, RetryPolicy};
-use crate::scan;
 use crate::single_flight::Flights;
 use crate::telemetry::TracedChannel;
-use crate::types::{
-    Expiry, IncrementResult, ItemMeta, KeyInfo, ScanOptions, ScanPage, SetOptions, SetResult,
-    Stats, Ttl,
-};
+use crate::types::{Expiry, IncrementResult, ItemMeta, KeyInfo, SetOptions, SetResult, Stats, Ttl};
 
 /// A handle to a shoal server, bound to one namespace and one per-call
 /// deadline.
@@ -81,20 +76,6 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A builder for a client with non-default settings.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::new()
-    }
-
-    /// Connects to `endpoint` with the default settings.
-    ///
-    /// # Errors
-    ///
-    /// See [`ClientBuilder::connect`].
-    pub async fn connect(endpoint: impl Into<String>) -> Result<Self> {
-        ClientBuilder::new().endpoint(endpoint).connect().await
-    }
-
     /// The namespace this handle works in; empty means `default`.
     #[must_use]
     pub fn namespace(&self) -> &str {
@@ -397,69 +378,6 @@ impl Client {
         })
     }
 
-    /// One page of matching keys and the cursor of the next page; pass it in
-    /// [`ScanOptions::cursor`] to continue.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] for a bad pattern, page size or cursor.
-    pub async fn scan_page(&self, options: ScanOptions) -> Result<ScanPage> {
-        let request = convert::scan_request(&self.namespace, &options);
-        self.run(Idempotency::Idempotent, |timeout| {
-            let mut cache = self.cache.clone();
-            let request = with_deadline(request.clone(), timeout);
-            async move {
-                let mut pages = cache.scan(request).await?.into_inner();
-                Ok(pages
-                    .message()
-                    .await?
-                    .map(convert::scan_page)
-                    .unwrap_or_default())
-            }
-        })
-        .await
-    }
-
-    /// Every matching key, page after page, as a stream.
-    ///
-    /// The scan follows one server stream; each page must arrive within the
-    /// handle's timeout. If the stream breaks with a transient error, the
-    /// scan resumes from the last page's cursor (up to the retry limit), so
-    /// a key present for the whole scan is yielded exactly once.
-    ///
-    /// ```no_run
-    /// # async fn demo(client: shoal_client::Client) -> shoal_client::Result<()> {
-    /// use shoal_client::ScanOptions;
-    /// use tokio_stream::StreamExt;
-    ///
-    /// let mut keys = client.scan(ScanOptions::matching("session:*"));
-    /// while let Some(key) = keys.next().await {
-    ///     println!("{:?}", key?);
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn scan(
-        &self,
-        options: ScanOptions,
-    ) -> impl Stream<Item = Result<Bytes>> + Send + Unpin + 'static {
-        scan::keys(self.clone(), options)
-    }
-
-    /// Every matching key, collected.
-    ///
-    /// # Errors
-    ///
-    /// As [`scan_page`](Self::scan_page).
-    pub async fn scan_all(&self, options: ScanOptions) -> Result<Vec<Bytes>> {
-        use tokio_stream::StreamExt as _;
-        let mut keys = Vec::new();
-        let mut stream = self.scan(options);
-        while let Some(key) = stream.next().await {
-            keys.push(key?);
-        }
-        Ok(keys)
-    }
-
     /// Number of live keys in the namespace.
     ///
     /// # Errors
@@ -625,34 +543,6 @@ impl Client {
             tokio::time::sleep(wait).await;
         }
     }
-}
-
-/// `future`, failing with [`Error::DeadlineExceeded`] if it takes longer
-/// than `limit`.
-pub(crate) async fn within<T>(
-    limit: Option<Duration>,
-    future: impl Future<Output = Result<T>>,
-) -> Result<T> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, future)
-            .await
-            .unwrap_or(Err(Error::DeadlineExceeded)),
-        None => future.await,
-    }
-}
-
-/// A request carrying `timeout` as its `grpc-timeout`.
-pub(crate) fn with_deadline<T>(message: T, timeout: Option<Duration>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(timeout) = timeout {
-        request.set_timeout(timeout);
-    }
-    request
-}
-
-/// A copy of a key, field or member, as the messages carry it.
-pub(crate) fn to_bytes(key: impl AsRef<[u8]>) -> Bytes {
-    Bytes::copy_from_slice(key.as_ref())
 }
 
 #[cfg(test)]

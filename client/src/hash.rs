@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
 
-use crate::client::{Client, to_bytes};
+use crate::call::to_bytes;
+use crate::client::Client;
 use crate::convert;
 use crate::error::Result;
 use crate::retry::Idempotency;

@@ -114,6 +114,7 @@
 
 mod batch;
 mod builder;
+mod call;
 mod chunks;
 mod client;
 mod codec;

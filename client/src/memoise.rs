@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::client::{Client, to_bytes};
+use crate::call::to_bytes;
+use crate::client::Client;
 use crate::codec::{Codec, Raw};
 use crate::error::{Error, Result};
 use crate::single_flight::Turn;

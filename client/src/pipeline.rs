@@ -12,7 +12,8 @@ use bytes::Bytes;
 use shoal_proto::v1 as pb;
 
 use crate::batch::{invalid_response, item_error};
-use crate::client::{Client, to_bytes, with_deadline};
+use crate::call::{to_bytes, with_deadline};
+use crate::client::Client;
 use crate::compression;
 use crate::convert;
 use crate::error::{Error, Result};

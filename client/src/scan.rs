@@ -8,11 +8,12 @@ use shoal_proto::v1 as pb;
 use tokio_stream::Stream;
 use tonic::codec::Streaming;
 
-use crate::client::{Client, with_deadline, within};
+use crate::call::{with_deadline, within};
+use crate::client::Client;
 use crate::convert;
 use crate::error::Result;
 use crate::retry::Idempotency;
-use crate::types::ScanOptions;
+use crate::types::{ScanOptions, ScanPage};
 
 /// Where a scan stands between two keys.
 struct ScanState {
@@ -109,6 +110,72 @@ impl ScanState {
         }
         self.request.cursor = page.cursor;
         self.buffered = page.keys.into_iter();
+    }
+}
+
+/// Scans, beside the stream that follows them.
+impl Client {
+    /// One page of matching keys and the cursor of the next page; pass it in
+    /// [`ScanOptions::cursor`] to continue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a bad pattern, page size or cursor.
+    pub async fn scan_page(&self, options: ScanOptions) -> Result<ScanPage> {
+        let request = convert::scan_request(&self.namespace, &options);
+        self.run(Idempotency::Idempotent, |timeout| {
+            let mut cache = self.cache.clone();
+            let request = with_deadline(request.clone(), timeout);
+            async move {
+                let mut pages = cache.scan(request).await?.into_inner();
+                Ok(pages
+                    .message()
+                    .await?
+                    .map(convert::scan_page)
+                    .unwrap_or_default())
+            }
+        })
+        .await
+    }
+
+    /// Every matching key, page after page, as a stream.
+    ///
+    /// The scan follows one server stream; each page must arrive within the
+    /// handle's timeout. If the stream breaks with a transient error, the
+    /// scan resumes from the last page's cursor (up to the retry limit), so
+    /// a key present for the whole scan is yielded exactly once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: shoal_client::Client) -> shoal_client::Result<()> {
+    /// use shoal_client::ScanOptions;
+    /// use tokio_stream::StreamExt;
+    ///
+    /// let mut keys = client.scan(ScanOptions::matching("session:*"));
+    /// while let Some(key) = keys.next().await {
+    ///     println!("{:?}", key?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn scan(
+        &self,
+        options: ScanOptions,
+    ) -> impl Stream<Item = Result<Bytes>> + Send + Unpin + 'static {
+        keys(self.clone(), options)
+    }
+
+    /// Every matching key, collected.
+    ///
+    /// # Errors
+    ///
+    /// As [`scan_page`](Self::scan_page).
+    pub async fn scan_all(&self, options: ScanOptions) -> Result<Vec<Bytes>> {
+        use tokio_stream::StreamExt as _;
+        let mut keys = Vec::new();
+        let mut stream = self.scan(options);
+        while let Some(key) = stream.next().await {
+            keys.push(key?);
+        }
+        Ok(keys)
     }
 }
 

@@ -9,7 +9,8 @@ use shoal_proto::v1 as pb;
 use tokio_stream::Stream;
 
 use crate::batch::invalid_response;
-use crate::client::{Client, to_bytes, within};
+use crate::call::{to_bytes, within};
+use crate::client::Client;
 use crate::error::Result;
 
 /// What to follow.

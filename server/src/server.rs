@@ -116,7 +116,7 @@ pub async fn serve_listeners(
         tracing::info!(addr = ?listener.local_addr().ok(), "admin listener: /metrics, /healthz, /readyz");
         tokio::spawn(admin_http::serve(
             listener,
-            Metrics::new(state.clone()),
+            Metrics::new(state.metric_sources()),
             readiness.clone(),
         ))
     });

@@ -32,7 +32,7 @@ use crate::args::bench::{BenchArgs, Test, Warmup};
 use crate::bench::report::Report;
 use crate::bench::workers::{Shared, Tally, Worker};
 use crate::bench::workload::{Budget, KeyPlan};
-use crate::commands::Failure;
+use crate::failure::Failure;
 
 /// Keys per SetBatch chunk when preloading the key space.
 const PRELOAD_CHUNK: u64 = 1000;

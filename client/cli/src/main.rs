@@ -7,6 +7,7 @@
 mod args;
 mod bench;
 mod commands;
+mod failure;
 mod output;
 
 /// mimalloc rather than the system allocator: every call allocates and frees
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
-use crate::commands::Failure;
+use crate::failure::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse()

@@ -37,9 +37,11 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::engine::NamespaceStats;
-use crate::observe::rpc_stats::code_name;
-use crate::service::ServiceState;
+use crate::change_feed::ChangeFeed;
+use crate::engine::{Engine, NamespaceStats};
+use crate::limits::byte_budget::ByteBudget;
+use crate::limits::traffic::Traffic;
+use crate::observe::rpc_stats::{RpcStats, code_name};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -50,9 +52,26 @@ pub struct Metrics {
     registry: Registry,
 }
 
+/// What the metrics are read from at scrape time: the parts of the
+/// server's state that keep figures. They are named one by one so that this
+/// module depends on the figures, not on the gRPC services that hold them.
+#[derive(Debug, Clone)]
+pub struct MetricSources {
+    /// The cache, for per-namespace statistics.
+    pub engine: Engine,
+    /// Per-method call counts and latencies.
+    pub rpc_stats: Arc<RpcStats>,
+    /// Connections and streams open.
+    pub traffic: Arc<Traffic>,
+    /// Request bytes held before their message is whole.
+    pub inflight: Arc<ByteBudget>,
+    /// Watch subscribers and resyncs.
+    pub feed: Arc<ChangeFeed>,
+}
+
 impl Metrics {
     /// Metrics read from `state`.
-    pub fn new(state: Arc<ServiceState>) -> Self {
+    pub fn new(state: MetricSources) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(ServerCollector { state }));
         Self { registry }
@@ -72,7 +91,7 @@ impl Metrics {
 /// Reads the server's figures at scrape time.
 #[derive(Debug)]
 struct ServerCollector {
-    state: Arc<ServiceState>,
+    state: MetricSources,
 }
 
 impl Collector for ServerCollector {

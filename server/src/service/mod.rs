@@ -33,6 +33,7 @@ use crate::config::GrpcSettings;
 use crate::engine::{Engine, Namespace};
 use crate::limits::byte_budget::ByteBudget;
 use crate::limits::traffic::Traffic;
+use crate::observe::metrics::MetricSources;
 use crate::observe::rpc_layer::RpcLayer;
 use crate::observe::rpc_stats::RpcStats;
 use status::engine_status;
@@ -165,6 +166,17 @@ impl ServiceState {
 }
 
 impl ServiceState {
+    /// The figures `/metrics` reads at scrape time.
+    pub fn metric_sources(&self) -> MetricSources {
+        MetricSources {
+            engine: self.engine.clone(),
+            rpc_stats: self.rpc_stats.clone(),
+            traffic: self.traffic.clone(),
+            inflight: self.inflight.clone(),
+            feed: self.feed.clone(),
+        }
+    }
+
     /// The layer that observes every call into these services: it records
     /// each call in the statistics `AdminService.Stats` and `/metrics`
     /// report. See [`RpcLayer::new`] for `server_timeout`.
