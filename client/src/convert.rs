@@ -185,6 +185,7 @@ fn namespace_stats(stats: pb::NamespaceStats) -> NamespaceStats {
         deletes: stats.deletes,
         expirations: stats.expirations,
         memory_bytes: stats.memory_bytes,
+        snapshot_bytes: stats.snapshot_bytes,
         flushed: stats.flushed,
         evicted_for_keys: stats.evicted_for_keys,
         evicted_for_memory: stats.evicted_for_memory,

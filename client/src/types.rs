@@ -393,6 +393,9 @@ pub struct NamespaceStats {
     pub expirations: u64,
     /// Bytes held for entries: keys, values, metadata and map slots.
     pub memory_bytes: u64,
+    /// Bytes of collection versions kept for streamed reads still reading
+    /// them; charged to the memory budget besides `memory_bytes`.
+    pub snapshot_bytes: u64,
     /// Keys removed by flush.
     pub flushed: u64,
     /// Keys evicted because the server held `max_keys` keys.

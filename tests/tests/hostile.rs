@@ -38,6 +38,21 @@ impl Http2 {
         Self { send, driver }
     }
 
+    /// A connection that lets the server send only `window` bytes on each
+    /// stream until the test reads them, as a client that stopped reading.
+    async fn connect_stalled(addr: SocketAddr, window: u32) -> Self {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(window)
+            .handshake(tcp)
+            .await
+            .expect("handshake");
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Self { send, driver }
+    }
+
     /// Opens a call of `path` and sends `body`, ending the request stream
     /// when `end` is set.
     async fn call(
@@ -46,13 +61,26 @@ impl Http2 {
         body: Vec<u8>,
         end: bool,
     ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-        let request = http::Request::builder()
+        self.call_within(path, body, end, None).await
+    }
+
+    /// As [`Http2::call`], with a `grpc-timeout` when `timeout` is set.
+    async fn call_within(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        end: bool,
+        timeout: Option<&str>,
+    ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+        let mut request = http::Request::builder()
             .method("POST")
             .uri(format!("http://localhost{path}"))
             .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .expect("request");
+            .header("te", "trailers");
+        if let Some(timeout) = timeout {
+            request = request.header("grpc-timeout", timeout);
+        }
+        let request = request.body(()).expect("request");
         let mut send = self.send.clone().ready().await.expect("ready");
         let (response, mut stream) = send.send_request(request, false).expect("send request");
         stream.send_data(Bytes::from(body), end).expect("send data");
@@ -638,4 +666,97 @@ async fn a_scan_cursor_is_refused_outside_the_namespace_that_issued_it() {
     };
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("cursor"), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_reader_of_a_collection_is_charged_and_let_go_at_its_deadline() {
+    let server = TestServer::start().await;
+    let mut client = raw(&server).await;
+    for half in 0..2 {
+        let fields: Vec<_> = (half * 10_000..(half + 1) * 10_000)
+            .map(|at| pb::FieldValue {
+                field: Bytes::from(format!("field-{at:05}")),
+                value: Bytes::from_static(b"a value of some twenty bytes"),
+            })
+            .collect();
+        client
+            .collection
+            .h_set(pb::HSetRequest {
+                key: Bytes::from_static(b"wide"),
+                fields,
+                ..Default::default()
+            })
+            .await
+            .expect("hset");
+    }
+
+    // Three readers ask for the whole hash (20 chunks) within 2 s and read
+    // nothing: their windows hold less than one chunk.
+    let mut stalled = Http2::connect_stalled(server.addr(), 1024).await;
+    let request = pb::HGetAllRequest {
+        key: Bytes::from_static(b"wide"),
+        ..Default::default()
+    };
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (response, stream) = stalled
+            .call_within(
+                "/shoal.v1.CollectionService/HGetAll",
+                message(&prost::Message::encode_to_vec(&request)),
+                true,
+                Some("2S"),
+            )
+            .await;
+        readers.push((response, stream));
+    }
+    let snapshot_bytes =
+        |stats: &pb::StatsResponse| stats.total.as_ref().map_or(0, |total| total.snapshot_bytes);
+    eventually("the three calls are open", || async {
+        metric(&server, "shoal_streams_open").await >= 3.0
+    })
+    .await;
+    assert_eq!(
+        snapshot_bytes(&stats(&mut client).await),
+        0,
+        "reading copies nothing"
+    );
+
+    // Writes go on; the first leaves the readers' version behind, charged.
+    for round in 0..50 {
+        client
+            .collection
+            .h_set(pb::HSetRequest {
+                key: Bytes::from_static(b"wide"),
+                fields: vec![pb::FieldValue {
+                    field: Bytes::from(format!("field-{round:05}")),
+                    value: Bytes::from_static(b"changed"),
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("hset while readers stall");
+    }
+    let held = stats(&mut client).await;
+    let charged = snapshot_bytes(&held);
+    let stored = held.total.as_ref().map_or(0, |total| total.memory_bytes);
+    assert!(
+        charged > 20_000 * 40 && charged < stored * 2,
+        "one version left behind for the three readers: {charged} bytes, {stored} stored"
+    );
+    assert!(
+        metric(
+            &server,
+            "shoal_snapshot_memory_bytes{namespace=\"default\"}"
+        )
+        .await
+            > 0.0
+    );
+
+    // At the deadline the server lets the version go, though nobody reads.
+    eventually("the snapshot is let go at the deadline", || {
+        let mut client = client.clone();
+        async move { snapshot_bytes(&stats(&mut client).await) == 0 }
+    })
+    .await;
+    drop(readers);
 }

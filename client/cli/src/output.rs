@@ -198,7 +198,15 @@ pub fn stats_report(stats: &Stats) -> String {
             ns.expirations.to_string(),
             ns.flushed.to_string(),
             (ns.evicted_for_keys + ns.evicted_for_memory).to_string(),
-            size(ns.memory_bytes),
+            if ns.snapshot_bytes > 0 {
+                format!(
+                    "{} (+{} snapshots)",
+                    size(ns.memory_bytes),
+                    size(ns.snapshot_bytes)
+                )
+            } else {
+                size(ns.memory_bytes)
+            },
             budget(ns),
         ]
     };

@@ -46,6 +46,9 @@ pub(crate) struct Budget {
 struct Usage {
     keys: AtomicU64,
     bytes: AtomicU64,
+    /// Bytes of collection versions held by readers alone (see
+    /// `collections::left_behind`); they count toward the memory limit.
+    pinned: AtomicU64,
 }
 
 /// Which budget a limit belongs to.
@@ -104,6 +107,28 @@ impl Budget {
         }
     }
 
+    /// Charges `bytes` of a collection version left behind for readers,
+    /// here and in the parent.
+    pub(crate) fn pin(&self, bytes: u64) {
+        self.usage.pinned.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.pin(bytes);
+        }
+    }
+
+    /// Gives back what [`Budget::pin`] charged.
+    pub(crate) fn unpin(&self, bytes: u64) {
+        self.usage.pinned.fetch_sub(bytes, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.unpin(bytes);
+        }
+    }
+
+    /// Bytes of left-behind versions charged now.
+    pub(crate) fn pinned_bytes(&self) -> u64 {
+        self.usage.pinned.load(Ordering::Relaxed)
+    }
+
     /// Which limit would be passed by adding `keys` keys and `bytes` bytes:
     /// this budget's own first, then the parent's.
     pub(crate) fn over(&self, keys: u64, bytes: u64) -> Option<(EvictionCause, BudgetScope)> {
@@ -115,7 +140,8 @@ impl Budget {
         if self.max_keys > 0 && self.usage.keys.load(Ordering::Relaxed) + keys > self.max_keys {
             return Some((EvictionCause::KeyCount, scope));
         }
-        if self.max_bytes > 0 && self.usage.bytes.load(Ordering::Relaxed) + bytes > self.max_bytes {
+        let held = self.usage.bytes.load(Ordering::Relaxed) + self.pinned_bytes();
+        if self.max_bytes > 0 && held + bytes > self.max_bytes {
             return Some((EvictionCause::Memory, scope));
         }
         self.parent.as_ref()?.over(keys, bytes)

@@ -30,6 +30,7 @@ use bytes::Bytes;
 
 use super::budget::Budget;
 use super::change::{ChangeKind, ChangeRecord, CollectionChange, SinkSlot};
+use super::collections::PinAccount;
 use super::deadline::Deadline;
 use super::entry_store::{EntryRef, RemovedEntry, entry_bytes};
 use super::shard::{Shard, ShardState};
@@ -53,6 +54,8 @@ pub struct Namespace {
     empty_since_ms: std::sync::atomic::AtomicU64,
     /// The engine-wide key and memory budget.
     budget: Arc<Budget>,
+    /// Where collection versions left behind for readers are charged.
+    pins: PinAccount,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -88,6 +91,7 @@ impl Namespace {
             sink,
             cursor_secret: std::hash::RandomState::new().hash_one(&*name_for_secret),
             empty_since_ms: std::sync::atomic::AtomicU64::new(0),
+            pins: PinAccount::new(Arc::clone(&budget)),
             budget,
         }
     }
@@ -290,7 +294,10 @@ impl Namespace {
             Some((_, current_deadline)) => {
                 let (result, change) = write
                     .state
-                    .update_value(hash, key, apply)
+                    .update_value(hash, key, |value| {
+                        value.make_unique(&self.pins);
+                        apply(value)
+                    })
                     .ok_or(EngineError::NoSuchKey)??;
                 if self.budget.evicting_policy().is_some() {
                     // The collection may have grown past the limit.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::KeyType;
-use super::collections::{HashValue, ListValue, SetValue};
+use super::collections::{HashValue, ListValue, PinAccount, SetValue, make_unique};
 
 /// Longest string a `Value` holds without an allocation: what fits beside
 /// the tag in the 40 bytes a `Value` takes anyway.
@@ -69,6 +69,19 @@ impl Value {
             }
             Value::String(bytes) => Some(bytes.clone()),
             _ => None,
+        }
+    }
+
+    /// Makes a collection the only reference to its elements before a
+    /// write changes it, so that readers' snapshots keep the version they
+    /// took; a version left behind is charged to `pins`. Strings are
+    /// never shared this way.
+    pub(crate) fn make_unique(&mut self, pins: &PinAccount) {
+        match self {
+            Value::Hash(hash) => make_unique(hash, pins),
+            Value::List(list) => make_unique(list, pins),
+            Value::Set(set) => make_unique(set, pins),
+            Value::InlineString { .. } | Value::String(_) => {}
         }
     }
 

@@ -302,6 +302,16 @@ impl ServerCollector {
             MetricType::Gauge,
             |stats| stats.memory_bytes,
         )?;
+        per_namespace(
+            encoder,
+            &namespaces,
+            "shoal_snapshot_memory",
+            "Bytes of collection versions kept for streamed reads still reading them; \
+             charged to the memory budget.",
+            Some(&Unit::Bytes),
+            MetricType::Gauge,
+            |stats| stats.snapshot_bytes,
+        )?;
         let budget = engine.budget_usage();
         gauge(
             encoder,

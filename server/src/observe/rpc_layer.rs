@@ -120,8 +120,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let call = Call::start(&self.layer, &request);
+        if let ReplyBound::Deadline(Some(deadline)) = &call.bound {
+            request.extensions_mut().insert(CallDeadline(*deadline));
+        }
         let inner = {
             let _entered = call.span.enter();
             self.inner.call(request)
@@ -253,6 +256,23 @@ where
 }
 
 /// What ends a streamed reply early.
+/// The instant a call's deadline passes (its `grpc-timeout`, capped by the
+/// server's request timeout), put in the request's extensions for the
+/// services: a streamed reply that holds memory gives it back then, even if
+/// the client has stopped reading and the reply is never polled again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallDeadline(pub tokio::time::Instant);
+
+impl CallDeadline {
+    /// The deadline of `request`, if it has one.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<tokio::time::Instant> {
+        request
+            .extensions()
+            .get::<Self>()
+            .map(|deadline| deadline.0)
+    }
+}
+
 #[derive(Debug)]
 enum ReplyBound {
     /// The call's deadline, if it has one.

@@ -145,6 +145,7 @@ fn namespace_stats(name: &str, stats: &NamespaceStats) -> pb::NamespaceStats {
         evicted_for_keys: stats.evicted_for_keys,
         evicted_for_memory: stats.evicted_for_memory,
         budget: None,
+        snapshot_bytes: stats.snapshot_bytes,
     }
 }
 

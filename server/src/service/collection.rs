@@ -5,13 +5,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::collection_service_server::CollectionService;
+use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
-use super::chunks::{ResponseStream, chunk_size, stream_positions};
+use super::chunks::{ResponseStream, chunk_size, stream_snapshot};
 use super::status::{engine_status, invalid};
 use super::validate::{self, MAX_ITEMS_PER_REQUEST, item_count, pop_count};
 use super::{ServiceState, convert, reply};
 use crate::engine::{EngineError, Namespace, SetOperation};
+use crate::observe::rpc_layer::CallDeadline;
 use crate::observe::telemetry::record_call;
 
 /// Implementation of `CollectionService` over the engine.
@@ -107,6 +109,7 @@ impl CollectionApi {
     fn hgetall(
         &self,
         request: pb::HGetAllRequest,
+        deadline: Option<Instant>,
     ) -> Result<ResponseStream<pb::HGetAllResponse>, Status> {
         record_call(&request.namespace, 1);
         let chunk = chunk_size(request.chunk_size)?;
@@ -124,10 +127,12 @@ impl CollectionApi {
             ns.hgetall(&request.key)
         })?;
         let len = snapshot.as_ref().map_or(0, |hash| hash.len());
-        Ok(stream_positions(
+        Ok(stream_snapshot(
+            snapshot,
             0..len,
             chunk,
-            move |at| {
+            deadline,
+            move |snapshot, at| {
                 let (field, value) = snapshot.as_ref()?.get(at)?;
                 let entry = match projection {
                     pb::HashProjection::Unspecified => pb::FieldValue {
@@ -216,6 +221,7 @@ impl CollectionApi {
     fn lrange(
         &self,
         request: pb::LRangeRequest,
+        deadline: Option<Instant>,
     ) -> Result<ResponseStream<pb::LRangeResponse>, Status> {
         record_call(&request.namespace, 1);
         let chunk = chunk_size(request.chunk_size)?;
@@ -225,10 +231,12 @@ impl CollectionApi {
         let positions = snapshot
             .as_ref()
             .map_or(0..0, |list| list.positions(request.start, request.stop));
-        Ok(stream_positions(
+        Ok(stream_snapshot(
+            snapshot,
             positions,
             chunk,
-            move |at| {
+            deadline,
+            |snapshot, at| {
                 snapshot
                     .as_ref()?
                     .get(at)
@@ -308,6 +316,7 @@ impl CollectionApi {
     fn smembers(
         &self,
         request: pb::SMembersRequest,
+        deadline: Option<Instant>,
     ) -> Result<ResponseStream<pb::SMembersResponse>, Status> {
         record_call(&request.namespace, 1);
         let chunk = chunk_size(request.chunk_size)?;
@@ -315,10 +324,12 @@ impl CollectionApi {
             ns.smembers(&request.key)
         })?;
         let len = snapshot.as_ref().map_or(0, |set| set.len());
-        Ok(stream_positions(
+        Ok(stream_snapshot(
+            snapshot,
             0..len,
             chunk,
-            move |at| {
+            deadline,
+            |snapshot, at| {
                 snapshot
                     .as_ref()?
                     .get(at)
@@ -388,6 +399,7 @@ impl CollectionApi {
         namespace: &str,
         keys: &[Bytes],
         requested_chunk: u32,
+        deadline: Option<Instant>,
         operation: SetOperation,
         message: impl FnMut(Vec<Bytes>) -> M + Send + 'static,
     ) -> Result<ResponseStream<M>, Status> {
@@ -399,10 +411,13 @@ impl CollectionApi {
             Some(namespace) => namespace.combine_sets(keys, operation).map_err(engine)?,
             None => Vec::new(),
         };
-        Ok(stream_positions(
-            0..members.len(),
+        let len = members.len();
+        Ok(stream_snapshot(
+            members,
+            0..len,
             chunk,
-            move |at| members.get(at).map(|member| (member.clone(), member.len())),
+            deadline,
+            |members, at| members.get(at).map(|member| (member.clone(), member.len())),
             message,
         ))
     }
@@ -434,7 +449,8 @@ impl CollectionService for CollectionApi {
     type HGetAllStream = ResponseStream<pb::HGetAllResponse>;
 
     async fn h_get_all(&self, request: Request<pb::HGetAllRequest>) -> Reply<Self::HGetAllStream> {
-        reply(self.hgetall(request.into_inner()))
+        let deadline = CallDeadline::of(&request);
+        reply(self.hgetall(request.into_inner(), deadline))
     }
 
     async fn h_del(&self, request: Request<pb::HDelRequest>) -> Reply<pb::HDelResponse> {
@@ -502,7 +518,8 @@ impl CollectionService for CollectionApi {
     type LRangeStream = ResponseStream<pb::LRangeResponse>;
 
     async fn l_range(&self, request: Request<pb::LRangeRequest>) -> Reply<Self::LRangeStream> {
-        reply(self.lrange(request.into_inner()))
+        let deadline = CallDeadline::of(&request);
+        reply(self.lrange(request.into_inner(), deadline))
     }
 
     async fn l_len(&self, request: Request<pb::LLenRequest>) -> Reply<pb::LLenResponse> {
@@ -539,7 +556,8 @@ impl CollectionService for CollectionApi {
         &self,
         request: Request<pb::SMembersRequest>,
     ) -> Reply<Self::SMembersStream> {
-        reply(self.smembers(request.into_inner()))
+        let deadline = CallDeadline::of(&request);
+        reply(self.smembers(request.into_inner(), deadline))
     }
 
     async fn s_is_member(
@@ -584,11 +602,13 @@ impl CollectionService for CollectionApi {
     type SInterStream = ResponseStream<pb::SInterResponse>;
 
     async fn s_inter(&self, request: Request<pb::SInterRequest>) -> Reply<Self::SInterStream> {
+        let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(
             &r.namespace,
             &r.keys,
             r.chunk_size,
+            deadline,
             SetOperation::Intersection,
             |members| pb::SInterResponse { members },
         );
@@ -598,11 +618,13 @@ impl CollectionService for CollectionApi {
     type SUnionStream = ResponseStream<pb::SUnionResponse>;
 
     async fn s_union(&self, request: Request<pb::SUnionRequest>) -> Reply<Self::SUnionStream> {
+        let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(
             &r.namespace,
             &r.keys,
             r.chunk_size,
+            deadline,
             SetOperation::Union,
             |members| pb::SUnionResponse { members },
         );
@@ -612,11 +634,13 @@ impl CollectionService for CollectionApi {
     type SDiffStream = ResponseStream<pb::SDiffResponse>;
 
     async fn s_diff(&self, request: Request<pb::SDiffRequest>) -> Reply<Self::SDiffStream> {
+        let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(
             &r.namespace,
             &r.keys,
             r.chunk_size,
+            deadline,
             SetOperation::Difference,
             |members| pb::SDiffResponse { members },
         );

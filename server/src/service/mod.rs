@@ -9,6 +9,7 @@ mod cache;
 mod chunks;
 mod collection;
 mod convert;
+mod lease;
 mod pipeline;
 mod status;
 mod validate;

@@ -7,10 +7,14 @@
 //! walks it after the shard lock is released, and a write that finds the
 //! value shared copies it first (`Arc::make_mut`).
 
+mod left_behind;
+
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
+
+pub(crate) use left_behind::{LeftBehind, PinAccount, Versioned, make_unique};
 
 /// Hasher of the element tables.
 type ElementHasher = foldhash::fast::RandomState;
@@ -29,6 +33,7 @@ pub(crate) struct HashValue {
     pub(crate) map: IndexMap<Bytes, Bytes, ElementHasher>,
     /// Bytes of every field and value.
     bytes: usize,
+    left_behind: LeftBehind,
 }
 
 impl HashValue {
@@ -74,6 +79,7 @@ pub(crate) struct ListValue {
     pub(crate) items: VecDeque<Bytes>,
     /// Bytes of every element.
     bytes: usize,
+    left_behind: LeftBehind,
 }
 
 impl ListValue {
@@ -173,6 +179,7 @@ pub(crate) struct SetValue {
     pub(crate) members: IndexSet<Bytes, ElementHasher>,
     /// Bytes of every member.
     bytes: usize,
+    left_behind: LeftBehind,
 }
 
 impl SetValue {
@@ -218,6 +225,22 @@ impl SetValue {
         self.bytes + self.members.capacity() * SET_SLOT_BYTES
     }
 }
+
+macro_rules! versioned {
+    ($($value:ty),*) => {$(
+        impl Versioned for $value {
+            fn left_behind(&self) -> &LeftBehind {
+                &self.left_behind
+            }
+
+            fn heap_bytes(&self) -> usize {
+                <$value>::heap_bytes(self)
+            }
+        }
+    )*};
+}
+
+versioned!(HashValue, ListValue, SetValue);
 
 /// Resolves a Redis index (negative counts from the end) against `len`.
 pub(crate) fn resolve_index(index: i64, len: usize) -> Option<usize> {

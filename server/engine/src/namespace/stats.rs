@@ -27,6 +27,11 @@ pub struct NamespaceStats {
     pub evicted_for_memory: u64,
     /// Bytes held for entries: payload, table slots and expiry index.
     pub memory_bytes: u64,
+    /// Bytes of collection versions that writes left behind for streamed
+    /// reads still reading them (HGETALL, LRANGE, SMEMBERS): not in
+    /// `memory_bytes`, but charged to the memory budget until the readers
+    /// finish or their deadline ends them.
+    pub snapshot_bytes: u64,
 }
 
 impl NamespaceStats {
@@ -57,6 +62,7 @@ impl NamespaceStats {
         self.evicted_for_keys += other.evicted_for_keys;
         self.evicted_for_memory += other.evicted_for_memory;
         self.memory_bytes += other.memory_bytes;
+        self.snapshot_bytes += other.snapshot_bytes;
     }
 }
 
@@ -114,6 +120,7 @@ impl Namespace {
             stats.hits += shard.hits();
             stats.misses += shard.misses();
         }
+        stats.snapshot_bytes = self.pins.bytes();
         stats
     }
 }

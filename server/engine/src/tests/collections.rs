@@ -306,3 +306,41 @@ fn set_algebra_treats_missing_keys_as_empty() {
         3
     );
 }
+
+#[test]
+fn a_version_left_behind_for_a_reader_is_reported_until_the_reader_lets_go() {
+    let (_, _, ns) = setup();
+    let fields: Vec<_> = (0..1_000)
+        .map(|at| (b(&format!("field-{at}")), b("value")))
+        .collect();
+    ns.hset(b"h", fields, Expiry::Keep).expect("hset");
+    ns.push(b"l", vec![b("a"), b("b")], false, false, Expiry::Keep)
+        .expect("push");
+    ns.sadd(b"s", vec![b("m"), b("n")], Expiry::Keep)
+        .expect("sadd");
+    assert_eq!(ns.stats().snapshot_bytes, 0);
+
+    let hash = ns.hgetall(b"h").expect("hgetall").expect("exists");
+    let list = ns.list_snapshot(b"l").expect("list").expect("exists");
+    let set = ns.smembers(b"s").expect("smembers").expect("exists");
+    assert_eq!(ns.stats().snapshot_bytes, 0, "reading alone copies nothing");
+
+    ns.hset(b"h", vec![(b("field-0"), b("changed"))], Expiry::Keep)
+        .expect("hset");
+    let after_hash = ns.stats().snapshot_bytes;
+    assert!(after_hash > 1_000 * 10, "{after_hash}");
+    // Later writes change the new version in place.
+    ns.hset(b"h", vec![(b("field-1"), b("changed"))], Expiry::Keep)
+        .expect("hset");
+    assert_eq!(ns.stats().snapshot_bytes, after_hash);
+    ns.push(b"l", vec![b("c")], false, false, Expiry::Keep)
+        .expect("push");
+    ns.srem(b"s", &[b("m")]).expect("srem");
+    assert!(ns.stats().snapshot_bytes > after_hash);
+
+    assert_eq!(hash.get(0), Some((&b("field-0"), &b("value"))));
+    drop(hash);
+    drop(list);
+    drop(set);
+    assert_eq!(ns.stats().snapshot_bytes, 0);
+}

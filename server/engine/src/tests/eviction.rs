@@ -262,3 +262,38 @@ fn a_budget_smaller_than_the_shard_count_still_holds_after_every_write() {
     assert_eq!(capped.len(), 5);
     assert_eq!(capped.stats().evicted_for_keys, 95);
 }
+
+#[test]
+fn versions_left_behind_for_readers_count_toward_the_memory_limit() {
+    let (_, ns) = bounded(EvictionPolicy::NoEviction, 0, 256 * 1024);
+    let fields: Vec<_> = (0..1_000)
+        .map(|at| (b(&format!("field-{at}")), b("value")))
+        .collect();
+    ns.hset(b"h", fields, Expiry::Keep).expect("hset");
+    let stored = ns.stats().memory_bytes;
+    let mut readers = Vec::new();
+    let mut refused = None;
+    for round in 0..64 {
+        readers.push(ns.hgetall(b"h").expect("hgetall").expect("exists"));
+        if let Err(error) = ns.hset(
+            b"h",
+            vec![(b("field-0"), b(&round.to_string()))],
+            Expiry::Keep,
+        ) {
+            refused = Some(error);
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(EngineError::OutOfMemory {
+            limit: "max_memory"
+        })
+    );
+    let stats = ns.stats();
+    assert!(stats.memory_bytes + stats.snapshot_bytes <= 256 * 1024 + stored);
+    drop(readers);
+    assert_eq!(ns.stats().snapshot_bytes, 0);
+    ns.hset(b"h", vec![(b("field-0"), b("again"))], Expiry::Keep)
+        .expect("the readers' memory came back");
+}
