@@ -184,8 +184,21 @@ async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(shoal_server::process::allocator::collect_when_idle)
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck(args)) = cli.command {
         return healthcheck(args).await;
@@ -209,6 +222,7 @@ async fn main() -> ExitCode {
     {
         tracing::warn!(%error, "could not turn transparent huge pages off; RSS may run above the memory figure");
     }
+    tokio::spawn(shoal_server::process::allocator::wake_workers());
     let result = shoal_server::run(config, shutdown_signal()).await;
     // Shutting the exporter down blocks until the last spans are sent.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
