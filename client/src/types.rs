@@ -368,7 +368,7 @@ pub struct Stats {
     pub max_memory_bytes: u64,
     /// Bytes charged against the memory limit; 0 when no limit is set.
     pub charged_bytes: u64,
-    /// Eviction policy: `s3fifo`, `lru`, `lfu` or `noeviction`.
+    /// Eviction policy: `s3fifo`, `tinylfu`, `lru`, `lfu` or `noeviction`.
     pub eviction_policy: String,
 }
 

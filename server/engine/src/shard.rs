@@ -218,7 +218,7 @@ impl ShardState {
             None => {
                 let (queue_stamp, queue) = match self.budget.policy() {
                     Some(_) => {
-                        let (reference, queue) = self.queues.admit(hash);
+                        let (reference, queue) = self.queues.admit(hash, self.table.len());
                         (reference.stamp, queue)
                     }
                     None => (0, QueueKind::Main),
@@ -357,6 +357,13 @@ impl ShardState {
         self.budget
             .report((self.reported.0, now.0), (self.reported.1, now.1));
         self.reported = now;
+    }
+
+    /// Hands the shard's read counters to its eviction policy before it
+    /// evicts (a policy that tunes itself reads its hit ratio from them).
+    pub(crate) fn observe_reads(&mut self, hits: u64, misses: u64) {
+        let live = self.table.len();
+        self.queues.observe_reads(hits, misses, live);
     }
 
     /// Evicts one entry chosen by the policy, never the entry for

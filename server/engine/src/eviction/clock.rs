@@ -21,7 +21,7 @@ impl Clock {
 }
 
 impl EvictionOrder for Clock {
-    fn admit(&mut self, hash: u64) -> (QueueRef, QueueKind) {
+    fn admit(&mut self, hash: u64, _live: usize) -> (QueueRef, QueueKind) {
         let reference = self.stamps.reference(hash);
         self.queue.push(reference);
         (reference, QueueKind::Main)
@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn clock_gives_a_second_chance() {
         let mut queues = Clock::default();
-        queues.admit(1);
+        queues.admit(1, 0);
         let (_, kind) = queues.next_candidate(1).expect("candidate");
         let (verdict, frequency) = queues.judge(1, kind, 1, 1);
         assert!(matches!(verdict, Verdict::Keep(..)));

@@ -37,6 +37,11 @@ impl Fifo {
         self.references.push_back(reference);
     }
 
+    /// Puts `reference` first, to be popped next.
+    pub(super) fn push_front(&mut self, reference: QueueRef) {
+        self.references.push_front(reference);
+    }
+
     pub(super) fn pop(&mut self) -> Option<QueueRef> {
         self.references.pop_front()
     }

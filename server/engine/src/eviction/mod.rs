@@ -11,6 +11,9 @@
 //! Each policy is one file behind the [`EvictionOrder`] trait, and
 //! [`EvictionQueues`] picks one per shard when the shard is made:
 //! - `s3fifo` (default): S3-FIFO, small, main and ghost queues ([`s3fifo`]).
+//! - `tinylfu`: W-TinyLFU, a window, a main CLOCK, admission by a
+//!   frequency sketch and a self-tuning window ([`tinylfu`], [`sketch`]);
+//!   it holds on loops and scans, where S3-FIFO collapses.
 //! - `lru`: CLOCK, the second-chance approximation of LRU ([`clock`]).
 //! - `lfu`: the same CLOCK with 4-bit frequency counters, which favours
 //!   keys read often over keys read recently.
@@ -19,18 +22,25 @@
 mod clock;
 mod fifo;
 mod s3fifo;
+mod sketch;
+mod tinylfu;
 
 use std::fmt;
 use std::str::FromStr;
 
 use clock::Clock;
 use s3fifo::S3Fifo;
+use tinylfu::TinyLfu;
 
 pub(crate) use s3fifo::GHOST_BYTES_PER_KEY;
 
 /// How a shard chooses what to evict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum EvictionPolicy {
+    /// W-TinyLFU: a window FIFO, a main CLOCK and a frequency sketch that
+    /// lets a newcomer into main only if it is seen more often than main's
+    /// victim; the window's share tunes itself.
+    TinyLfu,
     /// S3-FIFO: small, main and ghost FIFO queues.
     #[default]
     S3Fifo,
@@ -46,6 +56,7 @@ impl EvictionPolicy {
     /// Every policy, in the order reports list them.
     pub const ALL: &[EvictionPolicy] = &[
         EvictionPolicy::S3Fifo,
+        EvictionPolicy::TinyLfu,
         EvictionPolicy::Lru,
         EvictionPolicy::Lfu,
         EvictionPolicy::NoEviction,
@@ -54,6 +65,7 @@ impl EvictionPolicy {
     /// The policy's name in configuration files and flags.
     pub fn as_str(self) -> &'static str {
         match self {
+            EvictionPolicy::TinyLfu => "tinylfu",
             EvictionPolicy::S3Fifo => "s3fifo",
             EvictionPolicy::Lru => "lru",
             EvictionPolicy::Lfu => "lfu",
@@ -64,6 +76,7 @@ impl EvictionPolicy {
     /// Highest value of an entry's frequency counter.
     pub(crate) fn max_frequency(self) -> u8 {
         match self {
+            EvictionPolicy::TinyLfu => TinyLfu::MAX_FREQUENCY,
             EvictionPolicy::S3Fifo => S3Fifo::MAX_FREQUENCY,
             EvictionPolicy::Lru => Clock::LRU_MAX_FREQUENCY,
             EvictionPolicy::Lfu => Clock::LFU_MAX_FREQUENCY,
@@ -80,7 +93,7 @@ impl fmt::Display for EvictionPolicy {
 
 /// A policy name that is not one of [`EvictionPolicy::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown eviction policy {0:?}; expected s3fifo, lru, lfu or noeviction")]
+#[error("unknown eviction policy {0:?}; expected s3fifo, tinylfu, lru, lfu or noeviction")]
 pub struct UnknownPolicy(pub String);
 
 impl FromStr for EvictionPolicy {
@@ -122,8 +135,9 @@ pub(crate) enum Verdict {
 /// these under its write lock: it queues each new key, asks for candidates
 /// and lets the policy judge each live one by the reads its entry counted.
 pub(crate) trait EvictionOrder {
-    /// Queues a new entry; returns its reference and queue.
-    fn admit(&mut self, hash: u64) -> (QueueRef, QueueKind);
+    /// Queues a new entry in a shard holding `live` entries before it;
+    /// returns its reference and queue.
+    fn admit(&mut self, hash: u64, live: usize) -> (QueueRef, QueueKind);
 
     /// Takes the next candidate for eviction in a shard holding `live`
     /// entries; it may be stale, which the caller checks.
@@ -133,6 +147,12 @@ pub(crate) trait EvictionOrder {
     /// queued, in a shard holding `live` entries; returns the verdict and
     /// the entry's new frequency.
     fn judge(&mut self, hash: u64, kind: QueueKind, frequency: u8, live: usize) -> (Verdict, u8);
+
+    /// Takes the shard's read counters (hits and misses since it began)
+    /// before an eviction, for a policy that tunes itself by its hit ratio.
+    fn observe_reads(&mut self, hits: u64, misses: u64, live: usize) {
+        let _ = (hits, misses, live);
+    }
 
     /// References held, stale ones included.
     fn len(&self) -> usize;
@@ -153,6 +173,9 @@ pub(crate) trait EvictionOrder {
 /// match the compiler can inline costs less than an indirect call.
 #[derive(Debug)]
 pub(crate) enum EvictionQueues {
+    /// W-TinyLFU's queues and sketch, boxed: inline they would push the
+    /// shard to an even number of cache lines (see `Shard`).
+    TinyLfu(Box<TinyLfu>),
     /// S3-FIFO's queues.
     S3Fifo(S3Fifo),
     /// One CLOCK queue, for `lru`, `lfu` and `noeviction` (which queues
@@ -164,6 +187,7 @@ impl EvictionQueues {
     /// Empty queues for `policy`.
     pub(crate) fn new(policy: EvictionPolicy) -> Self {
         match policy {
+            EvictionPolicy::TinyLfu => EvictionQueues::TinyLfu(Box::default()),
             EvictionPolicy::S3Fifo => EvictionQueues::S3Fifo(S3Fifo::default()),
             EvictionPolicy::Lru | EvictionPolicy::Lfu | EvictionPolicy::NoEviction => {
                 EvictionQueues::Clock(Clock::default())
@@ -176,6 +200,7 @@ impl EvictionQueues {
 macro_rules! on_policy {
     ($queues:expr, $order:ident => $call:expr) => {
         match $queues {
+            EvictionQueues::TinyLfu($order) => $call,
             EvictionQueues::S3Fifo($order) => $call,
             EvictionQueues::Clock($order) => $call,
         }
@@ -184,8 +209,8 @@ macro_rules! on_policy {
 
 impl EvictionOrder for EvictionQueues {
     #[inline]
-    fn admit(&mut self, hash: u64) -> (QueueRef, QueueKind) {
-        on_policy!(self, order => order.admit(hash))
+    fn admit(&mut self, hash: u64, live: usize) -> (QueueRef, QueueKind) {
+        on_policy!(self, order => order.admit(hash, live))
     }
 
     fn next_candidate(&mut self, live: usize) -> Option<(QueueRef, QueueKind)> {
@@ -194,6 +219,10 @@ impl EvictionOrder for EvictionQueues {
 
     fn judge(&mut self, hash: u64, kind: QueueKind, frequency: u8, live: usize) -> (Verdict, u8) {
         on_policy!(self, order => order.judge(hash, kind, frequency, live))
+    }
+
+    fn observe_reads(&mut self, hits: u64, misses: u64, live: usize) {
+        on_policy!(self, order => order.observe_reads(hits, misses, live))
     }
 
     fn len(&self) -> usize {

@@ -57,7 +57,7 @@ impl S3Fifo {
 }
 
 impl EvictionOrder for S3Fifo {
-    fn admit(&mut self, hash: u64) -> (QueueRef, QueueKind) {
+    fn admit(&mut self, hash: u64, _live: usize) -> (QueueRef, QueueKind) {
         let reference = self.stamps.reference(hash);
         if self.ghost_index.remove(&fingerprint(hash)).is_some() {
             self.main.push(reference);
@@ -152,18 +152,18 @@ mod tests {
     #[test]
     fn s3fifo_promotes_reread_keys_and_remembers_evicted_ones() {
         let mut queues = S3Fifo::default();
-        let (_, kind) = queues.admit(1);
+        let (_, kind) = queues.admit(1, 0);
         assert_eq!(kind, QueueKind::Small);
         let (candidate, kind) = queues.next_candidate(1).expect("candidate");
         assert_eq!((candidate.hash, kind), (1, QueueKind::Small));
         let (verdict, _) = queues.judge(1, kind, 2, 1);
         assert!(matches!(verdict, Verdict::Keep(_, QueueKind::Main)));
 
-        queues.admit(2);
+        queues.admit(2, 0);
         let (candidate, kind) = queues.next_candidate(2).expect("candidate");
         assert_eq!(candidate.hash, 2);
         assert_eq!(queues.judge(2, kind, 0, 1).0, Verdict::Evict);
         // Coming back soon, it goes straight to main.
-        assert_eq!(queues.admit(2).1, QueueKind::Main);
+        assert_eq!(queues.admit(2, 0).1, QueueKind::Main);
     }
 }

@@ -119,7 +119,9 @@ impl Namespace {
         let nothing: (u64, &[u8]) = (0, &[]);
         for offset in 1..count {
             let index = (from + offset) % count;
-            let mut state = self.shards[index].write();
+            let shard = &self.shards[index];
+            let mut state = shard.write();
+            state.observe_reads(shard.hits(), shard.misses());
             let mut evicted = Vec::new();
             while let Some((cause, _)) = self.budget.over(0, 0) {
                 let Some(entry) = state.evict_one(nothing) else {
@@ -183,10 +185,14 @@ impl KeyWrite<'_> {
         };
         let extra_keys = u64::from(adds_key);
         let extra_bytes = extra_bytes as u64 + if adds_key { KEY_CHARGE_BYTES as u64 } else { 0 };
-        for _ in 0..MAX_EVICTIONS_PER_WRITE {
+        for attempt in 0..MAX_EVICTIONS_PER_WRITE {
             let Some((cause, scope)) = namespace.budget.over(extra_keys, extra_bytes) else {
                 return Ok(());
             };
+            if attempt == 0 {
+                let shard = &namespace.shards[self.after.shard];
+                self.state.observe_reads(shard.hits(), shard.misses());
+            }
             if policy == EvictionPolicy::NoEviction {
                 return Err(EngineError::OutOfMemory {
                     limit: match (scope, cause) {

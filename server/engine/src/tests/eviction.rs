@@ -297,3 +297,54 @@ fn versions_left_behind_for_readers_count_toward_the_memory_limit() {
     ns.hset(b"h", vec![(b("field-0"), b("again"))], Expiry::Keep)
         .expect("the readers' memory came back");
 }
+
+/// Hits of a read-through replay of `accesses` (read, and set on a miss)
+/// into a namespace of one shard holding `capacity` keys.
+fn read_through_hits(policy: EvictionPolicy, capacity: u64, accesses: &[u64]) -> usize {
+    let (_, ns) = bounded(policy, capacity, 0);
+    let mut hits = 0;
+    for key in accesses {
+        let key = key.to_string();
+        if ns.get(key.as_bytes()).expect("get").is_some() {
+            hits += 1;
+        } else {
+            put(&ns, &key);
+        }
+    }
+    hits
+}
+
+#[test]
+fn tinylfu_keeps_hitting_in_a_loop_and_a_scan_larger_than_the_cache() {
+    // A loop over 600 keys with room for 500: the optimum keeps about 500
+    // of them, while an LRU keeps cycling and hits nothing.
+    let looped: Vec<u64> = (0..20).flat_map(|_| 0..600).collect();
+    let tinylfu = read_through_hits(EvictionPolicy::TinyLfu, 500, &looped);
+    let lru = read_through_hits(EvictionPolicy::Lru, 500, &looped);
+    assert!(
+        tinylfu > looped.len() * 6 / 10,
+        "tinylfu: {tinylfu} hits of {}",
+        looped.len()
+    );
+    assert!(lru < looped.len() / 20, "lru: {lru} hits");
+
+    // 200 hot keys read in turn, each pass followed by a one-time scan of
+    // 1 000 new keys; room for 300.
+    let mut scanned = Vec::new();
+    let mut fresh = 1_000_000;
+    for _ in 0..20 {
+        scanned.extend(0..200);
+        scanned.extend(fresh..fresh + 1_000);
+        fresh += 1_000;
+    }
+    let hot_reads = 20 * 200;
+    let tinylfu = read_through_hits(EvictionPolicy::TinyLfu, 300, &scanned);
+    let lru = read_through_hits(EvictionPolicy::Lru, 300, &scanned);
+    // Key hashes are seeded per process, so the sketch's collisions, and
+    // the figure, vary a little from run to run.
+    assert!(
+        tinylfu > hot_reads * 6 / 10,
+        "tinylfu: {tinylfu} of {hot_reads} hot reads"
+    );
+    assert!(lru < hot_reads / 10, "lru: {lru} of {hot_reads} hot reads");
+}

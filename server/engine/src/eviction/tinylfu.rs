@@ -1,0 +1,403 @@
+//! W-TinyLFU with a self-tuning window, after Caffeine (Einziger, Friedman
+//! and Manes, "TinyLFU: A Highly Efficient Cache Admission Policy", 2017,
+//! and Caffeine's adaptive window by Ben Manes).
+//!
+//! New keys enter a small **window** FIFO. A key pushed out of the window
+//! is a candidate (the *challenger*) for the **main** queue, a CLOCK (each
+//! entry's read counter is its second chance). Main's CLOCK then turns
+//! until it finds its victim, the first entry not read since its last
+//! pass, and the two duel: the challenger gets in only if the frequency
+//! sketch (`sketch`) has seen it more often lately than the victim; else
+//! the challenger is the one evicted and the victim stays first in line. This is what keeps a loop or a scan larger than
+//! the cache from flushing it: their keys are seen no more often than the
+//! keys already held, so they stay out, and the held keys keep hitting.
+//! S3-FIFO (`s3fifo`), whose ghost readmits every returning key, turns
+//! into a FIFO over the whole loop there and hits nothing.
+//!
+//! A pure frequency filter, though, is slow to follow a workload whose
+//! recent keys matter most, so the window's share of the shard is tuned by
+//! a hill climber: every `10 ×` the shard's size in reads, it compares the
+//! hit ratio with the previous period's and keeps moving the window the
+//! same way while the ratio improves, and turns back when it falls, with
+//! steps that shrink as it settles and grow again when the workload
+//! changes.
+//!
+//! A hit still only bumps the entry's own counter with a relaxed atomic
+//! (no lock taken exclusively, no shared line written): those counts reach
+//! the sketch when the entry is next judged, under the shard's write lock.
+
+use super::fifo::{Fifo, Stamps};
+use super::sketch::FrequencySketch;
+use super::{EvictionOrder, QueueKind, QueueRef, Verdict};
+
+/// The window's share of a shard when it starts, in percent (Caffeine's).
+const INITIAL_WINDOW_PERCENT: f64 = 1.0;
+/// The window's largest share, in percent.
+const MAX_WINDOW_PERCENT: f64 = 80.0;
+/// The climber's step when it starts or restarts, in percent of the shard.
+const STEP_PERCENT: f64 = 6.25;
+/// How much each step shrinks while the hit ratio moves little.
+const STEP_DECAY: f64 = 0.98;
+/// A change of hit ratio this large means a new workload: steps restart.
+const RESTART_THRESHOLD: f64 = 0.05;
+/// A candidate seen more than this often may win a tie, once in
+/// [`TIE_ODDS`] duels, so that an attacker who makes one key's
+/// counters collide with the victims' cannot keep every newcomer out.
+const TIE_FREQUENCY: u8 = 5;
+const TIE_ODDS: u64 = 128;
+
+/// The queues and the sketch of one shard.
+#[derive(Debug)]
+pub(crate) struct TinyLfu {
+    window: Fifo,
+    main: Fifo,
+    stamps: Stamps,
+    sketch: FrequencySketch,
+    climber: HillClimber,
+    /// State of a xorshift generator, for the rare admitted tie.
+    random: u64,
+    /// Whether candidates must win against main's victim; off only in the
+    /// test that shows what the step is for.
+    admission: bool,
+    /// A window evictee waiting for main's victim to duel; its entry is
+    /// already marked as in main under this reference.
+    challenger: Option<QueueRef>,
+    /// A challenger that lost, first in main: evicted when judged next.
+    loser: Option<QueueRef>,
+    /// The shard's read count when the sketch was last aged.
+    aged_at_reads: u64,
+}
+
+impl Default for TinyLfu {
+    fn default() -> Self {
+        Self {
+            window: Fifo::default(),
+            main: Fifo::default(),
+            stamps: Stamps::default(),
+            sketch: FrequencySketch::default(),
+            climber: HillClimber::default(),
+            random: 0x2545_F491_4F6C_DD1D,
+            admission: true,
+            challenger: None,
+            loser: None,
+            aged_at_reads: 0,
+        }
+    }
+}
+
+impl TinyLfu {
+    /// Gives a main entry read since its last pass another one.
+    fn requeue(&mut self, hash: u64) -> (Verdict, u8) {
+        let reference = self.stamps.reference(hash);
+        self.main.push(reference);
+        (Verdict::Keep(reference, QueueKind::Main), 0)
+    }
+
+    /// The read counter's ceiling: reads counted between two judgements
+    /// are added to the sketch, so it saturates where the sketch does.
+    pub(crate) const MAX_FREQUENCY: u8 = 15;
+
+    /// Whether the window's candidate should enter main in place of main's
+    /// next victim.
+    fn admits(&mut self, candidate: u64, victim: u64) -> bool {
+        if !self.admission {
+            return true;
+        }
+        let candidate = self.sketch.estimate(candidate);
+        let victim = self.sketch.estimate(victim);
+        if candidate > victim {
+            return true;
+        }
+        if candidate <= TIE_FREQUENCY {
+            return false;
+        }
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        self.random.is_multiple_of(TIE_ODDS)
+    }
+}
+
+impl EvictionOrder for TinyLfu {
+    fn admit(&mut self, hash: u64, live: usize) -> (QueueRef, QueueKind) {
+        self.sketch.fit(live + 1);
+        self.sketch.record(hash);
+        let reference = self.stamps.reference(hash);
+        self.window.push(reference);
+        (reference, QueueKind::Small)
+    }
+
+    /// A duel's victim or loser from main while one is under way; else
+    /// from the window while it holds its share of `live` entries (or main
+    /// is empty), else from main.
+    fn next_candidate(&mut self, live: usize) -> Option<(QueueRef, QueueKind)> {
+        self.sketch.fit(live);
+        if self.challenger.is_some() || self.loser.is_some() {
+            if let Some(reference) = self.main.pop() {
+                return Some((reference, QueueKind::Main));
+            }
+            // Main emptied under the duel: the challenger takes its place.
+            if let Some(challenger) = self.challenger.take() {
+                self.main.push(challenger);
+            }
+            self.loser = None;
+        }
+        let window_target = self.climber.window_target(live);
+        if !self.window.is_empty() && (self.window.len() >= window_target || self.main.is_empty()) {
+            return self
+                .window
+                .pop()
+                .map(|reference| (reference, QueueKind::Small));
+        }
+        if let Some(reference) = self.main.pop() {
+            return Some((reference, QueueKind::Main));
+        }
+        self.window
+            .pop()
+            .map(|reference| (reference, QueueKind::Small))
+    }
+
+    fn judge(&mut self, hash: u64, kind: QueueKind, frequency: u8, live: usize) -> (Verdict, u8) {
+        for _ in 0..frequency.min(Self::MAX_FREQUENCY) {
+            self.sketch.record(hash);
+        }
+        if kind == QueueKind::Small {
+            let reference = self.stamps.reference(hash);
+            // Main below its share (while the shard fills, or after
+            // deletes) takes the candidate without a duel.
+            let main_share = live.saturating_sub(self.climber.window_target(live));
+            if self.main.len() < main_share {
+                self.main.push(reference);
+            } else {
+                self.challenger = Some(reference);
+            }
+            return (Verdict::Keep(reference, QueueKind::Main), 0);
+        }
+        if self.loser.is_some_and(|loser| loser.hash == hash) {
+            self.loser = None;
+            // Read since it lost (or the write in progress is its own):
+            // it earned its place after all.
+            if frequency > 0 {
+                return self.requeue(hash);
+            }
+            return (Verdict::Evict, 0);
+        }
+        if frequency > 0 {
+            return self.requeue(hash);
+        }
+        // Main's victim.
+        let Some(challenger) = self.challenger.take() else {
+            return (Verdict::Evict, 0);
+        };
+        if self.admits(challenger.hash, hash) {
+            self.main.push(challenger);
+            return (Verdict::Evict, 0);
+        }
+        // The victim stays first in line, behind the loser.
+        let victim = self.stamps.reference(hash);
+        self.main.push_front(victim);
+        self.main.push_front(challenger);
+        self.loser = Some(challenger);
+        (Verdict::Keep(victim, QueueKind::Main), 0)
+    }
+
+    fn observe_reads(&mut self, hits: u64, misses: u64, live: usize) {
+        self.climber.observe(hits, misses, live);
+        let reads = hits + misses;
+        if reads.saturating_sub(self.aged_at_reads) >= self.sketch.sample_size() as u64 {
+            self.sketch.halve();
+            self.aged_at_reads = reads;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.window.len() + self.main.len() + usize::from(self.challenger.is_some())
+    }
+
+    fn retain(&mut self, live: &mut dyn FnMut(QueueRef, QueueKind) -> bool) {
+        self.window.retain(QueueKind::Small, live);
+        self.main.retain(QueueKind::Main, live);
+        if let Some(challenger) = self.challenger
+            && !live(challenger, QueueKind::Main)
+        {
+            self.challenger = None;
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.window.memory_bytes() + self.main.memory_bytes() + self.sketch.memory_bytes()
+    }
+}
+
+/// Tunes the window's share from the shard's hit ratio, period by period.
+#[derive(Debug)]
+struct HillClimber {
+    window_percent: f64,
+    /// The next move, in percent of the shard; its sign is the direction.
+    step: f64,
+    previous_hit_ratio: Option<f64>,
+    /// The shard's read counters when the period began.
+    start: (u64, u64),
+}
+
+impl Default for HillClimber {
+    fn default() -> Self {
+        Self {
+            window_percent: INITIAL_WINDOW_PERCENT,
+            step: STEP_PERCENT,
+            previous_hit_ratio: None,
+            start: (0, 0),
+        }
+    }
+}
+
+impl HillClimber {
+    /// Entries the window should hold in a shard of `live`.
+    fn window_target(&self, live: usize) -> usize {
+        ((live as f64 * self.window_percent / 100.0) as usize).max(1)
+    }
+
+    /// Takes the shard's read counters (totals since it began); at the end
+    /// of each period of `10 × live` reads, moves the window.
+    fn observe(&mut self, hits: u64, misses: u64, live: usize) {
+        let period_hits = hits.saturating_sub(self.start.0);
+        let period_misses = misses.saturating_sub(self.start.1);
+        let reads = period_hits + period_misses;
+        if reads < 10 * live.max(64) as u64 {
+            return;
+        }
+        self.start = (hits, misses);
+        let ratio = period_hits as f64 / reads as f64;
+        let Some(previous) = self.previous_hit_ratio.replace(ratio) else {
+            return;
+        };
+        let change = ratio - previous;
+        let amount = if change >= 0.0 { self.step } else { -self.step };
+        self.window_percent = (self.window_percent + amount).clamp(0.0, MAX_WINDOW_PERCENT);
+        self.step = if change.abs() >= RESTART_THRESHOLD {
+            STEP_PERCENT.copysign(amount)
+        } else {
+            amount * STEP_DECAY
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read-through cache of `capacity` keys over this policy, as the
+    /// shard drives it: counters on hits, candidates judged until one is
+    /// evicted. Returns the hits.
+    fn replay(accesses: &[u64], capacity: usize) -> usize {
+        replay_with(TinyLfu::default(), accesses, capacity)
+    }
+
+    fn replay_with(mut policy: TinyLfu, accesses: &[u64], capacity: usize) -> usize {
+        // key -> (stamp, queue, frequency)
+        let mut resident: hashbrown::HashMap<u64, (u32, QueueKind, u8)> = Default::default();
+        let (mut hits, mut misses) = (0u64, 0u64);
+        for &key in accesses {
+            if let Some(entry) = resident.get_mut(&key) {
+                entry.2 = (entry.2 + 1).min(TinyLfu::MAX_FREQUENCY);
+                hits += 1;
+                continue;
+            }
+            misses += 1;
+            if resident.len() >= capacity {
+                policy.observe_reads(hits, misses, resident.len());
+                loop {
+                    let live = resident.len();
+                    let (reference, kind) = policy.next_candidate(live).expect("candidate");
+                    let Some(&(stamp, queue, frequency)) = resident.get(&reference.hash) else {
+                        continue;
+                    };
+                    if stamp != reference.stamp || queue != kind {
+                        continue;
+                    }
+                    match policy.judge(reference.hash, kind, frequency, live) {
+                        (Verdict::Evict, _) => {
+                            resident.remove(&reference.hash);
+                            break;
+                        }
+                        (Verdict::Keep(requeued, queue), frequency) => {
+                            resident.insert(reference.hash, (requeued.stamp, queue, frequency));
+                        }
+                    }
+                }
+            }
+            let (reference, queue) = policy.admit(key, resident.len());
+            resident.insert(key, (reference.stamp, queue, 0));
+        }
+        hits as usize
+    }
+
+    fn looped(keys: u64, passes: usize) -> Vec<u64> {
+        (0..passes).flat_map(|_| 0..keys).collect()
+    }
+
+    #[test]
+    fn a_loop_larger_than_the_cache_keeps_most_of_what_fits() {
+        // 1 200 keys in a loop, room for 1 000: an LRU or a FIFO hits
+        // nothing; the optimum hits about 1000/1200 of the reads after the
+        // first pass.
+        let accesses = looped(1_200, 30);
+        let hits = replay(&accesses, 1_000);
+        let ratio = hits as f64 / accesses.len() as f64;
+        assert!(ratio > 0.6, "hit ratio {ratio:.3}");
+    }
+
+    #[test]
+    fn a_scan_does_not_flush_the_hot_keys() {
+        // 500 hot keys read in turn, with a one-time scan of 2 000 new keys
+        // after every pass; room for 600.
+        let mut accesses = Vec::new();
+        let mut fresh = 1_000_000;
+        for _ in 0..40 {
+            accesses.extend(0..500);
+            for _ in 0..2_000 {
+                accesses.push(fresh);
+                fresh += 1;
+            }
+        }
+        let hits = replay(&accesses, 600);
+        let hot_reads = 40 * 500;
+        assert!(
+            hits as f64 > 0.8 * hot_reads as f64,
+            "{hits} hits of {hot_reads} hot reads"
+        );
+    }
+
+    #[test]
+    fn without_the_admission_step_a_loop_and_a_scan_flush_the_cache() {
+        let unfiltered = || TinyLfu {
+            admission: false,
+            ..TinyLfu::default()
+        };
+        let accesses = looped(1_200, 30);
+        let hits = replay_with(unfiltered(), &accesses, 1_000);
+        assert!(hits < accesses.len() / 20, "{hits} hits without admission");
+        assert!(replay(&accesses, 1_000) > accesses.len() / 2);
+    }
+
+    #[test]
+    fn the_window_grows_for_recency_and_stays_in_bounds() {
+        let mut climber = HillClimber::default();
+        let live = 100;
+        let (mut hits, mut misses) = (0, 0);
+        let mut ratio = 0.2;
+        for _ in 0..50 {
+            hits += (ratio * 1_000.0) as u64;
+            misses += ((1.0 - ratio) * 1_000.0) as u64;
+            climber.observe(hits, misses, live);
+            // A workload that rewards a larger window.
+            ratio = (0.2 + climber.window_percent / 200.0).min(0.9);
+            assert!((0.0..=MAX_WINDOW_PERCENT).contains(&climber.window_percent));
+        }
+        assert!(climber.window_percent > 20.0, "{}", climber.window_percent);
+    }
+}
