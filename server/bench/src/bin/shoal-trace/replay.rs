@@ -1,25 +1,28 @@
 //! Replaying traces against caches, one replay per trace × capacity × cache,
-//! spread over worker threads.
+//! spread over worker threads, and OPT for every trace × capacity.
 //!
 //! Each replay owns its cache and reads the trace afresh, so replays share
-//! nothing and their results do not depend on how they are scheduled.
+//! nothing and their results do not depend on how they are scheduled. OPT
+//! needs a whole trace in memory; each trace is loaded once, before the
+//! replays, and released once its OPT figures are in, so at most one trace
+//! is held at a time.
 
+use std::convert::Infallible;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::caches::{CacheKind, CacheState, ReplayCache};
-use crate::trace::{self, TraceError, TraceFormat, TraceSummary};
+use crate::opt::{NextUses, OptResult};
+use crate::source::TraceSource;
+use crate::trace::{TraceError, TraceSummary};
 
 /// Everything one run replays.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Trace files, in the order given.
-    pub files: Vec<PathBuf>,
-    /// Format of every trace.
-    pub format: TraceFormat,
+    /// The traces, in the order given.
+    pub sources: Vec<TraceSource>,
     /// Cache capacities in entries, in the order given.
     pub capacities: Vec<NonZeroUsize>,
     /// Shards per namespace for shoal's engine.
@@ -41,7 +44,7 @@ pub enum ReplayError {
     /// A cache failed to build or failed during a replay.
     #[error("{trace}: capacity {capacity}: {cache}: {message}")]
     Cache {
-        /// The trace's file name.
+        /// The trace's name.
         trace: String,
         /// The capacity replayed.
         capacity: usize,
@@ -77,9 +80,9 @@ impl Measurement {
 /// The results for one trace.
 #[derive(Debug, Clone)]
 pub struct TraceResults {
-    /// The file as given.
-    pub path: PathBuf,
-    /// Its counts, from the checking pass.
+    /// The trace as given.
+    pub source: TraceSource,
+    /// Its counts, from loading it.
     pub summary: TraceSummary,
     /// One entry per capacity, in plan order.
     pub rows: Vec<CapacityResults>,
@@ -90,6 +93,8 @@ pub struct TraceResults {
 pub struct CapacityResults {
     /// Entries each cache could hold.
     pub capacity: NonZeroUsize,
+    /// Belady's optimum at this capacity, for one unsharded cache.
+    pub opt: OptResult,
     /// Every cache of [`CacheKind::all`], with `None` for one that is not
     /// replayable.
     pub caches: Vec<(CacheKind, Option<Measurement>)>,
@@ -116,14 +121,6 @@ pub fn replay(
     }))
 }
 
-/// A trace's name in reports: its file name.
-pub fn trace_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    )
-}
-
 /// One replay to run.
 struct Job {
     trace: usize,
@@ -131,40 +128,35 @@ struct Job {
     cache: usize,
 }
 
-/// Checks every trace, then runs every replay of `plan`.
+/// Loads every trace, checking it and working out OPT at every capacity,
+/// then runs every replay of `plan`.
 ///
 /// # Errors
 /// The first trace that cannot be read, or the first cache that fails.
 pub fn run(plan: &Plan) -> Result<Vec<TraceResults>, ReplayError> {
     let kinds = CacheKind::all();
-    let mut results = Vec::with_capacity(plan.files.len());
-    for path in &plan.files {
-        let summary = trace::summarize(path, plan.format, plan.limit)?;
-        if plan.progress {
-            eprintln!(
-                "{}: {} accesses, {} unique blocks",
-                trace_name(path),
-                summary.accesses,
-                summary.unique_keys
-            );
-        }
+    let mut results = Vec::with_capacity(plan.sources.len());
+    for source in &plan.sources {
+        let (summary, opt) = optimum(plan, source)?;
         let rows = plan
             .capacities
             .iter()
-            .map(|&capacity| CapacityResults {
+            .zip(opt)
+            .map(|(&capacity, opt)| CapacityResults {
                 capacity,
+                opt,
                 caches: kinds.iter().map(|&kind| (kind, None)).collect(),
             })
             .collect();
         results.push(TraceResults {
-            path: path.clone(),
+            source: source.clone(),
             summary,
             rows,
         });
     }
 
     let mut jobs = Vec::new();
-    for trace in 0..plan.files.len() {
+    for trace in 0..plan.sources.len() {
         for capacity in 0..plan.capacities.len() {
             for (cache, kind) in kinds.iter().enumerate() {
                 if kind.is_replayable() {
@@ -177,33 +169,9 @@ pub fn run(plan: &Plan) -> Result<Vec<TraceResults>, ReplayError> {
             }
         }
     }
-
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<Option<Result<Measurement, ReplayError>>>> =
-        Mutex::new(jobs.iter().map(|_| None).collect());
-    let workers = plan.threads.get().min(jobs.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(index) else { break };
-                    let outcome = run_job(plan, kinds[job.cache], job);
-                    let failed = outcome.is_err();
-                    let mut slots = outcomes.lock().unwrap_or_else(|poison| poison.into_inner());
-                    slots[index] = Some(outcome);
-                    if failed {
-                        // Nothing more is worth running once a replay failed.
-                        next.store(jobs.len(), Ordering::Relaxed);
-                    }
-                }
-            });
-        }
+    let outcomes = on_threads(&jobs, plan.threads, |job| {
+        run_job(plan, kinds[job.cache], job)
     });
-
-    let outcomes = outcomes
-        .into_inner()
-        .unwrap_or_else(|poison| poison.into_inner());
     for (job, outcome) in jobs.iter().zip(outcomes) {
         if let Some(outcome) = outcome {
             results[job.trace].rows[job.capacity].caches[job.cache].1 = Some(outcome?);
@@ -212,19 +180,104 @@ pub fn run(plan: &Plan) -> Result<Vec<TraceResults>, ReplayError> {
     Ok(results)
 }
 
+/// Loads `source` and works out its counts and OPT at each capacity of
+/// `plan`, in plan order.
+///
+/// # Errors
+/// The trace cannot be read.
+fn optimum(
+    plan: &Plan,
+    source: &TraceSource,
+) -> Result<(TraceSummary, Vec<OptResult>), TraceError> {
+    let started = Instant::now();
+    let keys = source.load(plan.limit)?;
+    let next_uses = NextUses::new(&keys);
+    drop(keys);
+    let summary = TraceSummary {
+        accesses: next_uses.accesses(),
+        unique_keys: next_uses.distinct_keys(),
+    };
+    if plan.progress {
+        eprintln!(
+            "{}: {} accesses, {} unique blocks",
+            source.name(),
+            summary.accesses,
+            summary.unique_keys
+        );
+    }
+    let opt = on_threads(&plan.capacities, plan.threads, |&capacity| {
+        Ok::<_, Infallible>(next_uses.simulate(capacity))
+    })
+    .into_iter()
+    // No job can fail, so every one ran.
+    .flatten()
+    .map(|Ok(opt)| opt)
+    .collect::<Vec<_>>();
+    if plan.progress {
+        for (capacity, result) in plan.capacities.iter().zip(&opt) {
+            eprintln!(
+                "{} capacity {capacity} opt: {:.2}% hits",
+                source.name(),
+                result.hit_percent()
+            );
+        }
+        eprintln!(
+            "{}: loaded and OPT worked out in {:.1} s",
+            source.name(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok((summary, opt))
+}
+
+/// Runs `work` on every job over `threads` worker threads, and gives back
+/// each job's outcome in job order. Once a job fails no new one starts, so
+/// the jobs that did not run are `None`.
+fn on_threads<J: Sync, T: Send, E: Send>(
+    jobs: &[J],
+    threads: NonZeroUsize,
+    work: impl Fn(&J) -> Result<T, E> + Sync,
+) -> Vec<Option<Result<T, E>>> {
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Result<T, E>>>> =
+        Mutex::new(jobs.iter().map(|_| None).collect());
+    let workers = threads.get().min(jobs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(index) else { break };
+                    let outcome = work(job);
+                    let failed = outcome.is_err();
+                    let mut slots = outcomes.lock().unwrap_or_else(|poison| poison.into_inner());
+                    slots[index] = Some(outcome);
+                    if failed {
+                        // Nothing more is worth running once a job failed.
+                        next.store(jobs.len(), Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap_or_else(|poison| poison.into_inner())
+}
+
 /// Runs one replay, reporting it when `plan.progress` asks.
 fn run_job(plan: &Plan, kind: CacheKind, job: &Job) -> Result<Measurement, ReplayError> {
-    let path = &plan.files[job.trace];
+    let source = &plan.sources[job.trace];
     let capacity = plan.capacities[job.capacity];
     let cache_error = |message: String| ReplayError::Cache {
-        trace: trace_name(path),
+        trace: source.name(),
         capacity: capacity.get(),
         cache: kind.to_string(),
         message,
     };
     let started = Instant::now();
     let mut cache = kind.build(capacity, plan.shards).map_err(cache_error)?;
-    let accesses = trace::accesses_up_to(path, plan.format, plan.limit)?;
+    let accesses = source.accesses(plan.limit)?;
     let measurement = replay(cache.as_mut(), accesses)?.map_err(cache_error)?;
     // Dropping a large cache takes a while; keep it out of the timing.
     let elapsed = started.elapsed();
@@ -232,7 +285,7 @@ fn run_job(plan: &Plan, kind: CacheKind, job: &Job) -> Result<Measurement, Repla
     if plan.progress {
         eprintln!(
             "{} capacity {capacity} {kind}: {:.2}% hits ({:.1} s)",
-            trace_name(path),
+            source.name(),
             measurement.hit_percent(),
             elapsed.as_secs_f64()
         );
@@ -246,7 +299,8 @@ mod tests {
 
     use super::*;
     use crate::caches::ExactLru;
-    use crate::trace::ArcAccesses;
+    use crate::synthetic::Synthetic;
+    use crate::trace::{ArcAccesses, TraceFormat};
 
     fn inline(text: &str) -> ArcAccesses<Cursor<Vec<u8>>> {
         ArcAccesses::new(Cursor::new(text.as_bytes().to_vec()), "inline.lis".into())
@@ -295,8 +349,10 @@ mod tests {
         std::fs::write(&path, text).expect("write trace");
 
         let plan = |threads| Plan {
-            files: vec![path.clone()],
-            format: TraceFormat::Arc,
+            sources: vec![TraceSource::File {
+                path: path.clone(),
+                format: TraceFormat::Arc,
+            }],
             capacities: vec![
                 NonZeroUsize::new(4).expect("non-zero"),
                 NonZeroUsize::new(64).expect("non-zero"),
@@ -311,6 +367,7 @@ mod tests {
         assert_eq!(results[0].summary.accesses, 64);
         assert_eq!(results[0].summary.unique_keys, 12);
         let large = &results[0].rows[1];
+        assert_eq!((large.opt.hits, large.opt.accesses), (52, 64));
         for (kind, measurement) in &large.caches {
             match measurement {
                 // Everything fits: only the 12 first reads miss.
@@ -326,6 +383,19 @@ mod tests {
             .and_then(|(_, m)| *m)
             .expect("lru replayed");
         assert_eq!(small_lru.hits, 2);
+        // OPT keeps 4 of the 12 looped blocks, 3 and 4 among them, so it hits
+        // them in each of the 4 later passes and in the whole tail: 16 + 4.
+        let small = &results[0].rows[0];
+        assert_eq!(small.opt.hits, 20);
+        for (kind, measurement) in &small.caches {
+            // moka evicts in batches of maintenance work, so on a trace this
+            // short it never gets down to its capacity and beats OPT.
+            if let Some(m) = measurement
+                && *kind != CacheKind::Moka
+            {
+                assert!(m.hits <= small.opt.hits, "{kind} beat OPT: {m:?}");
+            }
+        }
 
         // Replays share nothing, so threads change no result. Only peers
         // without hash seeds or timers are compared exactly.
@@ -345,8 +415,10 @@ mod tests {
         let path = dir.path().join("t.lis");
         std::fs::write(&path, "0 10 0 0\n0 10 0 1\n").expect("write trace");
         let plan = Plan {
-            files: vec![path],
-            format: TraceFormat::Arc,
+            sources: vec![TraceSource::File {
+                path,
+                format: TraceFormat::Arc,
+            }],
             capacities: vec![NonZeroUsize::new(100).expect("non-zero")],
             shards: 1,
             limit: Some(15),
@@ -355,10 +427,75 @@ mod tests {
         };
         let results = run(&plan).expect("run");
         assert_eq!(results[0].summary.accesses, 15);
+        assert_eq!(results[0].rows[0].opt.hits, 5);
         for (kind, measurement) in &results[0].rows[0].caches {
             if let Some(m) = measurement {
                 assert_eq!((m.hits, m.accesses), (5, 15), "{kind}");
             }
         }
+    }
+
+    #[test]
+    fn synthetic_traces_replay_like_files() {
+        let loop_of = |keys| {
+            TraceSource::Synthetic(Synthetic {
+                shape: crate::synthetic::Shape::Loop { keys },
+                length: 300,
+            })
+        };
+        let plan = Plan {
+            sources: vec![loop_of(10), loop_of(100)],
+            capacities: vec![
+                NonZeroUsize::new(50).expect("non-zero"),
+                NonZeroUsize::new(200).expect("non-zero"),
+            ],
+            shards: 1,
+            limit: None,
+            threads: NonZeroUsize::new(4).expect("non-zero"),
+            progress: false,
+        };
+        let results = run(&plan).expect("run");
+        assert_eq!(results[0].source.name(), "synthetic loop:10");
+        let summaries: Vec<(u64, u64)> = results
+            .iter()
+            .map(|trace| (trace.summary.accesses, trace.summary.unique_keys))
+            .collect();
+        assert_eq!(summaries, [(300, 10), (300, 100)]);
+        // A loop that fits hits after its first pass in every cache.
+        for row in &results[0].rows {
+            assert_eq!(row.opt.hits, 290);
+            let lru = row.caches.iter().find(|(kind, _)| *kind == CacheKind::Lru);
+            assert_eq!(lru.and_then(|(_, m)| *m).map(|m| m.hits), Some(290));
+        }
+        // A loop of 100 over 50 entries: LRU never hits, OPT holds 49 keys
+        // fixed (and one more slot turning over) for about half the loop.
+        let small = &results[1].rows[0];
+        let lru = small
+            .caches
+            .iter()
+            .find(|(kind, _)| *kind == CacheKind::Lru);
+        assert_eq!(lru.and_then(|(_, m)| *m).map(|m| m.hits), Some(0));
+        assert!(small.opt.hits >= 2 * 49, "{}", small.opt.hits);
+    }
+
+    #[test]
+    fn a_bad_trace_fails_the_run_before_any_replay() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bad.keys");
+        std::fs::write(&path, "1\n2\n3 4\n").expect("write trace");
+        let plan = Plan {
+            sources: vec![TraceSource::File {
+                path,
+                format: TraceFormat::Lines,
+            }],
+            capacities: vec![NonZeroUsize::new(10).expect("non-zero")],
+            shards: 1,
+            limit: None,
+            threads: NonZeroUsize::new(1).expect("non-zero"),
+            progress: false,
+        };
+        let error = run(&plan).expect_err("malformed trace");
+        assert!(matches!(error, ReplayError::Trace(_)), "{error}");
+        assert!(error.to_string().contains("bad.keys: line 3"), "{error}");
     }
 }

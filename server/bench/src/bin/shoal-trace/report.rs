@@ -2,7 +2,9 @@
 //!
 //! Hit ratios are percentages rounded to two decimals, and every difference
 //! is taken between the rounded figures, so the JSON and the table agree
-//! with each other and with the arithmetic a reader does on them.
+//! with each other and with the arithmetic a reader does on them. Shares of
+//! OPT are the exception: they are taken between hit counts, since rounding
+//! would distort the ratio of two small hit ratios.
 
 use std::fmt::Write as _;
 
@@ -10,14 +12,16 @@ use serde::Serialize;
 use shoal_engine::EvictionPolicy;
 
 use crate::caches::CacheKind;
-use crate::replay::{Measurement, TraceResults, trace_name};
+use crate::opt::OptResult;
+use crate::replay::{Measurement, TraceResults};
+use crate::source::TraceSource;
 use crate::trace::TraceFormat;
 
 /// Settings of the run, shown above the results.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
-    /// Trace format.
-    pub format: &'static str,
+    /// Format of the trace files; `None` when only synthetic traces ran.
+    pub format: Option<&'static str>,
     /// Shards per namespace in shoal's engine.
     pub shards: usize,
     /// shoal's default eviction policy, the one compared with the peers.
@@ -29,13 +33,13 @@ pub struct RunInfo {
 impl RunInfo {
     /// Describes a run.
     pub fn new(
-        format: TraceFormat,
+        format: Option<TraceFormat>,
         shards: usize,
         default_policy: EvictionPolicy,
         limit: Option<u64>,
     ) -> Self {
         Self {
-            format: format.name(),
+            format: format.map(TraceFormat::name),
             shards,
             default_policy: default_policy.to_string(),
             limit,
@@ -61,10 +65,12 @@ pub struct Report {
 /// The results for one trace.
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceReport {
-    /// File name of the trace.
+    /// The trace's name: its file name, or `synthetic SPEC`.
     pub trace: String,
-    /// The path as given on the command line.
-    pub file: String,
+    /// The path as given on the command line, for a trace file.
+    pub file: Option<String>,
+    /// The spec it was generated from, for a synthetic trace.
+    pub synthetic: Option<String>,
     /// Accesses replayed.
     pub accesses: u64,
     /// Distinct blocks among them.
@@ -89,6 +95,16 @@ pub struct RowReport {
     pub default_minus_best_peer: Option<f64>,
     /// shoal's default policy's hit ratio minus moka's, in percentage points.
     pub default_minus_moka: Option<f64>,
+    /// Belady's optimum: the hits of the best possible cache of this
+    /// capacity (one unsharded cache, whatever `shards` says).
+    pub opt_hits: u64,
+    /// OPT's hit ratio, percent.
+    pub opt_hit_percent: f64,
+    /// shoal's default policy's hits as a percentage of OPT's; `null` when
+    /// OPT has none.
+    pub default_percent_of_opt: Option<f64>,
+    /// The best peer's hits as a percentage of OPT's.
+    pub best_peer_percent_of_opt: Option<f64>,
 }
 
 /// One cache's replay of one trace at one capacity.
@@ -121,14 +137,18 @@ impl Report {
         let traces = results
             .iter()
             .map(|trace| TraceReport {
-                trace: trace_name(&trace.path),
-                file: trace.path.display().to_string(),
+                trace: trace.source.name(),
+                file: trace.source.path().map(|path| path.display().to_string()),
+                synthetic: match &trace.source {
+                    TraceSource::Synthetic(synthetic) => Some(synthetic.shape.to_string()),
+                    TraceSource::File { .. } => None,
+                },
                 accesses: trace.summary.accesses,
                 unique_keys: trace.summary.unique_keys,
                 rows: trace
                     .rows
                     .iter()
-                    .map(|row| row_report(row.capacity.get(), &row.caches, &default_cache))
+                    .map(|row| row_report(row.capacity.get(), row.opt, &row.caches, &default_cache))
                     .collect(),
             })
             .collect();
@@ -145,9 +165,9 @@ impl Report {
 
     /// Consistency checks on the results; one line per problem found.
     ///
-    /// Every cache must hold at most its capacity, and a cache that counts
-    /// its evictions must have evicted exactly what it inserted (one per
-    /// miss) but no longer holds.
+    /// Every cache must hold at most its capacity, a cache that counts its
+    /// evictions must have evicted exactly what it inserted (one per miss)
+    /// but no longer holds, and no cache can hit more often than OPT.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for trace in &self.traces {
@@ -160,6 +180,13 @@ impl Report {
                         format!("{} capacity {} {}", trace.trace, row.capacity, cache.cache);
                     if entries > row.capacity as u64 {
                         problems.push(format!("{place}: holds {entries} entries"));
+                    }
+                    if hits > row.opt_hits {
+                        problems.push(format!(
+                            "{place}: {hits} hits, more than OPT's {}, so it held more \
+                             than its capacity at times",
+                            row.opt_hits
+                        ));
                     }
                     let misses = trace.accesses - hits;
                     if let Some(evictions) = cache.evictions
@@ -184,7 +211,7 @@ impl Report {
         let _ = writeln!(
             out,
             "shoal-trace: read-through replay, count-bounded capacity, format {}",
-            info.format
+            info.format.unwrap_or("n/a (synthetic traces only)")
         );
         let _ = writeln!(
             out,
@@ -218,6 +245,9 @@ impl Report {
             "best peer".to_string(),
             "vs best".to_string(),
             "vs moka".to_string(),
+            "opt".to_string(),
+            format!("{}/opt %", info.default_policy),
+            "best/opt %".to_string(),
         ]);
         let mut lines = vec![header];
         for trace in &self.traces {
@@ -227,6 +257,9 @@ impl Report {
                 line.push(row.best_peer.clone().unwrap_or_else(|| "n/a".into()));
                 line.push(signed(row.default_minus_best_peer));
                 line.push(signed(row.default_minus_moka));
+                line.push(percent(Some(row.opt_hit_percent)));
+                line.push(percent(row.default_percent_of_opt));
+                line.push(percent(row.best_peer_percent_of_opt));
                 lines.push(line);
             }
         }
@@ -237,6 +270,14 @@ impl Report {
             out,
             "hit ratios in percent; \"vs best\" / \"vs moka\": {default_cache} minus the best \
              peer / moka, in percentage points"
+        );
+        let _ = writeln!(
+            out,
+            "opt: Belady's optimum, the best any single cache of that capacity can do \
+             (evicting the key next used furthest ahead, admission optional); \
+             \"{policy}/opt %\" / \"best/opt %\": the hits of {default_cache} / of the best \
+             peer as a percentage of OPT's",
+            policy = info.default_policy
         );
         if cache_names.iter().any(|name| name == "shoal/noeviction") {
             let _ = writeln!(
@@ -263,8 +304,8 @@ impl Report {
         if problems.is_empty() {
             let _ = writeln!(
                 out,
-                "sanity: no cache held more than its capacity; every shoal replay evicted \
-                 exactly its misses minus the keys it held"
+                "sanity: no cache held more than its capacity or hit more often than OPT; \
+                 every shoal replay evicted exactly its misses minus the keys it held"
             );
         } else {
             for problem in problems {
@@ -278,6 +319,7 @@ impl Report {
 /// Builds one row from its measurements.
 fn row_report(
     capacity: usize,
+    opt: OptResult,
     caches: &[(CacheKind, Option<Measurement>)],
     default_cache: &str,
 ) -> RowReport {
@@ -309,12 +351,24 @@ fn row_report(
     let default_hit = hit_of(default_cache);
     let best_peer_hit_percent = best.and_then(|b| b.hit_percent);
     let minus = |other: Option<f64>| Some(round2(default_hit? - other?));
+    let share_of_opt = |hits: Option<u64>| {
+        let hits = hits?;
+        (opt.hits > 0).then(|| round2(hits as f64 * 100.0 / opt.hits as f64))
+    };
+    let default_hits = caches
+        .iter()
+        .find(|c| c.cache == default_cache)
+        .and_then(|c| c.hits);
     RowReport {
         capacity,
         best_peer: best.map(|b| b.cache.clone()),
         best_peer_hit_percent,
         default_minus_best_peer: minus(best_peer_hit_percent),
         default_minus_moka: minus(hit_of("moka")),
+        opt_hits: opt.hits,
+        opt_hit_percent: round2(opt.hit_percent()),
+        default_percent_of_opt: share_of_opt(default_hits),
+        best_peer_percent_of_opt: share_of_opt(best.and_then(|b| b.hits)),
         caches,
     }
 }
@@ -367,6 +421,7 @@ mod tests {
     use super::*;
     use crate::caches::CacheState;
     use crate::replay::CapacityResults;
+    use crate::synthetic::Synthetic;
     use crate::trace::TraceSummary;
 
     fn measured(hits: u64, entries: u64, evictions: Option<u64>) -> Option<Measurement> {
@@ -377,8 +432,13 @@ mod tests {
         })
     }
 
-    /// One trace of 10,000 accesses at capacity 100; `s3fifo` gets `hits`.
+    /// One trace of 10,000 accesses at capacity 100; `s3fifo` gets `hits`,
+    /// OPT 6,000.
     fn sample(s3fifo_hits: u64) -> Report {
+        sample_with_opt(s3fifo_hits, 6_000)
+    }
+
+    fn sample_with_opt(s3fifo_hits: u64, opt_hits: u64) -> Report {
         let caches = CacheKind::all()
             .into_iter()
             .map(|kind| {
@@ -396,17 +456,24 @@ mod tests {
             })
             .collect();
         let results = [TraceResults {
-            path: PathBuf::from("traces/T1.lis.zst"),
+            source: TraceSource::File {
+                path: PathBuf::from("traces/T1.lis.zst"),
+                format: TraceFormat::Arc,
+            },
             summary: TraceSummary {
                 accesses: 10_000,
                 unique_keys: 2_000,
             },
             rows: vec![CapacityResults {
                 capacity: NonZeroUsize::new(100).expect("non-zero"),
+                opt: OptResult {
+                    hits: opt_hits,
+                    accesses: 10_000,
+                },
                 caches,
             }],
         }];
-        let info = RunInfo::new(TraceFormat::Arc, 1, EvictionPolicy::S3Fifo, None);
+        let info = RunInfo::new(Some(TraceFormat::Arc), 1, EvictionPolicy::S3Fifo, None);
         Report::new(info, &results)
     }
 
@@ -449,6 +516,9 @@ mod tests {
             "best peer",
             "vs best",
             "vs moka",
+            "opt",
+            "s3fifo/opt %",
+            "best/opt %",
         ] {
             assert!(header.contains(name), "{header}");
         }
@@ -457,23 +527,18 @@ mod tests {
             .find(|line| line.starts_with("T1.lis.zst "))
             .expect("row");
         let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(
-            cells,
-            [
-                "T1.lis.zst",
-                "100",
-                "45.00",
-                "40.00",
-                "40.00",
-                "n/a",
-                "45.23",
-                "46.12",
-                "40.00",
-                "quick_cache",
-                "-1.12",
-                "-0.23"
-            ]
-        );
+        // One cell per cache, in the order of `CacheKind::all`, whatever
+        // policies the engine has.
+        let mut expected = vec!["T1.lis.zst", "100"];
+        expected.extend(CacheKind::all().into_iter().map(|kind| match kind {
+            CacheKind::Shoal(EvictionPolicy::S3Fifo) => "45.00",
+            CacheKind::Shoal(EvictionPolicy::NoEviction) => "n/a",
+            CacheKind::Shoal(_) | CacheKind::Lru => "40.00",
+            CacheKind::Moka => "45.23",
+            CacheKind::QuickCache => "46.12",
+        }));
+        expected.extend(["quick_cache", "-1.12", "-0.23", "60.00", "75.00", "76.87"]);
+        assert_eq!(cells, expected);
         assert!(table.contains("on 0 of 1 rows, moka on 0 of 1"), "{table}");
         assert!(table.contains("sanity: no cache held more"), "{table}");
     }
@@ -501,11 +566,97 @@ mod tests {
         assert_eq!(row["capacity"], 100);
         assert_eq!(row["best_peer"], "quick_cache");
         assert_eq!(row["default_minus_best_peer"], 0.89);
-        assert_eq!(row["caches"][0]["cache"], "shoal/s3fifo");
-        assert_eq!(row["caches"][0]["hit_percent"], 47.01);
-        assert_eq!(row["caches"][3]["hit_percent"], serde_json::Value::Null);
-        assert_eq!(row["caches"][4]["cache"], "moka");
-        assert_eq!(row["caches"][4]["peer"], true);
+        let cache = |name: &str| {
+            row["caches"]
+                .as_array()
+                .and_then(|caches| caches.iter().find(|c| c["cache"] == name))
+                .unwrap_or_else(|| panic!("{name} is listed"))
+                .clone()
+        };
+        assert_eq!(row["caches"][0]["peer"], false, "shoal comes first");
+        assert_eq!(cache("shoal/s3fifo")["hit_percent"], 47.01);
+        assert_eq!(cache("shoal/s3fifo")["peer"], false);
+        assert_eq!(
+            cache("shoal/noeviction")["hit_percent"],
+            serde_json::Value::Null
+        );
+        assert_eq!(cache("moka")["peer"], true);
+        assert_eq!(cache("moka")["hits"], 4_523);
+        assert_eq!(trace["file"], "traces/T1.lis.zst");
+        assert_eq!(trace["synthetic"], serde_json::Value::Null);
+        assert_eq!(row["opt_hits"], 6_000);
+        assert_eq!(row["opt_hit_percent"], 60.0);
+        assert_eq!(row["default_percent_of_opt"], 78.35);
+        assert_eq!(row["best_peer_percent_of_opt"], 76.87);
+    }
+
+    #[test]
+    fn shares_of_opt_come_from_hit_counts() {
+        // 1 and 3 hits of 10,000 round to 0.01 % and 0.03 %, yet one is a
+        // third of the other.
+        let report = sample_with_opt(1, 3);
+        let row = &report.traces[0].rows[0];
+        assert_eq!(row.default_percent_of_opt, Some(33.33));
+        assert_eq!(row.opt_hit_percent, 0.03);
+        // Without a hit to OPT there is no share to give.
+        let none = sample_with_opt(0, 0);
+        let row = &none.traces[0].rows[0];
+        assert_eq!(row.default_percent_of_opt, None);
+        assert_eq!(row.best_peer_percent_of_opt, None);
+        let table = none.to_table();
+        let cells: Vec<&str> = table
+            .lines()
+            .find(|line| line.starts_with("T1.lis.zst "))
+            .expect("row")
+            .split_whitespace()
+            .collect();
+        assert_eq!(cells[cells.len() - 3..], ["0.00", "n/a", "n/a"]);
+    }
+
+    #[test]
+    fn a_cache_beating_opt_is_a_problem() {
+        let report = sample_with_opt(4_500, 4_600);
+        let problems = report.problems();
+        // quick_cache's 4,612 hits are more than OPT's 4,600.
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("quick_cache: 4612 hits, more than OPT's 4600"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn synthetic_traces_are_named_by_their_spec() {
+        let shape = "loop:1200".parse().expect("valid spec");
+        let results = [TraceResults {
+            source: TraceSource::Synthetic(Synthetic {
+                shape,
+                length: 10_000,
+            }),
+            summary: TraceSummary {
+                accesses: 10_000,
+                unique_keys: 1_200,
+            },
+            rows: vec![],
+        }];
+        let info = RunInfo::new(None, 1, EvictionPolicy::S3Fifo, None);
+        let report = Report::new(info, &results);
+        let trace = &report.traces[0];
+        assert_eq!(trace.trace, "synthetic loop:1200");
+        assert_eq!(trace.file, None);
+        assert_eq!(trace.synthetic.as_deref(), Some("loop:1200"));
+        let table = report.to_table();
+        assert!(
+            table.contains("format n/a (synthetic traces only)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("synthetic loop:1200: 10000 accesses, 1200 unique blocks"),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+        assert_eq!(json["format"], serde_json::Value::Null);
+        assert_eq!(json["traces"][0]["synthetic"], "loop:1200");
     }
 
     #[test]
@@ -513,8 +664,13 @@ mod tests {
         let mut report = sample(4_500);
         assert!(report.problems().is_empty());
         let row = &mut report.traces[0].rows[0];
-        row.caches[0].evictions = Some(1);
-        row.caches[4].entries = Some(101);
+        for cache in &mut row.caches {
+            match cache.cache.as_str() {
+                "shoal/s3fifo" => cache.evictions = Some(1),
+                "moka" => cache.entries = Some(101),
+                _ => {}
+            }
+        }
         let problems = report.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("shoal/s3fifo"), "{problems:?}");

@@ -16,6 +16,9 @@ pub enum TraceFormat {
     /// ARC `.lis` lines `start count ignored request`; each expands to the
     /// `count` block accesses `start..start + count`.
     Arc,
+    /// One key a line, a decimal unsigned 64-bit integer: the plainest
+    /// format to write by hand or from another tool.
+    Lines,
 }
 
 impl TraceFormat {
@@ -23,6 +26,7 @@ impl TraceFormat {
     pub fn name(self) -> &'static str {
         match self {
             TraceFormat::Arc => "arc",
+            TraceFormat::Lines => "lines",
         }
     }
 }
@@ -87,8 +91,10 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, TraceError> {
 /// cannot be read or parsed, after which the stream ends.
 pub fn accesses(path: &Path, format: TraceFormat) -> Result<Accesses, TraceError> {
     let reader = open(path)?;
+    let path = path.to_path_buf();
     Ok(match format {
-        TraceFormat::Arc => Accesses::Arc(ArcAccesses::new(reader, path.to_path_buf())),
+        TraceFormat::Arc => Accesses::Arc(ArcAccesses::new(reader, path)),
+        TraceFormat::Lines => Accesses::Lines(LinesAccesses::new(reader, path)),
     })
 }
 
@@ -96,6 +102,8 @@ pub fn accesses(path: &Path, format: TraceFormat) -> Result<Accesses, TraceError
 pub enum Accesses {
     /// From an ARC `.lis` trace.
     Arc(ArcAccesses<Box<dyn BufRead + Send>>),
+    /// From a trace of one key a line.
+    Lines(LinesAccesses<Box<dyn BufRead + Send>>),
 }
 
 impl Iterator for Accesses {
@@ -104,6 +112,7 @@ impl Iterator for Accesses {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Accesses::Arc(inner) => inner.next(),
+            Accesses::Lines(inner) => inner.next(),
         }
     }
 }
@@ -117,39 +126,50 @@ pub struct TraceSummary {
     pub unique_keys: u64,
 }
 
-/// Reads `path` once to check every line and count its accesses, so a bad
-/// trace is reported before any replay starts.
-///
-/// # Errors
-/// The first [`TraceError`] found.
-pub fn summarize(
-    path: &Path,
-    format: TraceFormat,
-    limit: Option<u64>,
-) -> Result<TraceSummary, TraceError> {
-    let mut seen = hashbrown::HashSet::new();
-    let mut accesses = 0;
-    for key in accesses_up_to(path, format, limit)? {
-        seen.insert(key?);
-        accesses += 1;
-    }
-    Ok(TraceSummary {
-        accesses,
-        unique_keys: seen.len() as u64,
-    })
+/// The numbered lines of a trace, shared by the readers of every format so
+/// that they count lines and report read errors alike.
+struct NumberedLines<R> {
+    reader: R,
+    path: PathBuf,
+    line: Vec<u8>,
+    line_number: u64,
 }
 
-/// [`accesses`], cut after `limit` items when one is given.
-///
-/// # Errors
-/// As [`accesses`].
-pub fn accesses_up_to(
-    path: &Path,
-    format: TraceFormat,
-    limit: Option<u64>,
-) -> Result<std::iter::Take<Accesses>, TraceError> {
-    let limit = limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    Ok(accesses(path, format)?.take(limit))
+impl<R: BufRead> NumberedLines<R> {
+    fn new(reader: R, path: PathBuf) -> Self {
+        Self {
+            reader,
+            path,
+            line: Vec::new(),
+            line_number: 0,
+        }
+    }
+
+    /// The next line, with its end of line; `None` at the end of the trace.
+    fn next_line(&mut self) -> Result<Option<&[u8]>, TraceError> {
+        self.line.clear();
+        match self.reader.read_until(b'\n', &mut self.line) {
+            Ok(0) => Ok(None),
+            Ok(_) => {
+                self.line_number += 1;
+                Ok(Some(&self.line))
+            }
+            Err(source) => Err(TraceError::Read {
+                path: self.path.clone(),
+                line: self.line_number + 1,
+                source,
+            }),
+        }
+    }
+
+    /// The error for the line last read, which is not in the format.
+    fn malformed(&self, reason: String) -> TraceError {
+        TraceError::Malformed {
+            path: self.path.clone(),
+            line: self.line_number,
+            reason,
+        }
+    }
 }
 
 /// Block accesses from ARC `.lis` lines.
@@ -157,10 +177,7 @@ pub fn accesses_up_to(
 /// Blank lines are skipped. Every other line must hold exactly four unsigned
 /// integers; `count` may be 0 (a request touching no block).
 pub struct ArcAccesses<R> {
-    reader: R,
-    path: PathBuf,
-    line: Vec<u8>,
-    line_number: u64,
+    lines: NumberedLines<R>,
     next_block: u64,
     remaining: u64,
     finished: bool,
@@ -170,20 +187,11 @@ impl<R: BufRead> ArcAccesses<R> {
     /// Reads lines from `reader`; `path` names the trace in errors.
     pub fn new(reader: R, path: PathBuf) -> Self {
         Self {
-            reader,
-            path,
-            line: Vec::new(),
-            line_number: 0,
+            lines: NumberedLines::new(reader, path),
             next_block: 0,
             remaining: 0,
             finished: false,
         }
-    }
-
-    /// Ends the stream with `error`.
-    fn fail(&mut self, error: TraceError) -> Option<Result<u64, TraceError>> {
-        self.finished = true;
-        Some(Err(error))
     }
 }
 
@@ -202,41 +210,99 @@ impl<R: BufRead> Iterator for ArcAccesses<R> {
             if self.finished {
                 return None;
             }
-            self.line.clear();
-            match self.reader.read_until(b'\n', &mut self.line) {
-                Ok(0) => {
+            let parsed = match self.lines.next_line() {
+                Ok(None) => {
                     self.finished = true;
                     return None;
                 }
-                Ok(_) => {
-                    self.line_number += 1;
-                    match parse_arc_line(&self.line) {
-                        Ok(Some((start, count))) => {
-                            self.next_block = start;
-                            self.remaining = count;
-                        }
-                        Ok(None) => {}
-                        Err(reason) => {
-                            let error = TraceError::Malformed {
-                                path: self.path.clone(),
-                                line: self.line_number,
-                                reason,
-                            };
-                            return self.fail(error);
-                        }
-                    }
+                Ok(Some(line)) => parse_arc_line(line),
+                Err(error) => {
+                    self.finished = true;
+                    return Some(Err(error));
                 }
-                Err(source) => {
-                    let error = TraceError::Read {
-                        path: self.path.clone(),
-                        line: self.line_number + 1,
-                        source,
-                    };
-                    return self.fail(error);
+            };
+            match parsed {
+                Ok(Some((start, count))) => {
+                    self.next_block = start;
+                    self.remaining = count;
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    self.finished = true;
+                    return Some(Err(self.lines.malformed(reason)));
                 }
             }
         }
     }
+}
+
+/// Keys from a trace of one decimal key a line.
+///
+/// Blank lines are skipped and whitespace around a key (a CRLF line end
+/// included) is ignored; anything else on a line is an error, so a trace in
+/// another format is not silently read as a stream of wrong keys.
+pub struct LinesAccesses<R> {
+    lines: NumberedLines<R>,
+    finished: bool,
+}
+
+impl<R: BufRead> LinesAccesses<R> {
+    /// Reads lines from `reader`; `path` names the trace in errors.
+    pub fn new(reader: R, path: PathBuf) -> Self {
+        Self {
+            lines: NumberedLines::new(reader, path),
+            finished: false,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for LinesAccesses<R> {
+    type Item = Result<u64, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.finished {
+            let parsed = match self.lines.next_line() {
+                Ok(None) => {
+                    self.finished = true;
+                    return None;
+                }
+                Ok(Some(line)) => parse_key_line(line),
+                Err(error) => {
+                    self.finished = true;
+                    return Some(Err(error));
+                }
+            };
+            match parsed {
+                Ok(Some(key)) => return Some(Ok(key)),
+                Ok(None) => {}
+                Err(reason) => {
+                    self.finished = true;
+                    return Some(Err(self.lines.malformed(reason)));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Parses a line of the `lines` format into its key; `None` for a blank
+/// line.
+fn parse_key_line(line: &[u8]) -> Result<Option<u64>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not valid UTF-8".to_string())?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    // `u64::from_str` would also take a leading `+`; a key is digits only.
+    if !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(format!(
+            "expected one key, a decimal unsigned integer, found: {}",
+            quote(text)
+        ));
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("key is larger than {}: {}", u64::MAX, quote(text)))
 }
 
 /// Field names of an ARC line, in order.
@@ -386,33 +452,27 @@ mod tests {
     }
 
     #[test]
-    fn zst_files_are_decompressed_and_limits_apply() {
+    fn zst_files_are_decompressed_in_every_format() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let plain = dir.path().join("small.lis");
-        let compressed = dir.path().join("small.lis.zst");
-        let text = b"10 4 0 0\n12 2 0 1\n";
-        std::fs::write(&plain, text).expect("write plain");
-        let packed = zstd::encode_all(&text[..], 3).expect("compress");
-        std::fs::File::create(&compressed)
-            .and_then(|mut file| file.write_all(&packed))
-            .expect("write compressed");
+        for (format, text) in [
+            (TraceFormat::Arc, &b"10 4 0 0\n12 2 0 1\n"[..]),
+            (TraceFormat::Lines, &b"10\n11\n12\n13\n12\n13\n"[..]),
+        ] {
+            let plain = dir.path().join(format!("small.{}", format.name()));
+            let compressed = dir.path().join(format!("small.{}.zst", format.name()));
+            std::fs::write(&plain, text).expect("write plain");
+            let packed = zstd::encode_all(text, 3).expect("compress");
+            std::fs::File::create(&compressed)
+                .and_then(|mut file| file.write_all(&packed))
+                .expect("write compressed");
 
-        for path in [&plain, &compressed] {
-            let all: Vec<u64> = accesses(path, TraceFormat::Arc)
-                .expect("open")
-                .collect::<Result<_, _>>()
-                .expect("parse");
-            assert_eq!(all, [10, 11, 12, 13, 12, 13]);
-            let summary = summarize(path, TraceFormat::Arc, None).expect("summary");
-            assert_eq!(
-                summary,
-                TraceSummary {
-                    accesses: 6,
-                    unique_keys: 4
-                }
-            );
-            let limited = summarize(path, TraceFormat::Arc, Some(3)).expect("summary");
-            assert_eq!(limited.accesses, 3);
+            for path in [&plain, &compressed] {
+                let all: Vec<u64> = accesses(path, format)
+                    .expect("open")
+                    .collect::<Result<_, _>>()
+                    .expect("parse");
+                assert_eq!(all, [10, 11, 12, 13, 12, 13], "{}", path.display());
+            }
         }
     }
 
@@ -420,11 +480,13 @@ mod tests {
     fn a_missing_file_is_an_open_error() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("absent.lis");
-        let Err(error) = accesses(&path, TraceFormat::Arc) else {
-            panic!("opening a missing file succeeded");
-        };
-        assert!(matches!(error, TraceError::Open { .. }));
-        assert!(error.to_string().contains("absent.lis: cannot open"));
+        for format in [TraceFormat::Arc, TraceFormat::Lines] {
+            let Err(error) = accesses(&path, format) else {
+                panic!("opening a missing file succeeded");
+            };
+            assert!(matches!(error, TraceError::Open { .. }));
+            assert!(error.to_string().contains("absent.lis: cannot open"));
+        }
     }
 
     #[test]
@@ -432,11 +494,85 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("bad.lis.zst");
         std::fs::write(&path, b"1 1 0 0\n").expect("write");
-        let result = summarize(&path, TraceFormat::Arc, None);
+        let result = accesses(&path, TraceFormat::Arc)
+            .and_then(|keys| keys.collect::<Result<Vec<u64>, _>>());
         let message = result.expect_err("not a zstd stream").to_string();
         assert!(
             message.starts_with(&path.display().to_string()),
             "{message}"
+        );
+    }
+
+    fn parse_lines(text: &[u8]) -> Vec<Result<u64, TraceError>> {
+        LinesAccesses::new(Cursor::new(text.to_vec()), PathBuf::from("inline.keys")).collect()
+    }
+
+    fn lines_error(text: &[u8]) -> String {
+        let items = parse_lines(text);
+        let (last, before) = items.split_last().expect("at least one item");
+        assert!(
+            before.iter().all(Result::is_ok),
+            "only the last is an error"
+        );
+        match last {
+            Err(error) => error.to_string(),
+            Ok(key) => panic!("expected an error, got key {key}"),
+        }
+    }
+
+    #[test]
+    fn lines_hold_one_key_each() {
+        let keys: Vec<u64> = parse_lines(b"3\n1\n3\n0\n18446744073709551615\n")
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("parses");
+        assert_eq!(keys, [3, 1, 3, 0, u64::MAX]);
+    }
+
+    #[test]
+    fn lines_accept_blank_lines_crlf_spaces_and_no_final_newline() {
+        let keys: Vec<u64> = parse_lines(b"\r\n7\r\n\n  8 \n\t\n9")
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("parses");
+        assert_eq!(keys, [7, 8, 9]);
+        assert!(parse_lines(b"").is_empty());
+        assert!(parse_lines(b"\n\r\n").is_empty());
+    }
+
+    #[test]
+    fn lines_reject_anything_but_one_decimal_key() {
+        for (text, line, needle) in [
+            (&b"1\n2 3\n"[..], 2, "`2 3`"),
+            (b"1\n\n-4\n", 3, "`-4`"),
+            (b"+5\n", 1, "`+5`"),
+            (b"0x10\n", 1, "`0x10`"),
+            (b"1.5\n", 1, "`1.5`"),
+            (b"10 1 0 0\n", 1, "`10 1 0 0`"),
+            (
+                b"18446744073709551616\n",
+                1,
+                "larger than 18446744073709551615",
+            ),
+            (b"7\n\xff\n", 2, "not valid UTF-8"),
+        ] {
+            let message = lines_error(text);
+            assert!(
+                message.starts_with(&format!("inline.keys: line {line}: ")),
+                "{message}"
+            );
+            assert!(message.contains(needle), "{message}");
+        }
+        assert!(lines_error(b"x\n").contains("decimal unsigned integer"));
+    }
+
+    #[test]
+    fn formats_are_named_as_on_the_command_line() {
+        assert_eq!(TraceFormat::Arc.name(), "arc");
+        assert_eq!(TraceFormat::Lines.name(), "lines");
+        assert_eq!(
+            serde_json::to_value(TraceFormat::Lines).expect("serializes"),
+            "lines"
         );
     }
 }
