@@ -30,9 +30,10 @@ use bytes::Bytes;
 
 use super::budget::Budget;
 use super::change::{ChangeKind, ChangeRecord, CollectionChange, SinkSlot};
-use super::collections::PinAccount;
+use super::collections::{Growth, PinAccount};
 use super::deadline::Deadline;
 use super::entry_store::{EntryRef, RemovedEntry, entry_bytes};
+use super::eviction::EvictionPolicy;
 use super::shard::{Shard, ShardState};
 use super::value::Value;
 use super::{Clock, EngineError, Expiry, ItemMeta, KeyType, Limits, WriteOutcome};
@@ -260,12 +261,27 @@ impl Namespace {
     /// emptied collection is removed; otherwise, if anything changed or an
     /// expiry was given, the version is bumped and the deadline follows
     /// `expiry` (`Keep` leaves it).
+    /// Under `noeviction`, refuses a collection write whose `growth` could
+    /// take the budget past its memory limit, before anything changes (the
+    /// evicting policies make room after the write instead).
+    fn check_growth(&self, value: &Value, growth: Growth) -> Result<(), EngineError> {
+        if growth == Growth::NONE || self.budget.policy() != Some(EvictionPolicy::NoEviction) {
+            return Ok(());
+        }
+        let bytes = value.growth_bound(growth) as u64;
+        match self.budget.over(0, bytes) {
+            Some((scope_cause, scope)) => Err(key_write::out_of_memory(scope, scope_cause)),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn write_collection<R>(
         &self,
         key: &[u8],
         key_type: KeyType,
         create: bool,
         expiry: Expiry,
+        growth: Growth,
         apply: impl FnOnce(&mut Value) -> Result<(R, Option<CollectionChange>), EngineError>,
     ) -> Result<Option<WriteOutcome<R>>, EngineError> {
         self.check_key(key)?;
@@ -279,8 +295,8 @@ impl Namespace {
             .map(|entry| (entry.key_type(), entry.expires_at_ms()));
         match existing {
             None if create => write.make_room(key, true, entry_bytes(key.len(), None))?,
-            // A write to an existing collection is refused under noeviction
-            // only once the engine is already over its limit.
+            // Under noeviction, what a collection write may add is checked
+            // against the limit before it changes anything (check_growth).
             Some(_) => write.make_room(key, false, 0)?,
             None => {}
         }
@@ -295,6 +311,7 @@ impl Namespace {
                 let (result, change) = write
                     .state
                     .update_value(hash, key, |value| {
+                        self.check_growth(value, growth)?;
                         value.make_unique(&self.pins);
                         apply(value)
                     })
@@ -351,6 +368,7 @@ impl Namespace {
             None if !create => return Ok(None),
             None => {
                 let mut value = Value::empty(key_type);
+                self.check_growth(&value, growth)?;
                 let (result, change) = apply(&mut value)?;
                 if value.is_empty_collection() || deadline == Deadline::Passed {
                     WriteOutcome { result, version: 0 }

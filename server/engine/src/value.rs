@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::KeyType;
-use super::collections::{HashValue, ListValue, PinAccount, SetValue, make_unique};
+use super::collections::{Growth, HashValue, ListValue, PinAccount, SetValue, make_unique};
 
 /// Longest string a `Value` holds without an allocation: what fits beside
 /// the tag in the 40 bytes a `Value` takes anyway.
@@ -124,6 +124,16 @@ impl Value {
             Value::Hash(hash) => hash.heap_bytes(),
             Value::List(list) => list.heap_bytes(),
             Value::Set(set) => set.heap_bytes(),
+        }
+    }
+
+    /// The most `growth` can add to a collection's bytes; 0 for a string.
+    pub(crate) fn growth_bound(&self, growth: Growth) -> usize {
+        match self {
+            Value::InlineString { .. } | Value::String(_) => 0,
+            Value::Hash(hash) => hash.growth_bound(growth),
+            Value::List(list) => list.growth_bound(growth),
+            Value::Set(set) => set.growth_bound(growth),
         }
     }
 

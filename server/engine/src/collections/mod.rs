@@ -26,6 +26,34 @@ const SET_SLOT_BYTES: usize = size_of::<Bytes>() + 8 + size_of::<usize>() + 1;
 /// Bytes per list slot.
 const LIST_SLOT_BYTES: usize = size_of::<Bytes>();
 
+/// What a write may add to a collection: how many elements, and their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Growth {
+    pub(crate) elements: usize,
+    pub(crate) payload: usize,
+}
+
+impl Growth {
+    /// A write that only removes or reorders.
+    pub(crate) const NONE: Growth = Growth {
+        elements: 0,
+        payload: 0,
+    };
+
+    /// The most a collection of `len` elements in a table of `capacity`
+    /// slots of `slot_bytes` can grow by: the new elements' bytes, and the
+    /// table doubling if they do not fit.
+    fn bound(self, len: usize, capacity: usize, slot_bytes: usize) -> usize {
+        let needed = len + self.elements;
+        let new_capacity = if needed > capacity {
+            needed.max(capacity * 2)
+        } else {
+            capacity
+        };
+        self.payload + (new_capacity - capacity) * slot_bytes
+    }
+}
+
 /// A hash: field -> value. Entries sit in indexed slots, so a chunked read
 /// can resume at a position.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +98,11 @@ impl HashValue {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.bytes + self.map.capacity() * HASH_SLOT_BYTES
+    }
+
+    /// The most `growth` can add to [`HashValue::heap_bytes`].
+    pub(crate) fn growth_bound(&self, growth: Growth) -> usize {
+        growth.bound(self.map.len(), self.map.capacity(), HASH_SLOT_BYTES)
     }
 }
 
@@ -165,6 +198,11 @@ impl ListValue {
         self.bytes + self.items.capacity() * LIST_SLOT_BYTES
     }
 
+    /// The most `growth` can add to [`ListValue::heap_bytes`].
+    pub(crate) fn growth_bound(&self, growth: Growth) -> usize {
+        growth.bound(self.items.len(), self.items.capacity(), LIST_SLOT_BYTES)
+    }
+
     fn shrink_if_sparse(&mut self) {
         if self.items.capacity() > 64 && self.items.len() * 4 < self.items.capacity() {
             self.items.shrink_to(self.items.len() * 2);
@@ -223,6 +261,11 @@ impl SetValue {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.bytes + self.members.capacity() * SET_SLOT_BYTES
+    }
+
+    /// The most `growth` can add to [`SetValue::heap_bytes`].
+    pub(crate) fn growth_bound(&self, growth: Growth) -> usize {
+        growth.bound(self.members.len(), self.members.capacity(), SET_SLOT_BYTES)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::collections::HashValue;
+use crate::collections::{Growth, HashValue};
 use crate::integer::{format_i64, parse_i64};
 use crate::value::Value;
 use crate::{CollectionChange, EngineError, Expiry, KeyType, Namespace, WriteOutcome};
@@ -74,7 +74,11 @@ impl Namespace {
             self.check_element("field", field)?;
             self.check_value(value)?;
         }
-        let outcome = self.write_collection(key, KeyType::Hash, true, expiry, |value| {
+        let growth = Growth {
+            elements: fields.len(),
+            payload: fields.iter().map(|(f, v)| f.len() + v.len()).sum(),
+        };
+        let outcome = self.write_collection(key, KeyType::Hash, true, expiry, growth, |value| {
             let hash = as_hash_mut(value)?;
             let added = fields
                 .iter()
@@ -145,17 +149,25 @@ impl Namespace {
         for field in fields {
             self.check_element("field", field.as_ref())?;
         }
-        let outcome = self.write_collection(key, KeyType::Hash, false, Expiry::Keep, |value| {
-            let hash = as_hash_mut(value)?;
-            let removed: Vec<Bytes> = fields
-                .iter()
-                .filter(|field| hash.remove(field.as_ref()))
-                .map(|field| Bytes::copy_from_slice(field.as_ref()))
-                .collect();
-            let count = removed.len() as u64;
-            let change = (count > 0).then_some(CollectionChange::HashDeleted { fields: removed });
-            Ok((count, change))
-        })?;
+        let outcome = self.write_collection(
+            key,
+            KeyType::Hash,
+            false,
+            Expiry::Keep,
+            Growth::NONE,
+            |value| {
+                let hash = as_hash_mut(value)?;
+                let removed: Vec<Bytes> = fields
+                    .iter()
+                    .filter(|field| hash.remove(field.as_ref()))
+                    .map(|field| Bytes::copy_from_slice(field.as_ref()))
+                    .collect();
+                let count = removed.len() as u64;
+                let change =
+                    (count > 0).then_some(CollectionChange::HashDeleted { fields: removed });
+                Ok((count, change))
+            },
+        )?;
         Ok(outcome.map_or(0, |outcome| outcome.result))
     }
 
@@ -195,7 +207,11 @@ impl Namespace {
         expiry: Expiry,
     ) -> Result<i64, EngineError> {
         self.check_element("field", field)?;
-        let outcome = self.write_collection(key, KeyType::Hash, true, expiry, |value| {
+        let growth = Growth {
+            elements: 1,
+            payload: field.len() + 20,
+        };
+        let outcome = self.write_collection(key, KeyType::Hash, true, expiry, growth, |value| {
             let hash = as_hash_mut(value)?;
             let current = match hash.map.get(field) {
                 Some(text) => parse_i64(text)?,

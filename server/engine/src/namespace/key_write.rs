@@ -194,14 +194,7 @@ impl KeyWrite<'_> {
                 self.state.observe_reads(shard.hits(), shard.misses());
             }
             if policy == EvictionPolicy::NoEviction {
-                return Err(EngineError::OutOfMemory {
-                    limit: match (scope, cause) {
-                        (BudgetScope::Engine, EvictionCause::KeyCount) => "max_keys",
-                        (BudgetScope::Engine, EvictionCause::Memory) => "max_memory",
-                        (BudgetScope::Namespace, EvictionCause::KeyCount) => "namespace max_keys",
-                        (BudgetScope::Namespace, EvictionCause::Memory) => "namespace max_memory",
-                    },
-                });
+                return Err(out_of_memory(scope, cause));
             }
             let Some(entry) = self.state.evict_one((self.hash, key)) else {
                 return Ok(());
@@ -215,5 +208,17 @@ impl KeyWrite<'_> {
             );
         }
         Ok(())
+    }
+}
+
+/// The error of a write refused under `noeviction`, naming the limit.
+pub(super) fn out_of_memory(scope: BudgetScope, cause: EvictionCause) -> EngineError {
+    EngineError::OutOfMemory {
+        limit: match (scope, cause) {
+            (BudgetScope::Engine, EvictionCause::KeyCount) => "max_keys",
+            (BudgetScope::Engine, EvictionCause::Memory) => "max_memory",
+            (BudgetScope::Namespace, EvictionCause::KeyCount) => "namespace max_keys",
+            (BudgetScope::Namespace, EvictionCause::Memory) => "namespace max_memory",
+        },
     }
 }

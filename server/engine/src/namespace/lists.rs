@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::collections::{ListValue, resolve_index, resolve_range};
+use crate::collections::{Growth, ListValue, resolve_index, resolve_range};
 use crate::value::Value;
 use crate::{CollectionChange, EngineError, Expiry, KeyType, Namespace, WriteOutcome};
 
@@ -83,8 +83,17 @@ impl Namespace {
         for value in &values {
             self.check_value(value)?;
         }
-        let outcome =
-            self.write_collection(key, KeyType::List, !only_if_exists, expiry, |value| {
+        let growth = Growth {
+            elements: values.len(),
+            payload: values.iter().map(Bytes::len).sum(),
+        };
+        let outcome = self.write_collection(
+            key,
+            KeyType::List,
+            !only_if_exists,
+            expiry,
+            growth,
+            |value| {
                 let list = as_list_mut(value)?;
                 for value in &values {
                     list.push(value.clone(), front);
@@ -92,7 +101,8 @@ impl Namespace {
                 let change =
                     (!values.is_empty()).then_some(CollectionChange::ListPushed { front, values });
                 Ok((list.len() as u64, change))
-            })?;
+            },
+        )?;
         Ok(outcome.unwrap_or(WriteOutcome {
             result: 0,
             version: 0,
@@ -105,15 +115,23 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn pop(&self, key: &[u8], count: usize, front: bool) -> Result<Vec<Bytes>, EngineError> {
-        let outcome = self.write_collection(key, KeyType::List, false, Expiry::Keep, |value| {
-            let list = as_list_mut(value)?;
-            let popped: Vec<Bytes> = std::iter::from_fn(|| list.pop(front)).take(count).collect();
-            let change = (!popped.is_empty()).then_some(CollectionChange::ListPopped {
-                front,
-                count: popped.len() as u64,
-            });
-            Ok((popped, change))
-        })?;
+        let outcome = self.write_collection(
+            key,
+            KeyType::List,
+            false,
+            Expiry::Keep,
+            Growth::NONE,
+            |value| {
+                let list = as_list_mut(value)?;
+                let popped: Vec<Bytes> =
+                    std::iter::from_fn(|| list.pop(front)).take(count).collect();
+                let change = (!popped.is_empty()).then_some(CollectionChange::ListPopped {
+                    front,
+                    count: popped.len() as u64,
+                });
+                Ok((popped, change))
+            },
+        )?;
         Ok(outcome.map(|outcome| outcome.result).unwrap_or_default())
     }
 
@@ -156,20 +174,27 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn ltrim(&self, key: &[u8], start: i64, stop: i64) -> Result<u64, EngineError> {
-        let outcome = self.write_collection(key, KeyType::List, false, Expiry::Keep, |value| {
-            let list = as_list_mut(value)?;
-            let before = list.len();
-            let range = resolve_range(start, stop, before);
-            if range == (0..before) {
-                return Ok((before as u64, None));
-            }
-            list.keep(range.start, range.end);
-            let change = CollectionChange::ListTrimmed {
-                start: range.start as u64,
-                end: range.end as u64,
-            };
-            Ok((list.len() as u64, Some(change)))
-        })?;
+        let outcome = self.write_collection(
+            key,
+            KeyType::List,
+            false,
+            Expiry::Keep,
+            Growth::NONE,
+            |value| {
+                let list = as_list_mut(value)?;
+                let before = list.len();
+                let range = resolve_range(start, stop, before);
+                if range == (0..before) {
+                    return Ok((before as u64, None));
+                }
+                list.keep(range.start, range.end);
+                let change = CollectionChange::ListTrimmed {
+                    start: range.start as u64,
+                    end: range.end as u64,
+                };
+                Ok((list.len() as u64, Some(change)))
+            },
+        )?;
         Ok(outcome.map_or(0, |outcome| outcome.result))
     }
 
@@ -194,18 +219,23 @@ impl Namespace {
     /// [`EngineError::IndexOutOfRange`].
     pub fn lset(&self, key: &[u8], index: i64, element: Bytes) -> Result<u64, EngineError> {
         self.check_value(&element)?;
-        let outcome = self.write_collection(key, KeyType::List, false, Expiry::Keep, |value| {
-            let list = as_list_mut(value)?;
-            let at = resolve_index(index, list.len()).ok_or(EngineError::IndexOutOfRange)?;
-            list.replace(at, element.clone());
-            Ok((
-                (),
-                Some(CollectionChange::ListSet {
-                    index: at as u64,
-                    value: element,
-                }),
-            ))
-        })?;
+        let growth = Growth {
+            elements: 0,
+            payload: element.len(),
+        };
+        let outcome =
+            self.write_collection(key, KeyType::List, false, Expiry::Keep, growth, |value| {
+                let list = as_list_mut(value)?;
+                let at = resolve_index(index, list.len()).ok_or(EngineError::IndexOutOfRange)?;
+                list.replace(at, element.clone());
+                Ok((
+                    (),
+                    Some(CollectionChange::ListSet {
+                        index: at as u64,
+                        value: element,
+                    }),
+                ))
+            })?;
         outcome
             .map(|outcome| outcome.version)
             .ok_or(EngineError::NoSuchKey)
@@ -217,16 +247,23 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn lrem(&self, key: &[u8], count: i64, element: &[u8]) -> Result<u64, EngineError> {
-        let outcome = self.write_collection(key, KeyType::List, false, Expiry::Keep, |value| {
-            let list = as_list_mut(value)?;
-            let limit = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
-            let removed = list.remove_occurrences(element, limit, count < 0) as u64;
-            let change = (removed > 0).then(|| CollectionChange::ListRemoved {
-                count,
-                value: Bytes::copy_from_slice(element),
-            });
-            Ok((removed, change))
-        })?;
+        let outcome = self.write_collection(
+            key,
+            KeyType::List,
+            false,
+            Expiry::Keep,
+            Growth::NONE,
+            |value| {
+                let list = as_list_mut(value)?;
+                let limit = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+                let removed = list.remove_occurrences(element, limit, count < 0) as u64;
+                let change = (removed > 0).then(|| CollectionChange::ListRemoved {
+                    count,
+                    value: Bytes::copy_from_slice(element),
+                });
+                Ok((removed, change))
+            },
+        )?;
         Ok(outcome.map_or(0, |outcome| outcome.result))
     }
 }

@@ -348,3 +348,59 @@ fn tinylfu_keeps_hitting_in_a_loop_and_a_scan_larger_than_the_cache() {
     );
     assert!(lru < hot_reads / 10, "lru: {lru} of {hot_reads} hot reads");
 }
+
+#[test]
+fn noeviction_never_lets_charged_bytes_pass_the_memory_limit() {
+    let budget = 1 << 20;
+    let (engine, ns) = bounded(EvictionPolicy::NoEviction, 0, budget);
+    // Values from 16 B to 64 KiB, new keys and overwrites of old ones
+    // with larger values, until writes are refused and beyond.
+    let mut size = 16usize;
+    let mut refused = 0;
+    for i in 0..4_000u32 {
+        size = (size * 7 + 13) % (64 * 1024) + 16;
+        let key = (i % 1_500).to_be_bytes();
+        match ns.set(&key, Bytes::from(vec![1u8; size]), SetOptions::default()) {
+            Ok(_) => {}
+            Err(EngineError::OutOfMemory { limit }) => {
+                assert_eq!(limit, "max_memory");
+                refused += 1;
+            }
+            Err(other) => panic!("write {i}: {other:?}"),
+        }
+        let usage = engine.budget_usage();
+        assert!(
+            usage.charged_bytes <= budget,
+            "over the limit after write {i} of {size} B: {usage:?}"
+        );
+    }
+    assert!(refused > 0, "the storm reached the limit");
+}
+
+#[test]
+fn noeviction_refuses_a_collection_write_that_would_pass_the_memory_limit() {
+    let budget = 1 << 20;
+    let (engine, ns) = bounded(EvictionPolicy::NoEviction, 0, budget);
+    let mut refused = 0;
+    for i in 0..100 {
+        let values = vec![Bytes::from(vec![b'x'; 30_000]); 2];
+        let fields = vec![(b(&format!("f{i}")), Bytes::from(vec![b'y'; 20_000]))];
+        let members = vec![Bytes::from(format!("{i}-{}", "z".repeat(20_000)))];
+        for result in [
+            ns.push(b"list", values, false, false, Expiry::Keep)
+                .map(drop),
+            ns.hset(b"hash", fields, Expiry::Keep).map(drop),
+            ns.sadd(b"set", members, Expiry::Keep).map(drop),
+        ] {
+            match result {
+                Ok(()) => {}
+                Err(EngineError::OutOfMemory { .. }) => refused += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+            let usage = engine.budget_usage();
+            assert!(usage.charged_bytes <= budget, "write {i}: {usage:?}");
+        }
+    }
+    assert!(refused > 0);
+    assert!(ns.llen(b"list").expect("llen") > 0);
+}
