@@ -292,14 +292,7 @@ async fn sockets() -> Result<(), Failure> {
         silent.push(TcpStream::connect(server.addr).await?);
     }
     let started = Instant::now();
-    let channel = server.channel().await?;
-    let mut cache = CacheServiceClient::new(channel);
-    cache
-        .get(pb::GetRequest {
-            key: Bytes::from_static(b"k"),
-            ..Default::default()
-        })
-        .await?;
+    get_once(server.channel().await?).await?;
     let served = started.elapsed();
     let open = server.stats().await?.connections_open;
     println!(
@@ -309,6 +302,17 @@ async fn sockets() -> Result<(), Failure> {
         verdict(served < Duration::from_secs(1))
     );
     drop(silent);
+    Ok(())
+}
+
+/// One unary Get over `channel`.
+async fn get_once(channel: Channel) -> Result<(), Failure> {
+    CacheServiceClient::new(channel)
+        .get(pb::GetRequest {
+            key: Bytes::from_static(b"k"),
+            ..Default::default()
+        })
+        .await?;
     Ok(())
 }
 
@@ -450,13 +454,7 @@ async fn shutdown() -> Result<(), Failure> {
         .await?
         .into_inner();
     statuses.message().await?;
-    let mut cache = CacheServiceClient::new(channel);
-    cache
-        .get(pb::GetRequest {
-            key: Bytes::from_static(b"k"),
-            ..Default::default()
-        })
-        .await?;
+    get_once(channel).await?;
     let signalled = Instant::now();
     Command::new("kill")
         .args(["-TERM", &server.pid().to_string()])

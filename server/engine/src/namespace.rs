@@ -275,6 +275,18 @@ impl Namespace {
         }
     }
 
+    /// [`Namespace::write_collection`] for a write that only removes from
+    /// or reorders an existing collection: it creates nothing, keeps the
+    /// deadline and adds no bytes.
+    pub(crate) fn shrink_collection<R>(
+        &self,
+        key: &[u8],
+        key_type: KeyType,
+        apply: impl FnOnce(&mut Value) -> Result<(R, Option<CollectionChange>), EngineError>,
+    ) -> Result<Option<WriteOutcome<R>>, EngineError> {
+        self.write_collection(key, key_type, false, Expiry::Keep, Growth::NONE, apply)
+    }
+
     pub(crate) fn write_collection<R>(
         &self,
         key: &[u8],

@@ -256,6 +256,10 @@ where
 }
 
 /// What ends a streamed reply early.
+/// The message of a streamed reply ended at its call's deadline.
+pub(crate) const STREAM_DEADLINE_MESSAGE: &str = "the reply was still streaming at the call's \
+     deadline (grpc-timeout, or grpc.request_timeout_secs)";
+
 /// The instant a call's deadline passes (its `grpc-timeout`, capped by the
 /// server's request timeout), put in the request's extensions for the
 /// services: a streamed reply that holds memory gives it back then, even if
@@ -316,13 +320,10 @@ impl Cutoff {
     /// The status the reply ends with once the cutoff is reached.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<(Code, &'static str)> {
         match self {
-            Cutoff::Deadline(sleep) => sleep.as_mut().poll(cx).map(|()| {
-                (
-                    Code::DeadlineExceeded,
-                    "the reply was still streaming at the call's deadline \
-                     (grpc-timeout, or grpc.request_timeout_secs)",
-                )
-            }),
+            Cutoff::Deadline(sleep) => sleep
+                .as_mut()
+                .poll(cx)
+                .map(|()| (Code::DeadlineExceeded, STREAM_DEADLINE_MESSAGE)),
             Cutoff::Stop(stop) => stop
                 .as_mut()
                 .poll(cx)

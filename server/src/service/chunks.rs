@@ -14,6 +14,7 @@ use tonic::Status;
 
 use super::lease::Lease;
 use super::status::invalid;
+use crate::observe::rpc_layer::STREAM_DEADLINE_MESSAGE;
 
 /// Items per chunk when the request does not say.
 pub const DEFAULT_CHUNK_ITEMS: usize = 1000;
@@ -115,10 +116,7 @@ where
         let held = lease.get();
         let Some(source) = held.as_ref() else {
             finished = true;
-            return Some(Err(Status::deadline_exceeded(
-                "the reply was still streaming at the call's deadline \
-                 (grpc-timeout, or grpc.request_timeout_secs)",
-            )));
+            return Some(Err(Status::deadline_exceeded(STREAM_DEADLINE_MESSAGE)));
         };
         let items = next_chunk(&mut next, end, chunk_items, &mut |at| fetch(source, at));
         drop(held);

@@ -149,25 +149,17 @@ impl Namespace {
         for field in fields {
             self.check_element("field", field.as_ref())?;
         }
-        let outcome = self.write_collection(
-            key,
-            KeyType::Hash,
-            false,
-            Expiry::Keep,
-            Growth::NONE,
-            |value| {
-                let hash = as_hash_mut(value)?;
-                let removed: Vec<Bytes> = fields
-                    .iter()
-                    .filter(|field| hash.remove(field.as_ref()))
-                    .map(|field| Bytes::copy_from_slice(field.as_ref()))
-                    .collect();
-                let count = removed.len() as u64;
-                let change =
-                    (count > 0).then_some(CollectionChange::HashDeleted { fields: removed });
-                Ok((count, change))
-            },
-        )?;
+        let outcome = self.shrink_collection(key, KeyType::Hash, |value| {
+            let hash = as_hash_mut(value)?;
+            let removed: Vec<Bytes> = fields
+                .iter()
+                .filter(|field| hash.remove(field.as_ref()))
+                .map(|field| Bytes::copy_from_slice(field.as_ref()))
+                .collect();
+            let count = removed.len() as u64;
+            let change = (count > 0).then_some(CollectionChange::HashDeleted { fields: removed });
+            Ok((count, change))
+        })?;
         Ok(outcome.map_or(0, |outcome| outcome.result))
     }
 

@@ -115,23 +115,15 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn pop(&self, key: &[u8], count: usize, front: bool) -> Result<Vec<Bytes>, EngineError> {
-        let outcome = self.write_collection(
-            key,
-            KeyType::List,
-            false,
-            Expiry::Keep,
-            Growth::NONE,
-            |value| {
-                let list = as_list_mut(value)?;
-                let popped: Vec<Bytes> =
-                    std::iter::from_fn(|| list.pop(front)).take(count).collect();
-                let change = (!popped.is_empty()).then_some(CollectionChange::ListPopped {
-                    front,
-                    count: popped.len() as u64,
-                });
-                Ok((popped, change))
-            },
-        )?;
+        let outcome = self.shrink_collection(key, KeyType::List, |value| {
+            let list = as_list_mut(value)?;
+            let popped: Vec<Bytes> = std::iter::from_fn(|| list.pop(front)).take(count).collect();
+            let change = (!popped.is_empty()).then_some(CollectionChange::ListPopped {
+                front,
+                count: popped.len() as u64,
+            });
+            Ok((popped, change))
+        })?;
         Ok(outcome.map(|outcome| outcome.result).unwrap_or_default())
     }
 
@@ -174,27 +166,20 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn ltrim(&self, key: &[u8], start: i64, stop: i64) -> Result<u64, EngineError> {
-        let outcome = self.write_collection(
-            key,
-            KeyType::List,
-            false,
-            Expiry::Keep,
-            Growth::NONE,
-            |value| {
-                let list = as_list_mut(value)?;
-                let before = list.len();
-                let range = resolve_range(start, stop, before);
-                if range == (0..before) {
-                    return Ok((before as u64, None));
-                }
-                list.keep(range.start, range.end);
-                let change = CollectionChange::ListTrimmed {
-                    start: range.start as u64,
-                    end: range.end as u64,
-                };
-                Ok((list.len() as u64, Some(change)))
-            },
-        )?;
+        let outcome = self.shrink_collection(key, KeyType::List, |value| {
+            let list = as_list_mut(value)?;
+            let before = list.len();
+            let range = resolve_range(start, stop, before);
+            if range == (0..before) {
+                return Ok((before as u64, None));
+            }
+            list.keep(range.start, range.end);
+            let change = CollectionChange::ListTrimmed {
+                start: range.start as u64,
+                end: range.end as u64,
+            };
+            Ok((list.len() as u64, Some(change)))
+        })?;
         Ok(outcome.map_or(0, |outcome| outcome.result))
     }
 
@@ -247,23 +232,16 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn lrem(&self, key: &[u8], count: i64, element: &[u8]) -> Result<u64, EngineError> {
-        let outcome = self.write_collection(
-            key,
-            KeyType::List,
-            false,
-            Expiry::Keep,
-            Growth::NONE,
-            |value| {
-                let list = as_list_mut(value)?;
-                let limit = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
-                let removed = list.remove_occurrences(element, limit, count < 0) as u64;
-                let change = (removed > 0).then(|| CollectionChange::ListRemoved {
-                    count,
-                    value: Bytes::copy_from_slice(element),
-                });
-                Ok((removed, change))
-            },
-        )?;
+        let outcome = self.shrink_collection(key, KeyType::List, |value| {
+            let list = as_list_mut(value)?;
+            let limit = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+            let removed = list.remove_occurrences(element, limit, count < 0) as u64;
+            let change = (removed > 0).then(|| CollectionChange::ListRemoved {
+                count,
+                value: Bytes::copy_from_slice(element),
+            });
+            Ok((removed, change))
+        })?;
         Ok(outcome.map_or(0, |outcome| outcome.result))
     }
 }

@@ -114,25 +114,17 @@ impl Namespace {
         for member in members {
             self.check_element("member", member.as_ref())?;
         }
-        let outcome = self.write_collection(
-            key,
-            KeyType::Set,
-            false,
-            Expiry::Keep,
-            Growth::NONE,
-            |value| {
-                let set = as_set_mut(value)?;
-                let removed: Vec<Bytes> = members
-                    .iter()
-                    .filter(|member| set.remove(member.as_ref()))
-                    .map(|member| Bytes::copy_from_slice(member.as_ref()))
-                    .collect();
-                let count = removed.len() as u64;
-                let change =
-                    (count > 0).then_some(CollectionChange::SetRemoved { members: removed });
-                Ok((count, change))
-            },
-        )?;
+        let outcome = self.shrink_collection(key, KeyType::Set, |value| {
+            let set = as_set_mut(value)?;
+            let removed: Vec<Bytes> = members
+                .iter()
+                .filter(|member| set.remove(member.as_ref()))
+                .map(|member| Bytes::copy_from_slice(member.as_ref()))
+                .collect();
+            let count = removed.len() as u64;
+            let change = (count > 0).then_some(CollectionChange::SetRemoved { members: removed });
+            Ok((count, change))
+        })?;
         Ok(outcome.map_or(0, |outcome| outcome.result))
     }
 
@@ -189,26 +181,19 @@ impl Namespace {
     /// # Errors
     /// Invalid key; WRONGTYPE.
     pub fn spop(&self, key: &[u8], count: usize) -> Result<Vec<Bytes>, EngineError> {
-        let outcome = self.write_collection(
-            key,
-            KeyType::Set,
-            false,
-            Expiry::Keep,
-            Growth::NONE,
-            |value| {
-                let set = as_set_mut(value)?;
-                let popped: Vec<Bytes> = std::iter::from_fn(|| match set.len() {
-                    0 => None,
-                    len => set.remove_at(fastrand::usize(..len)),
-                })
-                .take(count)
-                .collect();
-                let change = (!popped.is_empty()).then(|| CollectionChange::SetRemoved {
-                    members: popped.clone(),
-                });
-                Ok((popped, change))
-            },
-        )?;
+        let outcome = self.shrink_collection(key, KeyType::Set, |value| {
+            let set = as_set_mut(value)?;
+            let popped: Vec<Bytes> = std::iter::from_fn(|| match set.len() {
+                0 => None,
+                len => set.remove_at(fastrand::usize(..len)),
+            })
+            .take(count)
+            .collect();
+            let change = (!popped.is_empty()).then(|| CollectionChange::SetRemoved {
+                members: popped.clone(),
+            });
+            Ok((popped, change))
+        })?;
         Ok(outcome.map(|outcome| outcome.result).unwrap_or_default())
     }
 

@@ -133,6 +133,8 @@ struct NumberedLines<R> {
     path: PathBuf,
     line: Vec<u8>,
     line_number: u64,
+    /// Set at the end of the trace or at its first error: nothing follows.
+    finished: bool,
 }
 
 impl<R: BufRead> NumberedLines<R> {
@@ -142,7 +144,39 @@ impl<R: BufRead> NumberedLines<R> {
             path,
             line: Vec::new(),
             line_number: 0,
+            finished: false,
         }
+    }
+
+    /// The next record `parse` finds in the lines (which it answers `None`
+    /// for blank ones); `None` at the end of the trace and after an error,
+    /// which ends the trace.
+    fn next_record<T>(
+        &mut self,
+        parse: fn(&[u8]) -> Result<Option<T>, String>,
+    ) -> Option<Result<T, TraceError>> {
+        while !self.finished {
+            let parsed = match self.next_line() {
+                Ok(None) => {
+                    self.finished = true;
+                    return None;
+                }
+                Ok(Some(line)) => parse(line),
+                Err(error) => {
+                    self.finished = true;
+                    return Some(Err(error));
+                }
+            };
+            match parsed {
+                Ok(Some(record)) => return Some(Ok(record)),
+                Ok(None) => {}
+                Err(reason) => {
+                    self.finished = true;
+                    return Some(Err(self.malformed(reason)));
+                }
+            }
+        }
+        None
     }
 
     /// The next line, with its end of line; `None` at the end of the trace.
@@ -180,7 +214,6 @@ pub struct ArcAccesses<R> {
     lines: NumberedLines<R>,
     next_block: u64,
     remaining: u64,
-    finished: bool,
 }
 
 impl<R: BufRead> ArcAccesses<R> {
@@ -190,7 +223,6 @@ impl<R: BufRead> ArcAccesses<R> {
             lines: NumberedLines::new(reader, path),
             next_block: 0,
             remaining: 0,
-            finished: false,
         }
     }
 }
@@ -199,40 +231,20 @@ impl<R: BufRead> Iterator for ArcAccesses<R> {
     type Item = Result<u64, TraceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.remaining > 0 {
-                let block = self.next_block;
-                self.remaining -= 1;
-                // Cannot overflow: the parser checked `start + count - 1`.
-                self.next_block = self.next_block.wrapping_add(1);
-                return Some(Ok(block));
-            }
-            if self.finished {
-                return None;
-            }
-            let parsed = match self.lines.next_line() {
-                Ok(None) => {
-                    self.finished = true;
-                    return None;
-                }
-                Ok(Some(line)) => parse_arc_line(line),
-                Err(error) => {
-                    self.finished = true;
-                    return Some(Err(error));
-                }
-            };
-            match parsed {
-                Ok(Some((start, count))) => {
+        while self.remaining == 0 {
+            match self.lines.next_record(parse_arc_line)? {
+                Ok((start, count)) => {
                     self.next_block = start;
                     self.remaining = count;
                 }
-                Ok(None) => {}
-                Err(reason) => {
-                    self.finished = true;
-                    return Some(Err(self.lines.malformed(reason)));
-                }
+                Err(error) => return Some(Err(error)),
             }
         }
+        let block = self.next_block;
+        self.remaining -= 1;
+        // Cannot overflow: the parser checked `start + count - 1`.
+        self.next_block = self.next_block.wrapping_add(1);
+        Some(Ok(block))
     }
 }
 
@@ -243,7 +255,6 @@ impl<R: BufRead> Iterator for ArcAccesses<R> {
 /// another format is not silently read as a stream of wrong keys.
 pub struct LinesAccesses<R> {
     lines: NumberedLines<R>,
-    finished: bool,
 }
 
 impl<R: BufRead> LinesAccesses<R> {
@@ -251,7 +262,6 @@ impl<R: BufRead> LinesAccesses<R> {
     pub fn new(reader: R, path: PathBuf) -> Self {
         Self {
             lines: NumberedLines::new(reader, path),
-            finished: false,
         }
     }
 }
@@ -260,28 +270,7 @@ impl<R: BufRead> Iterator for LinesAccesses<R> {
     type Item = Result<u64, TraceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.finished {
-            let parsed = match self.lines.next_line() {
-                Ok(None) => {
-                    self.finished = true;
-                    return None;
-                }
-                Ok(Some(line)) => parse_key_line(line),
-                Err(error) => {
-                    self.finished = true;
-                    return Some(Err(error));
-                }
-            };
-            match parsed {
-                Ok(Some(key)) => return Some(Ok(key)),
-                Ok(None) => {}
-                Err(reason) => {
-                    self.finished = true;
-                    return Some(Err(self.lines.malformed(reason)));
-                }
-            }
-        }
-        None
+        self.lines.next_record(parse_key_line)
     }
 }
 
