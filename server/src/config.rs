@@ -288,11 +288,25 @@ pub struct GrpcSettings {
     pub preface_timeout_secs: u64,
     /// Seconds a connection may stay open with no call; 0 for ever.
     pub idle_timeout_secs: u64,
-    /// Bytes of unfinished request messages the server holds at once; a
-    /// message that would pass it is refused with RESOURCE_EXHAUSTED.
-    pub max_inflight_bytes: u64,
-    /// The same, per connection.
-    pub max_inflight_bytes_per_connection: u64,
+    /// Bytes of request messages the server holds at once, from a
+    /// message's first byte until it has been handled; a message that would
+    /// pass it is refused with RESOURCE_EXHAUSTED. Unset: half of
+    /// `memory.max_memory`, at least the largest message and at most
+    /// 256 MiB (256 MiB with no memory limit); see
+    /// [`Config::inflight_budget`].
+    pub max_inflight_bytes: Option<u64>,
+    /// The same, per connection. Unset: 64 MiB, or the server's budget when
+    /// that is smaller.
+    pub max_inflight_bytes_per_connection: Option<u64>,
+}
+
+/// The in-flight request budgets in force, defaults resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InflightBudget {
+    /// Bytes of requests the whole server holds at once.
+    pub server: u64,
+    /// Bytes of requests one connection holds at once.
+    pub per_connection: u64,
 }
 
 /// The `[watch]` section: the change feed behind `WatchService`.
@@ -447,8 +461,8 @@ impl Default for GrpcSettings {
             max_connections: 10_000,
             preface_timeout_secs: 10,
             idle_timeout_secs: 600,
-            max_inflight_bytes: 256 * 1024 * 1024,
-            max_inflight_bytes_per_connection: 64 * 1024 * 1024,
+            max_inflight_bytes: None,
+            max_inflight_bytes_per_connection: None,
         }
     }
 }
@@ -550,7 +564,8 @@ impl Config {
             return invalid("grpc.preface_timeout_secs", "must be at least 1");
         }
         let max_message = self.max_message_bytes() as u64;
-        if self.grpc.max_inflight_bytes_per_connection < max_message {
+        let inflight = self.inflight_budget();
+        if inflight.per_connection < max_message {
             return invalid(
                 "grpc.max_inflight_bytes_per_connection",
                 &format!(
@@ -559,7 +574,7 @@ impl Config {
                 ),
             );
         }
-        if self.grpc.max_inflight_bytes < self.grpc.max_inflight_bytes_per_connection {
+        if inflight.server < inflight.per_connection {
             return invalid(
                 "grpc.max_inflight_bytes",
                 "must be at least grpc.max_inflight_bytes_per_connection",
@@ -618,6 +633,39 @@ impl Config {
         self.engine.max_value_bytes + self.engine.max_key_bytes + FRAMING_BYTES
     }
 
+    /// The in-flight request budgets: those set, else defaults that keep
+    /// requests in flight to half the memory budget, so that a burst of
+    /// large writes holds RSS under twice `memory.max_memory` (data plus
+    /// requests) with no setting of its own.
+    ///
+    /// ```
+    /// use shoal_server::config::Config;
+    /// let config = Config::from_toml("[memory]\nmax_memory = \"64MiB\"", std::path::Path::new("shoal.toml")).unwrap();
+    /// let budget = config.inflight_budget();
+    /// assert_eq!(budget.server, 32 * 1024 * 1024);
+    /// assert_eq!(budget.per_connection, 32 * 1024 * 1024);
+    /// ```
+    pub fn inflight_budget(&self) -> InflightBudget {
+        const MOST_BY_DEFAULT: u64 = 256 * 1024 * 1024;
+        const PER_CONNECTION_BY_DEFAULT: u64 = 64 * 1024 * 1024;
+        let max_message = self.max_message_bytes() as u64;
+        let server = self
+            .grpc
+            .max_inflight_bytes
+            .unwrap_or(match self.memory.max_memory {
+                0 => MOST_BY_DEFAULT,
+                memory => (memory / 2).clamp(max_message, MOST_BY_DEFAULT.max(max_message)),
+            });
+        let per_connection = self
+            .grpc
+            .max_inflight_bytes_per_connection
+            .unwrap_or(PER_CONNECTION_BY_DEFAULT.min(server).max(max_message));
+        InflightBudget {
+            server,
+            per_connection,
+        }
+    }
+
     /// Time in-flight calls get at shutdown.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.grpc.shutdown_grace_secs)
@@ -634,6 +682,42 @@ mod tests {
         let config =
             Config::from_toml(text, Path::new("shoal.example.toml")).expect("example parses");
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn inflight_budgets_follow_the_memory_budget_unless_set() {
+        let max_message = Config::default().max_message_bytes() as u64;
+        let budget = |text: &str| {
+            Config::from_toml(text, Path::new("x.toml"))
+                .expect("parses")
+                .inflight_budget()
+        };
+        let unlimited = budget("");
+        assert_eq!(
+            (unlimited.server, unlimited.per_connection),
+            (256 << 20, 64 << 20)
+        );
+        let small = budget("[memory]\nmax_memory = \"32MiB\"");
+        assert_eq!(
+            (small.server, small.per_connection),
+            (max_message, max_message)
+        );
+        let large = budget("[memory]\nmax_memory = \"8GiB\"");
+        assert_eq!((large.server, large.per_connection), (256 << 20, 64 << 20));
+        let set =
+            budget("[memory]\nmax_memory = \"32MiB\"\n[grpc]\nmax_inflight_bytes = 536870912");
+        assert_eq!((set.server, set.per_connection), (512 << 20, 64 << 20));
+        let too_small = Config::from_toml(
+            "[grpc]\nmax_inflight_bytes_per_connection = 1000",
+            Path::new("x.toml"),
+        );
+        assert!(matches!(
+            too_small,
+            Err(ConfigError::Invalid {
+                setting: "grpc.max_inflight_bytes_per_connection",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -185,6 +185,7 @@ async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    shoal_server::process::allocator::purge_at_once();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(shoal_server::process::allocator::collect_when_idle)

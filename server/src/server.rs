@@ -109,7 +109,7 @@ pub async fn serve_listeners(
         tracing::warn!("the engine already has a change sink; Watch is unavailable");
         feed.close();
     }
-    let state = ServiceState::new(engine, feed.clone(), &config.grpc);
+    let state = ServiceState::new(engine, feed.clone(), &config);
     let max_message = config.max_message_bytes();
     let readiness = Readiness::ready();
     let admin = admin.map(|listener| {
@@ -150,15 +150,16 @@ pub async fn serve_listeners(
 
     let grpc = &config.grpc;
     let request_timeout = Duration::from_secs(grpc.request_timeout_secs);
+    let budget = config.inflight_budget();
     let inflight = InflightLimits {
         server: Arc::clone(&state.inflight),
-        per_connection: grpc.max_inflight_bytes_per_connection,
+        per_connection: budget.per_connection,
         max_message: max_message as u64,
     };
     // Flow-control windows no larger than a connection's in-flight budget
     // (hyper's defaults, 1 MiB, unless the budget is smaller).
-    let window = grpc
-        .max_inflight_bytes_per_connection
+    let window = budget
+        .per_connection
         .min(1024 * 1024)
         .try_into()
         .unwrap_or(u32::MAX);
@@ -221,7 +222,7 @@ pub async fn serve_listeners(
         let stopped = async move { state.stopped().await };
         connections::accept(
             listener,
-            connection_limits(grpc),
+            connection_limits(&config),
             Arc::clone(&stopping_traffic),
             stopped,
         )
@@ -249,7 +250,8 @@ pub async fn serve_listeners(
 
 /// The limits connections are held to, with the cap kept below the
 /// open-file limit (raised as far as it goes first).
-fn connection_limits(grpc: &crate::config::GrpcSettings) -> ConnectionLimits {
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    let grpc = &config.grpc;
     let max_connections = match open_files::raise_limit() {
         Ok(limit) => {
             let cap = open_files::connection_cap(grpc.max_connections, limit);
@@ -273,7 +275,7 @@ fn connection_limits(grpc: &crate::config::GrpcSettings) -> ConnectionLimits {
         preface_timeout: Duration::from_secs(grpc.preface_timeout_secs),
         idle_timeout: (grpc.idle_timeout_secs > 0)
             .then(|| Duration::from_secs(grpc.idle_timeout_secs)),
-        inflight_bytes: grpc.max_inflight_bytes_per_connection,
+        inflight_bytes: config.inflight_budget().per_connection,
     }
 }
 

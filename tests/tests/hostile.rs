@@ -184,8 +184,8 @@ where
 fn small_budgets() -> Config {
     let mut config = Config::default();
     config.engine.max_value_bytes = 1_000_000;
-    config.grpc.max_inflight_bytes_per_connection = 4_000_000;
-    config.grpc.max_inflight_bytes = 6_000_000;
+    config.grpc.max_inflight_bytes_per_connection = Some(4_000_000);
+    config.grpc.max_inflight_bytes = Some(6_000_000);
     config
 }
 

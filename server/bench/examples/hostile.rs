@@ -493,7 +493,7 @@ async fn storm() -> Result<(), Failure> {
                 .max_encoding_message_size(32 << 20)
                 .max_decoding_message_size(32 << 20);
             let mut rng = rand::rngs::StdRng::seed_from_u64(writer);
-            let mut written = 0u64;
+            let (mut written, mut refused) = (0u64, 0u64);
             let mut at = 0u64;
             while Instant::now() < until {
                 let size = 2f64.powf(rng.random_range(6.0..=23.0)) as usize;
@@ -503,12 +503,14 @@ async fn storm() -> Result<(), Failure> {
                     value,
                     ..Default::default()
                 };
-                if cache.set(request).await.is_ok() {
-                    written += size as u64;
+                match cache.set(request).await {
+                    Ok(_) => written += size as u64,
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => refused += 1,
+                    Err(_) => {}
                 }
                 at += 1;
             }
-            written
+            (written, refused, at)
         }));
     }
     let mut peak = 0;
@@ -516,9 +518,12 @@ async fn storm() -> Result<(), Failure> {
         peak = peak.max(server.rss().0);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut written = 0;
+    let (mut written, mut refused, mut calls) = (0, 0, 0);
     for writer in writers {
-        written += writer.await?;
+        let (bytes, refusals, sent) = writer.await?;
+        written += bytes;
+        refused += refusals;
+        calls += sent;
     }
     let (_, high_water) = server.rss();
     peak = peak.max(high_water);
@@ -532,7 +537,7 @@ async fn storm() -> Result<(), Failure> {
     let rest_goal = budget + budget * 15 / 100 + base;
     println!(
         "storm: 8 writers, {:.0} MiB written in 10 s, values 64 B to 8 MiB, budget 32 MiB; \
-         engine memory {:.1} MiB; RSS base {:.1} MiB, peak {:.1} MiB (goal <= 2x budget + base \
+         {refused} of {calls} Sets refused with RESOURCE_EXHAUSTED (requests in flight); engine memory {:.1} MiB; RSS base {:.1} MiB, peak {:.1} MiB (goal <= 2x budget + base \
          = {:.1}: {}), at rest {:.1} MiB (goal <= budget + 15% + base = {:.1}: {})",
         mib(written),
         mib(charged),

@@ -154,7 +154,7 @@ fn time_layer() -> (f64, f64) {
     let state = ServiceState::new(
         Engine::new(EngineConfig::default()),
         feed,
-        &shoal_server::config::Config::default().grpc,
+        &shoal_server::config::Config::default(),
     );
     let layered = state
         .rpc_layer(Some(Duration::from_secs(60)))

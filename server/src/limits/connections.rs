@@ -45,7 +45,7 @@ pub struct ConnectionLimits {
     pub preface_timeout: Duration,
     /// Time a connection may stay open with no call; `None` for ever.
     pub idle_timeout: Option<Duration>,
-    /// Bytes of unfinished request messages one connection may hold.
+    /// Bytes of request messages in flight one connection may hold.
     pub inflight_bytes: u64,
 }
 
@@ -59,7 +59,7 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    /// The connection's budget for unfinished request messages.
+    /// The connection's budget for request messages in flight.
     pub fn inflight(&self) -> &Arc<ByteBudget> {
         &self.state.inflight
     }

@@ -1,4 +1,4 @@
-//! Bytes of request messages the server holds before they are whole.
+//! Bytes of request messages the server holds, from their first byte until they are handled.
 //!
 //! tonic reads a request body as fast as the client sends it and keeps the
 //! bytes until the message they belong to is complete, releasing HTTP/2
@@ -14,14 +14,20 @@
 //!   the server's, and refuses it with RESOURCE_EXHAUSTED when either would
 //!   pass its limit.
 //!
-//! The reservation is given back once the message's last byte has arrived
-//! (tonic then decodes it at once and the value moves into the engine,
-//! which charges it to the memory budget) or when the body is dropped. A
-//! refused message fails its call alone; the connection and its other
-//! calls go on.
+//! A whole message is still held while it is decoded and handled: its
+//! bytes are the value the handler stores (decoding slices it out of the
+//! receive buffer rather than copying it). So its reservation is kept until
+//! the call's reply is ready (a unary call, whose body tonic drops before
+//! the handler runs) or until the next message of the stream is whole (a
+//! streaming call), and given back at the latest when both the body and the
+//! call are gone. By then the value is in the engine, charged to the memory
+//! budget, or dropped. A refused message fails its call alone; the
+//! connection and its other calls go on.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -81,7 +87,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = HoldUntilReply<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -95,10 +101,69 @@ where
             .get::<ConnectionInfo>()
             .map(|connection| Arc::clone(connection.inflight()))
             .unwrap_or_else(|| Arc::new(ByteBudget::new(self.limits.per_connection)));
+        let held = Arc::new(HeldMessage {
+            connection,
+            server: Arc::clone(&self.limits.server),
+            bytes: AtomicU64::new(0),
+        });
         let limits = self.limits.clone();
-        self.inner.call(
-            request.map(|body| tonic::body::Body::new(MeteredBody::new(body, connection, limits))),
-        )
+        let body_held = Arc::clone(&held);
+        let call = self.inner.call(
+            request.map(|body| tonic::body::Body::new(MeteredBody::new(body, body_held, limits))),
+        );
+        HoldUntilReply { call, _held: held }
+    }
+}
+
+/// The reservation of the last whole message of a call, shared by its body
+/// and its call, and given back when both are gone or the next message of
+/// the stream is whole.
+#[derive(Debug)]
+pub struct HeldMessage {
+    connection: Arc<ByteBudget>,
+    server: Arc<ByteBudget>,
+    bytes: AtomicU64,
+}
+
+impl HeldMessage {
+    /// Holds `bytes` (already reserved) in place of the message held
+    /// before, whose bytes go back.
+    fn hold(&self, bytes: u64) {
+        let previous = self.bytes.swap(bytes, Ordering::AcqRel);
+        self.release(previous);
+    }
+
+    fn release(&self, bytes: u64) {
+        if bytes > 0 {
+            self.connection.release(bytes);
+            self.server.release(bytes);
+        }
+    }
+}
+
+impl Drop for HeldMessage {
+    fn drop(&mut self) {
+        let bytes = *self.bytes.get_mut();
+        self.release(bytes);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a metered call: the call's own, keeping its last whole
+    /// message reserved until the reply is ready.
+    #[derive(Debug)]
+    pub struct HoldUntilReply<F> {
+        #[pin]
+        call: F,
+        _held: Arc<HeldMessage>,
+    }
+}
+
+impl<F: Future> Future for HoldUntilReply<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().call.poll(cx)
     }
 }
 
@@ -107,7 +172,8 @@ where
 #[derive(Debug)]
 pub struct MeteredBody<B> {
     inner: B,
-    connection: Arc<ByteBudget>,
+    /// The call's last whole message; its connection's budget.
+    held: Arc<HeldMessage>,
     limits: InflightLimits,
     /// The prefix of the next message, as far as it has arrived; read
     /// while no message is under way (`remaining` is 0).
@@ -115,17 +181,17 @@ pub struct MeteredBody<B> {
     prefix_read: usize,
     /// Bytes of the current message still to come.
     remaining: u64,
-    /// Bytes reserved for the current message.
+    /// Bytes reserved for the message under way.
     reserved: u64,
     /// Set once a message was refused: the body then ends with that error.
     failed: bool,
 }
 
 impl<B> MeteredBody<B> {
-    fn new(inner: B, connection: Arc<ByteBudget>, limits: InflightLimits) -> Self {
+    fn new(inner: B, held: Arc<HeldMessage>, limits: InflightLimits) -> Self {
         Self {
             inner,
-            connection,
+            held,
             limits,
             prefix: [0; 5],
             prefix_read: 0,
@@ -136,7 +202,7 @@ impl<B> MeteredBody<B> {
     }
 
     /// Follows the messages in `data`, reserving each as its prefix
-    /// completes and releasing it as its last byte passes.
+    /// completes and holding it once its last byte has passed.
     fn meter(&mut self, data: &Bytes) -> Result<(), Status> {
         let mut rest: &[u8] = data;
         while !rest.is_empty() {
@@ -162,7 +228,7 @@ impl<B> MeteredBody<B> {
             rest.advance(take as usize);
             self.remaining -= take;
             if self.remaining == 0 {
-                self.release();
+                self.finish_message();
             }
         }
         Ok(())
@@ -176,15 +242,16 @@ impl<B> MeteredBody<B> {
                  (engine.max_value_bytes plus the largest key and framing)"
             )));
         }
-        if !self.connection.try_reserve(length) {
+        let connection = &self.held.connection;
+        if !connection.try_reserve(length) {
             return Err(Status::resource_exhausted(format!(
                 "requests in flight on this connection would hold more than {} bytes \
                  (grpc.max_inflight_bytes_per_connection); retry when earlier calls finish",
-                self.connection.limit()
+                connection.limit()
             )));
         }
         if !self.limits.server.try_reserve(length) {
-            self.connection.release(length);
+            connection.release(length);
             return Err(Status::resource_exhausted(format!(
                 "requests in flight would hold more than {} bytes on this server \
                  (grpc.max_inflight_bytes); retry shortly",
@@ -194,17 +261,20 @@ impl<B> MeteredBody<B> {
         self.reserved = length;
         self.remaining = length;
         if length == 0 {
-            self.release();
+            self.finish_message();
         }
         Ok(())
     }
 
+    /// The message under way is whole: it is held in place of the one
+    /// before, which has been handled by now.
+    fn finish_message(&mut self) {
+        self.held.hold(std::mem::take(&mut self.reserved));
+    }
+
+    /// Gives back what the message under way reserved.
     fn release(&mut self) {
-        if self.reserved > 0 {
-            self.connection.release(self.reserved);
-            self.limits.server.release(self.reserved);
-            self.reserved = 0;
-        }
+        self.held.release(std::mem::take(&mut self.reserved));
     }
 }
 
@@ -261,6 +331,14 @@ mod tests {
         }
     }
 
+    fn held(connection: &Arc<ByteBudget>, limits: &InflightLimits) -> Arc<HeldMessage> {
+        Arc::new(HeldMessage {
+            connection: Arc::clone(connection),
+            server: Arc::clone(&limits.server),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
     fn prefix(length: u32) -> Vec<u8> {
         let mut bytes = vec![0];
         bytes.extend_from_slice(&length.to_be_bytes());
@@ -268,10 +346,11 @@ mod tests {
     }
 
     #[test]
-    fn a_message_is_reserved_from_its_prefix_until_its_last_byte() {
+    fn a_message_is_reserved_from_its_prefix_until_the_next_is_whole() {
         let limits = limits(100, 1000);
         let connection = Arc::new(ByteBudget::new(1000));
-        let mut body = MeteredBody::new((), Arc::clone(&connection), limits.clone());
+        let call = held(&connection, &limits);
+        let mut body = MeteredBody::new((), Arc::clone(&call), limits.clone());
         // The prefix arrives split across frames.
         body.meter(&Bytes::from(prefix(60)[..2].to_vec())).unwrap();
         assert_eq!(limits.server.used(), 0);
@@ -279,23 +358,42 @@ mod tests {
         assert_eq!((limits.server.used(), connection.used()), (60, 60));
         body.meter(&Bytes::from(vec![1; 59])).unwrap();
         assert_eq!(limits.server.used(), 60);
-        // The last byte, and the next message's prefix, in one frame.
+        // The last byte, and the next message's prefix, in one frame: the
+        // first message is still held while it is handled.
         let mut frame = vec![1];
         frame.extend(prefix(30));
         frame.extend([2; 10]);
         body.meter(&Bytes::from(frame)).unwrap();
+        assert_eq!((limits.server.used(), connection.used()), (90, 90));
+        // The second is whole: the first goes back.
+        body.meter(&Bytes::from(vec![2; 20])).unwrap();
         assert_eq!((limits.server.used(), connection.used()), (30, 30));
         drop(body);
+        assert_eq!(limits.server.used(), 30, "the call still holds its message");
+        drop(call);
         assert_eq!((limits.server.used(), connection.used()), (0, 0));
+    }
+
+    #[test]
+    fn a_body_dropped_mid_message_gives_its_reservation_back() {
+        let limits = limits(100, 1000);
+        let connection = Arc::new(ByteBudget::new(1000));
+        let call = held(&connection, &limits);
+        let mut body = MeteredBody::new((), Arc::clone(&call), limits.clone());
+        body.meter(&Bytes::from(prefix(80))).unwrap();
+        body.meter(&Bytes::from(vec![1; 40])).unwrap();
+        drop(body);
+        assert_eq!((limits.server.used(), connection.used()), (0, 0));
+        drop(call);
     }
 
     #[test]
     fn messages_over_a_budget_or_the_size_limit_are_refused() {
         let limits = limits(100, 1000);
         let connection = Arc::new(ByteBudget::new(1000));
-        let mut first = MeteredBody::new((), Arc::clone(&connection), limits.clone());
+        let mut first = MeteredBody::new((), held(&connection, &limits), limits.clone());
         first.meter(&Bytes::from(prefix(80))).unwrap();
-        let mut second = MeteredBody::new((), Arc::clone(&connection), limits.clone());
+        let mut second = MeteredBody::new((), held(&connection, &limits), limits.clone());
         let refused = second.meter(&Bytes::from(prefix(30))).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(refused.message().contains("grpc.max_inflight_bytes"));

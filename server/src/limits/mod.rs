@@ -1,7 +1,7 @@
 //! What one client, hostile or unlucky, may make the server hold, and the
 //! counts those limits read.
 //!
-//! - [`inflight`]: bytes of request messages not yet whole, per connection
+//! - [`inflight`]: bytes of request messages in flight, per connection
 //!   and per server, reserved before they are buffered.
 //! - [`connections`]: the accept loop, the connection cap and the deadlines
 //!   for the HTTP/2 preface and for idle connections.

@@ -63,7 +63,7 @@ pub struct MetricSources {
     pub rpc_stats: Arc<RpcStats>,
     /// Connections and streams open.
     pub traffic: Arc<Traffic>,
-    /// Request bytes held before their message is whole.
+    /// Request bytes in flight: from a message's first byte until it is handled.
     pub inflight: Arc<ByteBudget>,
     /// Watch subscribers and resyncs.
     pub feed: Arc<ChangeFeed>,
@@ -150,7 +150,7 @@ impl ServerCollector {
         gauge(
             encoder,
             "shoal_inflight_request",
-            "Bytes of request messages held before they are whole.",
+            "Bytes of request messages in flight, from their first byte until they are handled.",
             Some(&Unit::Bytes),
             inflight.used(),
         )?;

@@ -1,15 +1,21 @@
-//! Giving freed memory back to the kernel when the server goes quiet.
+//! Giving freed memory back to the kernel, during storms and when the
+//! server goes quiet.
 //!
-//! mimalloc keeps the pages a thread frees for its next allocations and
-//! returns them to the kernel later, but only when that thread calls the
-//! allocator again. A worker thread that goes idle after a storm of large
-//! values therefore keeps what it freed: with `--max-memory 32M` and values
-//! up to 8 MiB, the server sat at about 115 to 180 MiB of RSS a second after
-//! the writers stopped, for 32 MiB of entries (`hostile -- storm`, see
-//! BENCHMARKS.md). Purging at once on every free (`MIMALLOC_PURGE_DELAY=0`)
-//! fixes that but halved the storm's write rate.
+//! mimalloc holds memory it has freed for a while (a second by default, in
+//! the mimalloc 3 the server links; 10 ms in mimalloc 2) before
+//! it gives it back, and only gives it back when the thread that freed it
+//! calls the allocator again. Under a storm of large values that is a lot
+//! of memory: with `--max-memory 32M` and 8 writers of values up to 8 MiB,
+//! RSS peaked at about 155 MiB with 30 MiB of entries and 16 MiB of
+//! requests in flight; with the delay at 0 it peaked at about 70 MiB
+//! (`hostile -- storm`, see BENCHMARKS.md). The price is a page fault for
+//! each page of memory used again; it is a small share of what writing a
+//! large value costs anyway, and for small values, which reuse pages that
+//! never empty, it did not show. So [`purge_at_once`] sets the delay to 0 at
+//! start, unless `MIMALLOC_PURGE_DELAY` is set (mimalloc reads that itself).
 //!
-//! Instead, each runtime worker calls [`collect_when_idle`] as it parks
+//! A worker thread that goes idle after a storm still keeps what it freed
+//! but has not purged yet. So each runtime worker calls [`collect_when_idle`] as it parks
 //! (tokio's `on_thread_park`): at most once a second per thread, it asks
 //! mimalloc to free that thread's empty pages and purge what is pending.
 //! A worker's last park before a quiet spell may come too soon after its
@@ -18,6 +24,10 @@
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
+
+/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_t`, in
+/// mimalloc.h, the same in 2.x and 3.x), which the bindings do not name.
+const PURGE_DELAY_OPTION: libmimalloc_sys::mi_option_t = 15;
 
 /// Least time between two collections on one thread.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -58,6 +68,21 @@ pub async fn wake_workers() {
     }
 }
 
+/// Makes mimalloc give memory back to the kernel as soon as it is free
+/// rather than a second later, unless `MIMALLOC_PURGE_DELAY` says otherwise.
+/// Call once at start; does nothing useful (but no harm) when mimalloc is
+/// not the global allocator.
+#[allow(unsafe_code)]
+pub fn purge_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: `mi_option_set` takes no pointers; mimalloc reads this
+    // option each time it decides whether to purge, so setting it while
+    // threads allocate is allowed.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY_OPTION, 0) };
+}
+
 /// Frees this thread's empty pages and purges the memory mimalloc holds
 /// for reuse.
 #[allow(unsafe_code)]
@@ -70,6 +95,23 @@ fn collect() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_purge_delay_option_is_mimallocs() {
+        // SAFETY: reading an option takes no pointers.
+        let get = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY_OPTION) };
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert!(
+                [10, 1000].contains(&get()),
+                "mimalloc's documented default purge delay (2.x: 10 ms, 3.x: 1000 ms)"
+            );
+        }
+        purge_at_once();
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(get(), 0);
+        }
+    }
 
     #[test]
     fn collects_at_most_once_a_second_per_thread() {

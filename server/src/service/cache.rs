@@ -59,9 +59,7 @@ impl CacheApi {
             condition: convert::condition(request.condition),
             return_previous: request.return_previous,
         };
-        // Copied so that the stored value owns exactly its bytes rather than
-        // a slice pinning the whole receive buffer: memory figures stay honest.
-        let value = Bytes::copy_from_slice(&request.value);
+        let value = unary_value(&request);
         let outcome = namespace
             .set(&request.key, value, options)
             .map_err(|error| engine_status(error, None))?;
@@ -304,5 +302,28 @@ impl CacheService for CacheApi {
         request: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
         reply(CacheApi::count(self, request.into_inner()))
+    }
+}
+
+/// Values at least this long are stored as the slice of the receive buffer
+/// they arrived in, rather than copied.
+const SLICED_VALUE_BYTES: usize = 1 << 20;
+
+/// The value of a unary Set as it is stored.
+///
+/// A short value is copied, so that it owns exactly its bytes rather than
+/// pinning the receive buffer it was decoded from: memory figures stay
+/// honest. A long one is kept as it came: the buffer of a unary call holds
+/// that one message (its value, key, namespace, a few bytes of framing and
+/// at most one HTTP/2 frame beyond), so the slice pins under 2 % more than
+/// it is charged for, and the copy would double what a burst of large
+/// writes holds at its peak.
+fn unary_value(request: &pb::SetRequest) -> Bytes {
+    let value = &request.value;
+    let rest = request.key.len() + request.namespace.len();
+    if value.len() >= SLICED_VALUE_BYTES && rest <= value.len() / 64 {
+        value.clone()
+    } else {
+        Bytes::copy_from_slice(value)
     }
 }

@@ -30,7 +30,7 @@ pub use watch::{DEFAULT_HEARTBEAT_MS, MAX_WATCH_PREFIXES, WatchApi};
 use tonic::{Response, Status};
 
 use crate::change_feed::ChangeFeed;
-use crate::config::GrpcSettings;
+use crate::config::Config;
 use crate::engine::{Engine, Namespace};
 use crate::limits::byte_budget::ByteBudget;
 use crate::limits::traffic::Traffic;
@@ -119,7 +119,7 @@ pub struct ServiceState {
     /// whichever service serves it.
     pub(crate) rpc_stats: Arc<RpcStats>,
     pub(crate) traffic: Arc<Traffic>,
-    /// Bytes of unfinished request messages held now, server-wide.
+    /// Bytes of request messages in flight now, server-wide.
     pub(crate) inflight: Arc<ByteBudget>,
     pub(crate) started: Instant,
     /// Fans the engine's changes out to Watch streams.
@@ -134,8 +134,8 @@ pub struct ServiceState {
 impl ServiceState {
     /// State over `engine`, with fresh statistics, feeding Watch streams
     /// from `feed` (which the caller has attached to the engine), held to
-    /// the batch and in-flight limits of `grpc`.
-    pub fn new(engine: Engine, feed: Arc<ChangeFeed>, grpc: &GrpcSettings) -> Arc<Self> {
+    /// the batch and in-flight limits of `config`.
+    pub fn new(engine: Engine, feed: Arc<ChangeFeed>, config: &Config) -> Arc<Self> {
         let methods: Vec<&'static str> = method::ALL
             .iter()
             .chain(method::INFRASTRUCTURE)
@@ -147,8 +147,8 @@ impl ServiceState {
             traffic: Arc::default(),
             started: Instant::now(),
             feed,
-            max_batch_items: grpc.max_batch_items,
-            inflight: Arc::new(ByteBudget::new(grpc.max_inflight_bytes)),
+            max_batch_items: config.grpc.max_batch_items,
+            inflight: Arc::new(ByteBudget::new(config.inflight_budget().server)),
             stopping: tokio::sync::watch::Sender::new(false),
         })
     }
