@@ -272,6 +272,56 @@ async fn unfinished_request_bodies_are_bounded_per_connection_and_per_server() {
 }
 
 #[tokio::test]
+async fn handled_messages_of_open_streams_hold_no_budget() {
+    // Eight SetBatch streams on one connection, each sending a 900 KB
+    // chunk, waiting for its results and staying open: eight times what
+    // the connection's 4 MB may hold in flight, but each chunk is handled
+    // before the next stream sends, so none may be refused.
+    let server = TestServer::start_with(small_budgets()).await;
+    let mut raw = raw(&server).await;
+    let mut open = Vec::new();
+    for stream in 0..8 {
+        let (chunks, queued) = tokio::sync::mpsc::channel(1);
+        let mut replies = raw
+            .batch
+            .set_batch(tokio_stream::wrappers::ReceiverStream::new(queued))
+            .await
+            .expect("stream opened")
+            .into_inner();
+        let chunk = pb::SetBatchRequest {
+            items: vec![pb::SetBatchItem {
+                key: Bytes::from(format!("large:{stream}")),
+                value: Bytes::from(vec![b'v'; 900_000]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        chunks.send(chunk).await.expect("chunk queued");
+        let reply = tokio::time::timeout(PATIENCE, replies.next())
+            .await
+            .expect("a reply")
+            .expect("the stream goes on")
+            .expect("the chunk is accepted");
+        assert_eq!(reply.results.len(), 1, "stream {stream}");
+        assert!(
+            matches!(
+                reply.results[0].result,
+                Some(pb::set_batch_result::Result::Outcome(_))
+            ),
+            "stream {stream}: {:?}",
+            reply.results[0].result
+        );
+        open.push((chunks, replies));
+    }
+    eventually("the handled chunks are given back", || {
+        let mut client = raw.clone();
+        async move { stats(&mut client).await.inflight_request_bytes == 0 }
+    })
+    .await;
+    drop(open);
+}
+
+#[tokio::test]
 async fn a_message_over_the_limit_is_refused_before_it_is_sent() {
     let server = TestServer::start().await;
     let mut connection = Http2::connect(server.addr()).await;

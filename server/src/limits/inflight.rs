@@ -16,18 +16,25 @@
 //!
 //! A whole message is still held while it is decoded and handled: its
 //! bytes are the value the handler stores (decoding slices it out of the
-//! receive buffer rather than copying it). So its reservation is kept until
-//! the call's reply is ready (a unary call, whose body tonic drops before
-//! the handler runs) or until the next message of the stream is whole (a
-//! streaming call), and given back at the latest when both the body and the
-//! call are gone. By then the value is in the engine, charged to the memory
-//! budget, or dropped. A refused message fails its call alone; the
-//! connection and its other calls go on.
+//! receive buffer rather than copying it). So its reservation is kept
+//! until the handler is done with it, which the body sees in one of two
+//! ways:
+//! - the body is read again for more data, and more arrives or the call's
+//!   reply is ready (so the reader is a stream's handler, which reads its
+//!   messages one at a time): the handler has taken the message and asked
+//!   for the next;
+//! - the body ends (or is dropped) with the message the last one: it is
+//!   then held until the call's reply is ready, which for a unary call is
+//!   when the handler has returned (tonic reads a unary body to its end,
+//!   and drops it, before the handler runs).
+//!
+//! By then the value is in the engine, charged to the memory budget, or
+//! dropped. A refused message fails its call alone; the connection and its
+//! other calls go on.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -101,38 +108,104 @@ where
             .get::<ConnectionInfo>()
             .map(|connection| Arc::clone(connection.inflight()))
             .unwrap_or_else(|| Arc::new(ByteBudget::new(self.limits.per_connection)));
-        let held = Arc::new(HeldMessage {
+        let held = Arc::new(HeldMessage::new(
             connection,
-            server: Arc::clone(&self.limits.server),
-            bytes: AtomicU64::new(0),
-        });
+            Arc::clone(&self.limits.server),
+        ));
         let limits = self.limits.clone();
         let body_held = Arc::clone(&held);
         let call = self.inner.call(
             request.map(|body| tonic::body::Body::new(MeteredBody::new(body, body_held, limits))),
         );
-        HoldUntilReply { call, _held: held }
+        HoldUntilReply { call, held }
     }
 }
 
-/// The reservation of the last whole message of a call, shared by its body
-/// and its call, and given back when both are gone or the next message of
-/// the stream is whole.
+/// The reservations of a call's whole messages that its handler may still
+/// be using, shared by its body and its call.
 #[derive(Debug)]
 pub struct HeldMessage {
     connection: Arc<ByteBudget>,
     server: Arc<ByteBudget>,
-    bytes: AtomicU64,
+    state: Mutex<Held>,
+}
+
+/// What a [`HeldMessage`] holds.
+#[derive(Debug, Default)]
+struct Held {
+    /// The last whole message, until the body is read again.
+    by_body: u64,
+    /// The message the body ended with, until the reply is ready.
+    until_reply: u64,
+    /// Whether the call's reply is ready.
+    replied: bool,
 }
 
 impl HeldMessage {
-    /// Holds `bytes` (already reserved) in place of the message held
-    /// before, whose bytes go back.
-    fn hold(&self, bytes: u64) {
-        let previous = self.bytes.swap(bytes, Ordering::AcqRel);
+    fn new(connection: Arc<ByteBudget>, server: Arc<ByteBudget>) -> Self {
+        Self {
+            connection,
+            server,
+            state: Mutex::default(),
+        }
+    }
+
+    fn with<T>(&self, change: impl FnOnce(&mut Held) -> T) -> T {
+        change(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A message of `bytes` (already reserved) is whole.
+    fn message_whole(&self, bytes: u64) {
+        let previous = self.with(|held| std::mem::replace(&mut held.by_body, bytes));
         self.release(previous);
     }
 
+    /// The body is read for more data: the handler is done with the last
+    /// whole message.
+    fn body_read_again(&self) {
+        let previous = self.with(|held| std::mem::take(&mut held.by_body));
+        self.release(previous);
+    }
+
+    /// The body is read for more data and none has come: if the reply is
+    /// ready, the reader is the handler of a stream, done with the last
+    /// whole message.
+    fn body_read_again_if_replied(&self) {
+        let previous = self.with(|held| {
+            if held.replied {
+                std::mem::take(&mut held.by_body)
+            } else {
+                0
+            }
+        });
+        self.release(previous);
+    }
+
+    /// The body has ended or is dropped: its last whole message is held
+    /// until the reply is ready, if it is not yet.
+    fn body_ended(&self) {
+        let free = self.with(|held| {
+            let last = std::mem::take(&mut held.by_body);
+            if held.replied {
+                last
+            } else {
+                held.until_reply += last;
+                0
+            }
+        });
+        self.release(free);
+    }
+
+    /// The call's reply is ready: the handler is done with every message.
+    fn replied(&self) {
+        let free = self.with(|held| {
+            held.replied = true;
+            std::mem::take(&mut held.until_reply)
+        });
+        self.release(free);
+    }
+
+    /// Gives back `bytes` reserved by the body.
     fn release(&self, bytes: u64) {
         if bytes > 0 {
             self.connection.release(bytes);
@@ -143,19 +216,20 @@ impl HeldMessage {
 
 impl Drop for HeldMessage {
     fn drop(&mut self) {
-        let bytes = *self.bytes.get_mut();
+        let held = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let bytes = held.by_body + held.until_reply;
         self.release(bytes);
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The future of a metered call: the call's own, keeping its last whole
-    /// message reserved until the reply is ready.
+    /// The future of a metered call: the call's own, telling the call's
+    /// [`HeldMessage`] when the reply is ready.
     #[derive(Debug)]
     pub struct HoldUntilReply<F> {
         #[pin]
         call: F,
-        _held: Arc<HeldMessage>,
+        held: Arc<HeldMessage>,
     }
 }
 
@@ -163,7 +237,10 @@ impl<F: Future> Future for HoldUntilReply<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().call.poll(cx)
+        let this = self.project();
+        let reply = std::task::ready!(this.call.poll(cx));
+        this.held.replied();
+        Poll::Ready(reply)
     }
 }
 
@@ -266,10 +343,10 @@ impl<B> MeteredBody<B> {
         Ok(())
     }
 
-    /// The message under way is whole: it is held in place of the one
-    /// before, which has been handled by now.
+    /// The message under way is whole: it is held while the handler may
+    /// still use it.
     fn finish_message(&mut self) {
-        self.held.hold(std::mem::take(&mut self.reserved));
+        self.held.message_whole(std::mem::take(&mut self.reserved));
     }
 
     /// Gives back what the message under way reserved.
@@ -281,6 +358,7 @@ impl<B> MeteredBody<B> {
 impl<B> Drop for MeteredBody<B> {
     fn drop(&mut self) {
         self.release();
+        self.held.body_ended();
     }
 }
 
@@ -298,14 +376,28 @@ where
         if self.failed {
             return Poll::Ready(None);
         }
-        let polled = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Some(Ok(frame)) = &polled
-            && let Some(data) = frame.data_ref()
-            && let Err(status) = self.meter(data)
-        {
-            self.failed = true;
-            self.release();
-            return Poll::Ready(Some(Err(status)));
+        let Poll::Ready(polled) = Pin::new(&mut self.inner).poll_frame(cx) else {
+            // A stream's handler waits for its next message. (Before the
+            // reply, the reader is tonic reading a unary body to its end:
+            // the message is not handled yet.)
+            self.held.body_read_again_if_replied();
+            return Poll::Pending;
+        };
+        match &polled {
+            Some(Ok(frame)) => match frame.data_ref() {
+                Some(data) if !data.is_empty() => {
+                    self.held.body_read_again();
+                    if let Err(status) = self.meter(data) {
+                        self.failed = true;
+                        self.release();
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                }
+                Some(_) => {}
+                None => self.held.body_ended(),
+            },
+            Some(Err(_)) => self.held.body_read_again(),
+            None => self.held.body_ended(),
         }
         Poll::Ready(polled)
     }
@@ -332,11 +424,10 @@ mod tests {
     }
 
     fn held(connection: &Arc<ByteBudget>, limits: &InflightLimits) -> Arc<HeldMessage> {
-        Arc::new(HeldMessage {
-            connection: Arc::clone(connection),
-            server: Arc::clone(&limits.server),
-            bytes: AtomicU64::new(0),
-        })
+        Arc::new(HeldMessage::new(
+            Arc::clone(connection),
+            Arc::clone(&limits.server),
+        ))
     }
 
     fn prefix(length: u32) -> Vec<u8> {
@@ -346,7 +437,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_is_reserved_from_its_prefix_until_the_next_is_whole() {
+    fn a_stream_message_is_held_from_its_prefix_until_the_body_is_read_again() {
         let limits = limits(100, 1000);
         let connection = Arc::new(ByteBudget::new(1000));
         let call = held(&connection, &limits);
@@ -359,18 +450,45 @@ mod tests {
         body.meter(&Bytes::from(vec![1; 59])).unwrap();
         assert_eq!(limits.server.used(), 60);
         // The last byte, and the next message's prefix, in one frame: the
-        // first message is still held while it is handled.
+        // first message is still held while its handler may use it.
         let mut frame = vec![1];
         frame.extend(prefix(30));
         frame.extend([2; 10]);
         body.meter(&Bytes::from(frame)).unwrap();
         assert_eq!((limits.server.used(), connection.used()), (90, 90));
-        // The second is whole: the first goes back.
-        body.meter(&Bytes::from(vec![2; 20])).unwrap();
+        // The handler asks for more: it is done with the first.
+        call.body_read_again();
         assert_eq!((limits.server.used(), connection.used()), (30, 30));
+        body.meter(&Bytes::from(vec![2; 20])).unwrap();
+        assert_eq!(limits.server.used(), 30, "the second is whole and held");
+        call.body_read_again_if_replied();
+        assert_eq!(limits.server.used(), 30, "no reply yet: a unary body's end");
+        call.replied();
+        call.body_read_again_if_replied();
+        assert_eq!(limits.server.used(), 0, "a stream's handler waits for more");
+        body.meter(&Bytes::from(prefix(10))).unwrap();
         drop(body);
-        assert_eq!(limits.server.used(), 30, "the call still holds its message");
+        assert_eq!(
+            (limits.server.used(), connection.used()),
+            (0, 0),
+            "the body ended after the reply: nothing is held"
+        );
         drop(call);
+    }
+
+    #[test]
+    fn a_unary_message_is_held_until_the_reply_is_ready() {
+        let limits = limits(100, 1000);
+        let connection = Arc::new(ByteBudget::new(1000));
+        let call = held(&connection, &limits);
+        let mut body = MeteredBody::new((), Arc::clone(&call), limits.clone());
+        let mut message = prefix(50);
+        message.extend([1; 50]);
+        body.meter(&Bytes::from(message)).unwrap();
+        // tonic reads the body to its end and drops it before the handler.
+        drop(body);
+        assert_eq!(limits.server.used(), 50, "held while the handler runs");
+        call.replied();
         assert_eq!((limits.server.used(), connection.used()), (0, 0));
     }
 
@@ -385,6 +503,20 @@ mod tests {
         drop(body);
         assert_eq!((limits.server.used(), connection.used()), (0, 0));
         drop(call);
+    }
+
+    #[test]
+    fn a_call_dropped_before_its_reply_gives_everything_back() {
+        let limits = limits(100, 1000);
+        let connection = Arc::new(ByteBudget::new(1000));
+        let call = held(&connection, &limits);
+        let mut body = MeteredBody::new((), Arc::clone(&call), limits.clone());
+        let mut message = prefix(50);
+        message.extend([1; 50]);
+        body.meter(&Bytes::from(message)).unwrap();
+        drop(body);
+        drop(call);
+        assert_eq!((limits.server.used(), connection.used()), (0, 0));
     }
 
     #[test]
