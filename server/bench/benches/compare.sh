@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Network throughput, shoal against its peers in one run: shoal-server and
-# the no-op gRPC server (shoal-noop: the same API with no cache behind it)
-# driven by `shoal bench`, and redis-server driven by redis-benchmark, with
-# the same workloads (64-byte values, 50 requests in flight, 100 000 keys,
-# all preloaded so every read hits):
+# Network throughput, shoal against its peers in one run: shoal-server,
+# shoal-bare (tonic alone answering Get with a fixed value: no layers, no
+# metrics, no tracing, tonic's own codec and settings) and shoal-noop (shoal's
+# API and stack with no cache behind it) driven by `shoal bench`, and
+# redis-server driven by redis-benchmark, with the same workloads (64-byte
+# values, 50 requests in flight, 100 000 keys, all preloaded so every read
+# hits):
 #
-#   - unary GET: shoal-server against shoal-noop (what the cache's work costs
-#     on top of gRPC);
+#   - unary GET: shoal-server against shoal-bare (what shoal's whole stack
+#     costs on top of the library it is built on) and shoal-noop (what the
+#     cache's work costs on top of shoal's stack), in requests per second and
+#     in server CPU per call (from /proc, over a run on 1 000 keys so that
+#     the preload is negligible);
 #   - batched GET of 16 and of 100 keys: the client's get_many (one command
 #     per batch on a Pipeline stream kept open per connection) against
 #     redis-benchmark's pipelined GET at the same depth, in keys per second;
@@ -66,11 +71,16 @@ free_port() {
 }
 shoal_port=$(free_port)
 noop_port=$(free_port)
+bare_port=$(free_port)
 redis_port=$(free_port)
 
 "$bin/shoal-server" --listen "127.0.0.1:$shoal_port" --admin-listen off >"$work/shoal-server.log" 2>&1 &
+shoal_pid=$!
 pids+=($!)
 "$bin/shoal-noop" --listen "127.0.0.1:$noop_port" --value-size 64 >"$work/shoal-noop.log" 2>&1 &
+pids+=($!)
+"$bin/shoal-bare" --listen "127.0.0.1:$bare_port" --value-size 64 >"$work/shoal-bare.log" 2>&1 &
+bare_pid=$!
 pids+=($!)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
   --daemonize no >"$work/redis.log" 2>&1 &
@@ -81,7 +91,7 @@ for _ in $(seq 1 200); do
 done
 redis-cli -p "$redis_port" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$work/redis.log" >&2; exit 1; }
 # The gRPC servers: wait until each accepts connections, or show its log.
-for server in "shoal-server:$shoal_port" "shoal-noop:$noop_port"; do
+for server in "shoal-server:$shoal_port" "shoal-noop:$noop_port" "shoal-bare:$bare_port"; do
   name=${server%%:*}
   port=${server##*:}
   if ! python3 - "$port" <<'EOF'
@@ -129,28 +139,44 @@ shoal_bench() {
     python3 -c 'import json, sys; print(round(json.loads(sys.stdin.readline())["items_per_sec"]))'
 }
 
+# unary_cpu PORT PID: unary GETs over 1 000 keys; prints the server's CPU
+# time (user + system, from /proc) per call, in microseconds.
+unary_cpu() {
+  local port=$1 pid=$2 before after
+  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  "$bin/shoal" --addr "127.0.0.1:$port" --timeout 30000 --json bench --quiet \
+    -c "$clients" -r 1000 --connections "$connections" --threads "$threads" \
+    -t get -d 64 -n "$unary_requests" >/dev/null
+  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  python3 -c "import sys; ticks, hz, calls = map(float, sys.argv[1:]); print(round(ticks / hz * 1e6 / calls, 2))" \
+    "$((after - before))" "$(getconf CLK_TCK)" "$((unary_requests + 1000))"
+}
+
 # redis-benchmark GET; prints commands (= keys) per second.
 redis_get() {
   redis-benchmark -p "$redis_port" -q --csv -t get -c "$clients" -r "$keys" --threads "$threads" "$@" |
     python3 -c 'import csv, sys; rows = list(csv.reader(sys.stdin)); print(round(float(next(r for r in rows if r[0] == "GET")[1])))'
 }
 
-# record NAME WHO COMMAND...: runs the command (which prints a rate) and
-# keeps its figure; a failed run stops the script.
+# record NAME WHO COMMAND...: runs the command (which prints a figure) and
+# keeps it; a failed run stops the script.
 record() {
   local name=$1 who=$2 value
   shift 2
   value=$("$@")
   echo "$name $who $value" >>"$results"
-  echo "  $name $who: $value/s" >&2
+  echo "  $name $who: $value" >&2
 }
 
-echo "== redis-server $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/') on $redis_port, shoal-server on $shoal_port, shoal-noop on $noop_port" >&2
+echo "== redis-server $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/') on $redis_port, shoal-server on $shoal_port, shoal-noop on $noop_port, shoal-bare on $bare_port" >&2
 redis_preload 64
 for run in $(seq 1 "$runs"); do
   echo "== run $run of $runs" >&2
+  record unary bare shoal_bench "$bare_port" -t get -d 64 -n "$unary_requests" --warmup 1s
   record unary noop shoal_bench "$noop_port" -t get -d 64 -n "$unary_requests" --warmup 1s
   record unary shoal shoal_bench "$shoal_port" -t get -d 64 -n "$unary_requests" --warmup 1s
+  record cpu bare unary_cpu "$bare_port" "$bare_pid"
+  record cpu shoal unary_cpu "$shoal_port" "$shoal_pid"
   for depth in 16 100; do
     record "batch$depth" redis redis_get -d 64 -P "$depth" -n "$batch_keys"
     record "batch$depth" shoal shoal_bench "$shoal_port" -t mget -d 64 -P "$depth" -n $((batch_keys / depth)) --warmup 1s
@@ -177,7 +203,8 @@ def n(x):
     return f"{x:,.0f}".replace(",", " ")
 
 rows = [
-    ("GET, unary (requests/s)", "unary", "noop", "shoal-noop", 0.9),
+    ("GET, unary (requests/s)", "unary", "bare", "shoal-bare (tonic alone)", 0.9),
+    ("... against shoal's stack with no cache", "unary", "noop", "shoal-noop", None),
     ("GET, batches of 16 keys (keys/s)", "batch16", "redis", "redis-benchmark -P 16", 1.0),
     ("GET, batches of 100 keys (keys/s)", "batch100", "redis", "redis-benchmark -P 100", 1.0),
 ]
@@ -189,8 +216,17 @@ print("|---|---|---|---|---|---|")
 for label, name, who, peer, goal in rows:
     shoal, other = median[(name, "shoal")], median[(name, who)]
     ratio = shoal / other
+    if goal is None:
+        print(f"| {label} | {n(shoal)} | {peer} | {n(other)} | {ratio:.2f}x | (for comparison) |")
+        continue
     verdict = "met" if ratio >= goal else "not met"
     print(f"| {label} | {n(shoal)} | {peer} | {n(other)} | {ratio:.2f}x | >= {goal:.1f}x, {verdict} |")
+    if name == "unary":
+        shoal_cpu, bare_cpu = median[("cpu", "shoal")], median[("cpu", "bare")]
+        ratio = bare_cpu / shoal_cpu
+        verdict = "met" if ratio >= 0.9 else "not met"
+        print(f"| server CPU per unary GET (µs; the ratio is peer ÷ shoal) | {shoal_cpu:.1f} "
+              f"| shoal-bare (tonic alone) | {bare_cpu:.1f} | {ratio:.2f}x | >= 0.9x, {verdict} |")
     if name.startswith("batch"):
         depth = name[len("batch"):]
         calls = median[("call" + depth, "shoal")]

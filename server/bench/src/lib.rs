@@ -3,6 +3,9 @@
 //! - [`noop`]: the shoal gRPC API with no cache behind it, served by the
 //!   `shoal-noop` binary, so that a network benchmark can divide shoal's
 //!   figure by the cost of gRPC itself.
+//! - [`bare`]: tonic alone answering Get and Set, served by the
+//!   `shoal-bare` binary: the floor a unary call reaches with the library
+//!   shoal is built on, with none of shoal's stack.
 //! - the `shoal-trace` binary replays cache traces through shoal's eviction
 //!   policies and independent caches (moka, quick_cache, an exact LRU) and
 //!   prints hit ratios side by side.
@@ -14,4 +17,5 @@
 //! Nothing here is a library an application needs; it exists so that every
 //! figure in BENCHMARKS.md has a command that reproduces it.
 
+pub mod bare;
 pub mod noop;
