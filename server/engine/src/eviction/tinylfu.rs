@@ -2,25 +2,30 @@
 //! and Manes, "TinyLFU: A Highly Efficient Cache Admission Policy", 2017,
 //! and Caffeine's adaptive window by Ben Manes).
 //!
-//! New keys enter a small **window** FIFO. A key pushed out of the window
-//! is a candidate (the *challenger*) for the **main** queue, a CLOCK (each
-//! entry's read counter is its second chance). Main's CLOCK then turns
-//! until it finds its victim, the first entry not read since its last
-//! pass, and the two duel: the challenger gets in only if the frequency
-//! sketch (`sketch`) has seen it more often lately than the victim; else
-//! the challenger is the one evicted and the victim stays first in line. This is what keeps a loop or a scan larger than
-//! the cache from flushing it: their keys are seen no more often than the
-//! keys already held, so they stay out, and the held keys keep hitting.
-//! S3-FIFO (`s3fifo`), whose ghost readmits every returning key, turns
-//! into a FIFO over the whole loop there and hits nothing.
+//! New keys enter a small **window**. A key pushed out of the window is a
+//! candidate (the *challenger*) for the **main** region, a segmented LRU:
+//! new members wait in **probation**, and one read there earns a place in
+//! **protected**, which holds at most [`PROTECTED_PERCENT`] of main and
+//! sends its least recent member back to probation when it overflows. The
+//! victim is probation's oldest member not read since it got there, and
+//! the two duel: the challenger gets in only if the frequency sketch
+//! (`sketch`) has seen it more often lately than the victim, and at least
+//! once before the read that brought it in; else the challenger is the one
+//! evicted and the victim stays first in line. This is what keeps a loop
+//! or a scan larger than the cache from flushing it: their keys are seen
+//! no more often than the keys already held, so they stay out, and the
+//! held keys keep hitting. S3-FIFO (`s3fifo`), whose ghost readmits every
+//! returning key, turns into a FIFO over the whole loop there and hits
+//! nothing.
 //!
-//! A pure frequency filter, though, is slow to follow a workload whose
-//! recent keys matter most, so the window's share of the shard is tuned by
-//! a hill climber: every `10 ×` the shard's size in reads, it compares the
-//! hit ratio with the previous period's and keeps moving the window the
-//! same way while the ratio improves, and turns back when it falls, with
-//! steps that shrink as it settles and grow again when the workload
-//! changes.
+//! Every queue is a CLOCK, so that LRU order costs a hit nothing: an entry
+//! read since it was queued is not moved on the hit but when it reaches
+//! the head (a second chance in the window and in protected, a promotion
+//! in probation).
+//!
+//! A pure frequency filter is slow to follow a workload whose recent keys
+//! matter most, so the window's share of the shard is tuned by a hill
+//! climber ([`HillClimber`]) on the shard's hit ratio.
 //!
 //! A hit still only bumps the entry's own counter with a relaxed atomic
 //! (no lock taken exclusively, no shared line written): those counts reach
@@ -34,6 +39,10 @@ use super::{EvictionOrder, QueueKind, QueueRef, Verdict};
 const INITIAL_WINDOW_PERCENT: f64 = 1.0;
 /// The window's largest share, in percent.
 const MAX_WINDOW_PERCENT: f64 = 80.0;
+/// Protected's share of main, in percent: the rest is probation, which
+/// must stay large enough for a newcomer to be read again before it is
+/// the victim (Caffeine's split).
+const PROTECTED_PERCENT: usize = 80;
 /// The climber's step when it starts or restarts, in percent of the shard.
 const STEP_PERCENT: f64 = 6.25;
 /// How much each step shrinks while the hit ratio moves little.
@@ -46,14 +55,32 @@ const RESTART_THRESHOLD: f64 = 0.05;
 const TIE_FREQUENCY: u8 = 5;
 const TIE_ODDS: u64 = 128;
 
+/// The queue a candidate was taken from. The shard knows entries only as
+/// in the window ([`QueueKind::Small`]) or in main ([`QueueKind::Main`]);
+/// which part of main is remembered here, for the judgement that follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    Window,
+    Probation,
+    /// Taken to make room in protected: read since, it stays; else it goes
+    /// back to probation.
+    ProtectedOverflow,
+    /// Taken because probation is empty: protected's oldest is the victim.
+    ProtectedVictim,
+}
+
 /// The queues and the sketch of one shard.
 #[derive(Debug)]
 pub(crate) struct TinyLfu {
     window: Fifo,
-    main: Fifo,
+    probation: Fifo,
+    protected: Fifo,
     stamps: Stamps,
     sketch: FrequencySketch,
     climber: HillClimber,
+    /// Where the last candidate came from; the shard judges each candidate
+    /// before it asks for the next.
+    popped: Segment,
     /// State of a xorshift generator, for the rare admitted tie.
     random: u64,
     /// Whether candidates must win against main's victim; off only in the
@@ -62,7 +89,8 @@ pub(crate) struct TinyLfu {
     /// A window evictee waiting for main's victim to duel; its entry is
     /// already marked as in main under this reference.
     challenger: Option<QueueRef>,
-    /// A challenger that lost, first in main: evicted when judged next.
+    /// A challenger that lost, first in probation: evicted when judged
+    /// next.
     loser: Option<QueueRef>,
     /// The shard's read count when the sketch was last aged.
     aged_at_reads: u64,
@@ -72,10 +100,12 @@ impl Default for TinyLfu {
     fn default() -> Self {
         Self {
             window: Fifo::default(),
-            main: Fifo::default(),
+            probation: Fifo::default(),
+            protected: Fifo::default(),
             stamps: Stamps::default(),
             sketch: FrequencySketch::default(),
             climber: HillClimber::default(),
+            popped: Segment::Window,
             random: 0x2545_F491_4F6C_DD1D,
             admission: true,
             challenger: None,
@@ -86,26 +116,52 @@ impl Default for TinyLfu {
 }
 
 impl TinyLfu {
-    /// Gives a main entry read since its last pass another one.
-    fn requeue(&mut self, hash: u64) -> (Verdict, u8) {
-        let reference = self.stamps.reference(hash);
-        self.main.push(reference);
-        (Verdict::Keep(reference, QueueKind::Main), 0)
-    }
-
     /// The read counter's ceiling: reads counted between two judgements
     /// are added to the sketch, so it saturates where the sketch does.
     pub(crate) const MAX_FREQUENCY: u8 = 15;
 
+    fn main_len(&self) -> usize {
+        self.probation.len() + self.protected.len()
+    }
+
+    /// Entries protected may hold in a shard of `live`.
+    fn protected_target(&self, live: usize) -> usize {
+        let main = live.saturating_sub(self.climber.window_target(live));
+        main * PROTECTED_PERCENT / 100
+    }
+
+    /// Queues `hash` at the back of `queue` under a new reference.
+    fn push(&mut self, hash: u64, segment: Segment) -> (Verdict, u8) {
+        let reference = self.stamps.reference(hash);
+        let kind = match segment {
+            Segment::Window => {
+                self.window.push(reference);
+                QueueKind::Small
+            }
+            Segment::Probation => {
+                self.probation.push(reference);
+                QueueKind::Main
+            }
+            Segment::ProtectedOverflow | Segment::ProtectedVictim => {
+                self.protected.push(reference);
+                QueueKind::Main
+            }
+        };
+        (Verdict::Keep(reference, kind), 0)
+    }
+
     /// Whether the window's candidate should enter main in place of main's
-    /// next victim.
+    /// victim. A candidate the sketch has seen only once, in the read that
+    /// brought it in, shows no sign of being read again: it never wins, so
+    /// that under keys read too rarely for the sketch to tell apart (a loop
+    /// longer than its memory) the cache keeps what it holds.
     fn admits(&mut self, candidate: u64, victim: u64) -> bool {
         if !self.admission {
             return true;
         }
         let candidate = self.sketch.estimate(candidate);
         let victim = self.sketch.estimate(victim);
-        if candidate > victim {
+        if candidate > victim.max(1) {
             return true;
         }
         if candidate <= TIE_FREQUENCY {
@@ -115,6 +171,43 @@ impl TinyLfu {
         self.random ^= self.random >> 7;
         self.random ^= self.random << 17;
         self.random.is_multiple_of(TIE_ODDS)
+    }
+
+    /// Judges main's victim: the duel with the challenger, if there is one.
+    fn duel(&mut self, hash: u64) -> (Verdict, u8) {
+        let Some(challenger) = self.challenger.take() else {
+            return (Verdict::Evict, 0);
+        };
+        if self.admits(challenger.hash, hash) {
+            self.probation.push(challenger);
+            return (Verdict::Evict, 0);
+        }
+        // The victim stays first in line, behind the loser.
+        let victim = self.stamps.reference(hash);
+        self.probation.push_front(victim);
+        self.probation.push_front(challenger);
+        self.loser = Some(challenger);
+        (Verdict::Keep(victim, QueueKind::Main), 0)
+    }
+
+    fn take(&mut self, segment: Segment) -> Option<(QueueRef, QueueKind)> {
+        let (queue, kind) = match segment {
+            Segment::Window => (&mut self.window, QueueKind::Small),
+            Segment::Probation => (&mut self.probation, QueueKind::Main),
+            Segment::ProtectedOverflow | Segment::ProtectedVictim => {
+                (&mut self.protected, QueueKind::Main)
+            }
+        };
+        let reference = queue.pop()?;
+        self.popped = segment;
+        Some((reference, kind))
+    }
+
+    /// Main's next victim candidate: probation's oldest, or protected's
+    /// when probation is empty.
+    fn take_from_main(&mut self) -> Option<(QueueRef, QueueKind)> {
+        self.take(Segment::Probation)
+            .or_else(|| self.take(Segment::ProtectedVictim))
     }
 }
 
@@ -127,78 +220,82 @@ impl EvictionOrder for TinyLfu {
         (reference, QueueKind::Small)
     }
 
-    /// A duel's victim or loser from main while one is under way; else
-    /// from the window while it holds its share of `live` entries (or main
-    /// is empty), else from main.
+    /// Protected's oldest while protected is over its share; a duel's
+    /// victim or loser from main while one is under way; else from the
+    /// window while it holds its share of `live` entries (or main is
+    /// empty), else from main.
     fn next_candidate(&mut self, live: usize) -> Option<(QueueRef, QueueKind)> {
         self.sketch.fit(live);
+        if self.protected.len() > self.protected_target(live).max(1) {
+            return self.take(Segment::ProtectedOverflow);
+        }
         if self.challenger.is_some() || self.loser.is_some() {
-            if let Some(reference) = self.main.pop() {
-                return Some((reference, QueueKind::Main));
+            if let Some(candidate) = self.take_from_main() {
+                return Some(candidate);
             }
             // Main emptied under the duel: the challenger takes its place.
             if let Some(challenger) = self.challenger.take() {
-                self.main.push(challenger);
+                self.probation.push(challenger);
             }
             self.loser = None;
         }
         let window_target = self.climber.window_target(live);
-        if !self.window.is_empty() && (self.window.len() >= window_target || self.main.is_empty()) {
-            return self
-                .window
-                .pop()
-                .map(|reference| (reference, QueueKind::Small));
+        if !self.window.is_empty() && (self.window.len() >= window_target || self.main_len() == 0)
+        {
+            return self.take(Segment::Window);
         }
-        if let Some(reference) = self.main.pop() {
-            return Some((reference, QueueKind::Main));
-        }
-        self.window
-            .pop()
-            .map(|reference| (reference, QueueKind::Small))
+        self.take_from_main()
+            .or_else(|| self.take(Segment::Window))
     }
 
     fn judge(&mut self, hash: u64, kind: QueueKind, frequency: u8, live: usize) -> (Verdict, u8) {
         for _ in 0..frequency.min(Self::MAX_FREQUENCY) {
             self.sketch.record(hash);
         }
-        if kind == QueueKind::Small {
-            let reference = self.stamps.reference(hash);
-            // Main below its share (while the shard fills, or after
-            // deletes) takes the candidate without a duel.
-            let main_share = live.saturating_sub(self.climber.window_target(live));
-            if self.main.len() < main_share {
-                self.main.push(reference);
-            } else {
-                self.challenger = Some(reference);
-            }
-            return (Verdict::Keep(reference, QueueKind::Main), 0);
-        }
-        if self.loser.is_some_and(|loser| loser.hash == hash) {
-            self.loser = None;
-            // Read since it lost (or the write in progress is its own):
-            // it earned its place after all.
-            if frequency > 0 {
-                return self.requeue(hash);
-            }
-            return (Verdict::Evict, 0);
-        }
-        if frequency > 0 {
-            return self.requeue(hash);
-        }
-        // Main's victim.
-        let Some(challenger) = self.challenger.take() else {
-            return (Verdict::Evict, 0);
+        let read = frequency > 0;
+        let segment = if kind == QueueKind::Small {
+            Segment::Window
+        } else {
+            self.popped
         };
-        if self.admits(challenger.hash, hash) {
-            self.main.push(challenger);
-            return (Verdict::Evict, 0);
+        match segment {
+            Segment::Window => {
+                if read {
+                    return self.push(hash, Segment::Window);
+                }
+                // Main below its share (while the shard fills, or after
+                // deletes) takes the candidate without a duel.
+                let main_share = live.saturating_sub(self.climber.window_target(live));
+                if self.main_len() < main_share {
+                    return self.push(hash, Segment::Probation);
+                }
+                let reference = self.stamps.reference(hash);
+                self.challenger = Some(reference);
+                (Verdict::Keep(reference, QueueKind::Main), 0)
+            }
+            Segment::ProtectedOverflow => {
+                if read {
+                    self.push(hash, Segment::ProtectedOverflow)
+                } else {
+                    self.push(hash, Segment::Probation)
+                }
+            }
+            Segment::Probation | Segment::ProtectedVictim => {
+                if self.loser.is_some_and(|loser| loser.hash == hash) {
+                    self.loser = None;
+                    // Read since it lost (or the write in progress is its
+                    // own): it earned its place after all.
+                    if read {
+                        return self.push(hash, Segment::ProtectedOverflow);
+                    }
+                    return (Verdict::Evict, 0);
+                }
+                if read {
+                    return self.push(hash, Segment::ProtectedOverflow);
+                }
+                self.duel(hash)
+            }
         }
-        // The victim stays first in line, behind the loser.
-        let victim = self.stamps.reference(hash);
-        self.main.push_front(victim);
-        self.main.push_front(challenger);
-        self.loser = Some(challenger);
-        (Verdict::Keep(victim, QueueKind::Main), 0)
     }
 
     fn observe_reads(&mut self, hits: u64, misses: u64, live: usize) {
@@ -211,12 +308,13 @@ impl EvictionOrder for TinyLfu {
     }
 
     fn len(&self) -> usize {
-        self.window.len() + self.main.len() + usize::from(self.challenger.is_some())
+        self.window.len() + self.main_len() + usize::from(self.challenger.is_some())
     }
 
     fn retain(&mut self, live: &mut dyn FnMut(QueueRef, QueueKind) -> bool) {
         self.window.retain(QueueKind::Small, live);
-        self.main.retain(QueueKind::Main, live);
+        self.probation.retain(QueueKind::Main, live);
+        self.protected.retain(QueueKind::Main, live);
         if let Some(challenger) = self.challenger
             && !live(challenger, QueueKind::Main)
         {
@@ -229,7 +327,10 @@ impl EvictionOrder for TinyLfu {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.window.memory_bytes() + self.main.memory_bytes() + self.sketch.memory_bytes()
+        self.window.memory_bytes()
+            + self.probation.memory_bytes()
+            + self.protected.memory_bytes()
+            + self.sketch.memory_bytes()
     }
 }
 
