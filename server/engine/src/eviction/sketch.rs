@@ -219,6 +219,18 @@ mod tests {
     }
 
     #[test]
+    fn a_full_doorkeeper_is_emptied_rather_than_letting_first_sightings_through() {
+        // Far more keys seen once than the doorkeeper can tell apart: a key
+        // seen once must still look seen (at most) once, not twice.
+        let mut sketch = sketch(64);
+        for key in 0..5_000 {
+            sketch.record(key);
+        }
+        let twice = (0..5_000).filter(|&key| sketch.estimate(key) > 1).count();
+        assert!(twice < 250, "{twice} of 5000 keys seen once look seen twice");
+    }
+
+    #[test]
     fn old_counts_fade() {
         let mut sketch = sketch(16);
         for _ in 0..10 {

@@ -350,6 +350,19 @@ fn tinylfu_keeps_hitting_in_a_loop_and_a_scan_larger_than_the_cache() {
 }
 
 #[test]
+fn tinylfu_holds_a_loop_far_larger_than_the_cache() {
+    // 2 000 keys in a loop, room for 100: the optimum hits 5 % of the
+    // reads, an LRU none.
+    let looped: Vec<u64> = (0..60).flat_map(|_| 0..2_000).collect();
+    let tinylfu = read_through_hits(EvictionPolicy::TinyLfu, 100, &looped);
+    assert!(
+        tinylfu > looped.len() * 35 / 1000,
+        "tinylfu: {tinylfu} hits of {}",
+        looped.len()
+    );
+}
+
+#[test]
 fn noeviction_never_lets_charged_bytes_pass_the_memory_limit() {
     let budget = 1 << 20;
     let (engine, ns) = bounded(EvictionPolicy::NoEviction, 0, budget);
