@@ -97,7 +97,7 @@ pub struct MemorySettings {
     pub max_memory: u64,
     /// Most keys across namespaces; 0 for no limit.
     pub max_keys: u64,
-    /// What to evict at a limit: `s3fifo`, `tinylfu`, `lru`, `lfu` or `noeviction`.
+    /// What to evict at a limit: `tinylfu` (default), `s3fifo`, `lru`, `lfu` or `noeviction`.
     #[serde(deserialize_with = "eviction_policy")]
     pub eviction_policy: EvictionPolicy,
     /// Budgets of their own for some namespaces, as

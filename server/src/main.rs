@@ -76,7 +76,7 @@ struct Args {
     /// Most keys across namespaces; 0 for no limit [default: 0].
     #[arg(long, env = "SHOAL_MAX_KEYS")]
     max_keys: Option<u64>,
-    /// What to evict at a limit: s3fifo, tinylfu, lru, lfu or noeviction [default: s3fifo].
+    /// What to evict at a limit: s3fifo, tinylfu, lru, lfu or noeviction [default: tinylfu].
     #[arg(long, env = "SHOAL_EVICTION_POLICY")]
     eviction_policy: Option<EvictionPolicy>,
     /// Let the kernel back the cache with transparent huge pages: fewer TLB

@@ -55,7 +55,7 @@ async fn a_write_storm_of_three_times_the_budget_stays_within_it() {
     );
     assert!(total.evicted_for_memory > 0 && total.evictions == total.evicted_for_memory);
     assert_eq!(stats.max_memory_bytes, budget);
-    assert_eq!(stats.eviction_policy, "s3fifo");
+    assert_eq!(stats.eviction_policy, "tinylfu");
 
     // Still serving: the newest key is there, and new writes and reads work.
     let last = raw

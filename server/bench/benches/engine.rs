@@ -3,7 +3,7 @@
 //! workload in the same run: Zipf(0.99) key popularity over 1 000 000 keys,
 //! capacity 100 000, 90% reads and 10% writes of 32-byte values, on 1 and 2
 //! threads. shoal runs with TTL bookkeeping, versions and memory accounting
-//! as always, and S3-FIFO eviction at `max_keys`.
+//! as always, and the default eviction policy (W-TinyLFU) at `max_keys`.
 //!
 //! ```text
 //! cargo bench -p shoal-bench --bench engine

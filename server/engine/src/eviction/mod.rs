@@ -10,10 +10,11 @@
 //!
 //! Each policy is one file behind the [`EvictionOrder`] trait, and
 //! [`EvictionQueues`] picks one per shard when the shard is made:
-//! - `s3fifo` (default): S3-FIFO, small, main and ghost queues ([`s3fifo`]).
-//! - `tinylfu`: W-TinyLFU, a window, a main CLOCK, admission by a
-//!   frequency sketch and a self-tuning window ([`tinylfu`], [`sketch`]);
-//!   it holds on loops and scans, where S3-FIFO collapses.
+//! - `tinylfu` (default): W-TinyLFU, a window, a segmented main,
+//!   admission by a frequency sketch and a self-tuning window ([`tinylfu`],
+//!   [`sketch`]); it holds on loops and scans, where S3-FIFO collapses, and
+//!   follows recency where a pure frequency filter would not.
+//! - `s3fifo`: S3-FIFO, small, main and ghost queues ([`s3fifo`]).
 //! - `lru`: CLOCK, the second-chance approximation of LRU ([`clock`]).
 //! - `lfu`: the same CLOCK with 4-bit frequency counters, which favours
 //!   keys read often over keys read recently.
@@ -37,12 +38,13 @@ pub(crate) use s3fifo::GHOST_BYTES_PER_KEY;
 /// How a shard chooses what to evict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum EvictionPolicy {
-    /// W-TinyLFU: a window FIFO, a main CLOCK and a frequency sketch that
+    /// W-TinyLFU: a window, a segmented main and a frequency sketch that
     /// lets a newcomer into main only if it is seen more often than main's
-    /// victim; the window's share tunes itself.
+    /// victim; the window's share tunes itself. The default: no trace shape
+    /// measured makes it collapse (BENCHMARKS.md).
+    #[default]
     TinyLfu,
     /// S3-FIFO: small, main and ghost FIFO queues.
-    #[default]
     S3Fifo,
     /// CLOCK approximation of least-recently-used.
     Lru,

@@ -227,7 +227,10 @@ mod tests {
             sketch.record(key);
         }
         let twice = (0..5_000).filter(|&key| sketch.estimate(key) > 1).count();
-        assert!(twice < 250, "{twice} of 5000 keys seen once look seen twice");
+        assert!(
+            twice < 250,
+            "{twice} of 5000 keys seen once look seen twice"
+        );
     }
 
     #[test]

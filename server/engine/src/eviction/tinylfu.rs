@@ -240,12 +240,10 @@ impl EvictionOrder for TinyLfu {
             self.loser = None;
         }
         let window_target = self.climber.window_target(live);
-        if !self.window.is_empty() && (self.window.len() >= window_target || self.main_len() == 0)
-        {
+        if !self.window.is_empty() && (self.window.len() >= window_target || self.main_len() == 0) {
             return self.take(Segment::Window);
         }
-        self.take_from_main()
-            .or_else(|| self.take(Segment::Window))
+        self.take_from_main().or_else(|| self.take(Segment::Window))
     }
 
     fn judge(&mut self, hash: u64, kind: QueueKind, frequency: u8, live: usize) -> (Verdict, u8) {
@@ -382,7 +380,11 @@ impl HillClimber {
         // that where the window's size makes no difference it hovers
         // around where it is instead of drifting on noise.
         let noise = (2.0 * ratio * (1.0 - ratio) / reads as f64).sqrt();
-        let amount = if change > noise { self.step } else { -self.step };
+        let amount = if change > noise {
+            self.step
+        } else {
+            -self.step
+        };
         self.window_percent = (self.window_percent + amount).clamp(0.0, MAX_WINDOW_PERCENT);
         self.step = if change.abs() >= RESTART_THRESHOLD {
             STEP_PERCENT.copysign(amount)
@@ -499,7 +501,11 @@ mod tests {
         accesses.extend(0..100);
         let before = replay(&accesses[..accesses.len() - 100], 200);
         let after = replay(&accesses, 200);
-        assert!(after - before >= 90, "{} of 100 hot keys hit", after - before);
+        assert!(
+            after - before >= 90,
+            "{} of 100 hot keys hit",
+            after - before
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! quick_cache (CLOCK-Pro) and an exact LRU (the `lru` crate). OPT, the best
 //! any cache of the capacity could do knowing the future, says how much of
 //! what is left to gain a policy already has: "POLICY/opt %" is shoal's
-//! default policy's hits as a share of OPT's (e.g. "s3fifo/opt %"), and
+//! default policy's hits as a share of OPT's (e.g. "tinylfu/opt %"), and
 //! "best/opt %" the best peer's.
 //!
 //! Traces come from files (`--format arc`: ARC `.lis` lines; `--format
