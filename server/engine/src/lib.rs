@@ -144,8 +144,22 @@ impl Default for EngineConfig {
     }
 }
 
+/// Fewest keys a shard of a namespace with a small budget is given room
+/// for. Eviction is per shard, so a shard's policy chooses among the keys
+/// that shard holds; with a handful each (500 keys over 256 shards) no
+/// policy can tell hot from cold. At about 128 keys a shard, hit ratios
+/// measured with `shoal-trace --shards` match one shard's.
+pub const MIN_KEYS_PER_SHARD: u64 = 128;
+
+/// Bytes a key is taken to cost when only a memory budget bounds a
+/// namespace, to size its shards: on the small side of typical entries, so
+/// that a memory budget never leaves shards with fewer keys than
+/// [`MIN_KEYS_PER_SHARD`] unless its values are larger than this.
+pub const SHARD_SIZING_BYTES_PER_KEY: u64 = 1024;
+
 impl EngineConfig {
-    /// The number of shards each namespace gets.
+    /// The number of shards each namespace gets when no budget is smaller
+    /// than its shards could use (see [`EngineConfig::shard_count_for`]).
     pub fn shard_count(&self) -> usize {
         let wanted = if self.shards_per_namespace == 0 {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -154,6 +168,52 @@ impl EngineConfig {
             self.shards_per_namespace
         };
         wanted.next_power_of_two()
+    }
+
+    /// The number of shards the namespace called `name` (canonical) gets:
+    /// [`EngineConfig::shard_count`], or fewer when the tightest key or
+    /// memory budget it is held to (its own or the engine's) would leave a
+    /// shard room for fewer than [`MIN_KEYS_PER_SHARD`] keys, so that a
+    /// small budget evicts as well as one shard would.
+    ///
+    /// ```
+    /// use shoal_engine::{EngineConfig, NamespaceLimits};
+    /// let mut config = EngineConfig::default();
+    /// config.shards_per_namespace = 256;
+    /// config.namespace_limits.insert(
+    ///     "small".into(),
+    ///     NamespaceLimits { max_keys: 500, max_memory_bytes: 0 },
+    /// );
+    /// assert_eq!(config.shard_count_for("small"), 2);
+    /// assert_eq!(config.shard_count_for("other"), 256);
+    /// ```
+    pub fn shard_count_for(&self, name: &str) -> usize {
+        let own = self.namespace_limits.get(name).copied().unwrap_or_default();
+        let room = [
+            own.max_keys,
+            own.max_memory_bytes / SHARD_SIZING_BYTES_PER_KEY,
+            self.max_keys,
+            self.max_memory_bytes / SHARD_SIZING_BYTES_PER_KEY,
+        ]
+        .into_iter()
+        .filter(|keys| *keys > 0)
+        .min();
+        let configured = self.shard_count();
+        match room {
+            // A memory budget under one key's worth still bounds the
+            // namespace: one shard.
+            None if own.max_memory_bytes > 0 || self.max_memory_bytes > 0 => 1,
+            None => configured,
+            Some(keys) => {
+                let fits = (keys / MIN_KEYS_PER_SHARD).max(1);
+                // The largest power of two not above `fits`.
+                let fits = 1usize
+                    << (usize::BITS
+                        - 1
+                        - usize::try_from(fits).unwrap_or(usize::MAX).leading_zeros());
+                fits.min(configured)
+            }
+        }
     }
 }
 
@@ -261,7 +321,7 @@ impl Engine {
         };
         let namespace = Arc::new(Namespace::new(
             Arc::clone(&name),
-            self.inner.config.shard_count(),
+            self.inner.config.shard_count_for(&name),
             limits,
             Arc::clone(&self.inner.clock),
             Arc::clone(&self.inner.sink),

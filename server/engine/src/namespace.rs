@@ -102,6 +102,12 @@ impl Namespace {
         &self.name
     }
 
+    /// How many shards the namespace is split into (see
+    /// [`EngineConfig::shard_count_for`](crate::EngineConfig::shard_count_for)).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
     fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }

@@ -417,3 +417,66 @@ fn noeviction_refuses_a_collection_write_that_would_pass_the_memory_limit() {
     assert!(refused > 0);
     assert!(ns.llen(b"list").expect("llen") > 0);
 }
+
+/// Hits on 350 hot keys, read every round, while each round also writes
+/// 150 keys never read again, in a namespace of 500 keys on an engine
+/// configured for 256 shards.
+fn hot_hits_in_a_small_namespace(min_keys_per_shard_honoured: bool) -> (usize, u64) {
+    let mut config = EngineConfig {
+        shards_per_namespace: 256,
+        ..EngineConfig::default()
+    };
+    config.namespace_limits.insert(
+        "small".into(),
+        NamespaceLimits {
+            max_keys: 500,
+            max_memory_bytes: 0,
+        },
+    );
+    let engine = Engine::with_parts(config.clone(), Arc::new(ManualClock::new(START_MS)), None);
+    let ns = if min_keys_per_shard_honoured {
+        engine.namespace("small").expect("namespace")
+    } else {
+        // What a namespace of 256 shards would do with the same budget.
+        Arc::new(Namespace::new(
+            Arc::from("small"),
+            256,
+            Limits {
+                max_key_bytes: config.max_key_bytes,
+                max_value_bytes: config.max_value_bytes,
+            },
+            Arc::new(ManualClock::new(START_MS)),
+            Arc::default(),
+            engine.budget_for("small"),
+        ))
+    };
+    let hot: Vec<String> = (0..350).map(|i| format!("hot:{i}")).collect();
+    let mut hits = 0;
+    for round in 0..20 {
+        for key in &hot {
+            if ns.get(key.as_bytes()).expect("get").is_some() {
+                hits += 1;
+            } else {
+                put(&ns, key);
+            }
+        }
+        for cold in 0..150 {
+            put(&ns, &format!("cold:{round}:{cold}"));
+        }
+    }
+    (ns.shard_count(), hits)
+}
+
+#[test]
+fn a_small_namespace_budget_gets_few_enough_shards_to_keep_its_hot_keys() {
+    let (shards, hits) = hot_hits_in_a_small_namespace(true);
+    assert_eq!(shards, 2, "500 keys at 128 a shard or more");
+    // The hot keys fit in the budget and are read every round: after the
+    // first round, nearly every read hits.
+    assert!(hits >= 19 * 350 * 9 / 10, "{hits} hits of {}", 19 * 350);
+    let (_, spread_hits) = hot_hits_in_a_small_namespace(false);
+    assert!(
+        spread_hits < hits * 9 / 10,
+        "with 256 shards of about two keys each, the shards cannot keep them: {spread_hits} against {hits}"
+    );
+}

@@ -100,8 +100,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = synthetic::DEFAULT_LENGTH)]
     synthetic_length: u64,
 
-    /// Shards per namespace in shoal's engine (a power of two); the key
-    /// limit is split evenly across them. 1 measures the policies exactly.
+    /// Shards per namespace in shoal's engine (a power of two), as the
+    /// server's `engine.shards_per_namespace`; the key limit is shared by
+    /// them and each evicts on its own. As in the server, the engine gives
+    /// a namespace fewer shards when its budget would leave a shard fewer
+    /// than 128 keys. 1 measures the policies exactly.
     #[arg(long, default_value_t = 1, value_parser = parse_shards)]
     shards: usize,
 

@@ -215,10 +215,11 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "shoal: {} shard{} per namespace (max_keys is split evenly across shards), \
-             default policy {}",
+            "shoal: up to {} shard{} per namespace (the engine gives a namespace fewer when \
+             its key budget would leave a shard under {} keys), default policy {}",
             info.shards,
             if info.shards == 1 { "" } else { "s" },
+            shoal_engine::MIN_KEYS_PER_SHARD,
             info.default_policy
         );
         if let Some(limit) = info.limit {
