@@ -270,7 +270,9 @@ pub struct GrpcSettings {
     pub max_pending_accept_reset_streams: usize,
     /// Largest header list, in bytes.
     pub max_header_list_size: u32,
-    /// Seconds between keepalive pings.
+    /// Seconds between keepalive pings; 0 sends none. (hyper then stops
+    /// timing every frame: about 1 000 instructions less a unary call, of
+    /// some 59 000, measured with callgrind.)
     pub keepalive_interval_secs: u64,
     /// Seconds to wait for a keepalive answer.
     pub keepalive_timeout_secs: u64,

@@ -169,9 +169,13 @@ pub async fn serve_listeners(
         .max_concurrent_streams(grpc.max_concurrent_streams)
         .http2_max_pending_accept_reset_streams(Some(grpc.max_pending_accept_reset_streams))
         .http2_max_header_list_size(grpc.max_header_list_size)
-        .http2_keepalive_interval(Some(Duration::from_secs(grpc.keepalive_interval_secs)))
+        .http2_keepalive_interval(
+            (grpc.keepalive_interval_secs > 0)
+                .then(|| Duration::from_secs(grpc.keepalive_interval_secs)),
+        )
         .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
-        .timeout(request_timeout)
+        // No `.timeout(..)`: the RpcLayer holds each call to its deadline,
+        // arming a timer only for a handler that does not answer at once.
         .layer(state.rpc_layer(Some(request_timeout)))
         .layer(InflightLayer::new(inflight))
         .add_service(health_service)

@@ -234,7 +234,10 @@ struct EngineInner {
     config: EngineConfig,
     clock: Arc<dyn Clock>,
     sink: Arc<change::SinkSlot>,
-    namespaces: RwLock<HashMap<Arc<str>, Arc<Namespace>>>,
+    /// By name; foldhash rather than SipHash, since every call looks its
+    /// namespace up here and names are not attacker-chosen keys of a large
+    /// table (at most `max_namespaces`).
+    namespaces: RwLock<HashMap<Arc<str>, Arc<Namespace>, foldhash::fast::RandomState>>,
     budget: Arc<budget::Budget>,
 }
 
@@ -270,7 +273,7 @@ impl Engine {
                 config,
                 clock,
                 sink: Arc::new(change::SinkSlot::new(sink)),
-                namespaces: RwLock::new(HashMap::new()),
+                namespaces: RwLock::new(HashMap::default()),
             }),
         }
     }
