@@ -19,3 +19,18 @@
 
 pub mod bare;
 pub mod noop;
+
+/// Completes on SIGINT or SIGTERM: how the peer servers here are stopped.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = terminate.recv() => {},
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -39,10 +39,9 @@ async fn main() -> ExitCode {
         "shoal-bare listening on {} ({}-byte values; a benchmark peer, not a cache)",
         args.listen, args.value_size
     );
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match shoal_bench::bare::serve_bare(listener, args.value_size, stop).await {
+    match shoal_bench::bare::serve_bare(listener, args.value_size, shoal_bench::shutdown_signal())
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

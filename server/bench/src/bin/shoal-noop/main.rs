@@ -30,21 +30,6 @@ struct Args {
     value_size: usize,
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    if let Ok(mut terminate) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = terminate.recv() => {},
-        }
-        return;
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 // The same runtime as shoal-server's: one worker thread per core.
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -60,7 +45,9 @@ async fn main() -> ExitCode {
         "shoal-noop listening on {} ({}-byte values; a benchmark peer, not a cache)",
         args.listen, args.value_size
     );
-    match shoal_bench::noop::serve_noop(listener, args.value_size, shutdown_signal()).await {
+    match shoal_bench::noop::serve_noop(listener, args.value_size, shoal_bench::shutdown_signal())
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
