@@ -30,7 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
@@ -147,7 +147,7 @@ struct Call {
     stats: Arc<RpcStats>,
     traffic: Arc<Traffic>,
     method: MethodId,
-    started: Instant,
+    started: tokio::time::Instant,
     /// The deadline the call runs under, if any.
     deadline: Option<Duration>,
     /// How a streamed reply is bounded.
@@ -167,10 +167,12 @@ impl Call {
             (Some(asked), Some(limit)) => Some(asked.min(limit)),
             (asked, limit) => asked.or(limit),
         };
+        // One clock read serves the latency and the deadline.
+        let started = tokio::time::Instant::now();
         let bound = if SESSIONS.contains(&request.uri().path()) {
             ReplyBound::Session(layer.stopping.clone())
         } else {
-            ReplyBound::Deadline(deadline.map(|deadline| tokio::time::Instant::now() + deadline))
+            ReplyBound::Deadline(deadline.map(|deadline| started + deadline))
         };
         layer.traffic.stream_opened();
         let connection = request
@@ -181,7 +183,7 @@ impl Call {
             stats,
             traffic: Arc::clone(&layer.traffic),
             method,
-            started: Instant::now(),
+            started,
             deadline,
             bound,
             span,
@@ -473,8 +475,23 @@ fn status_trailers(code: Code, message: &'static str) -> HeaderMap {
 
 /// The `grpc-status` in `headers`, if any.
 fn grpc_status(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get(GRPC_STATUS)?.to_str().ok()?;
-    value.parse::<i32>().ok().map(Code::from)
+    // A reply's headers and trailers hold two or three entries: walking
+    // them is cheaper than hashing the name for a lookup, and this runs
+    // twice a call.
+    let value = if headers.len() <= 8 {
+        headers
+            .iter()
+            .find_map(|(name, value)| (*name == GRPC_STATUS).then_some(value))?
+    } else {
+        headers.get(GRPC_STATUS)?
+    };
+    match *value.as_bytes() {
+        [digit @ b'0'..=b'9'] => Some(Code::from(i32::from(digit - b'0'))),
+        [tens @ b'0'..=b'9', units @ b'0'..=b'9'] => Some(Code::from(
+            i32::from(tens - b'0') * 10 + i32::from(units - b'0'),
+        )),
+        _ => None,
+    }
 }
 
 /// The `grpc-timeout` in `headers`, if any and well formed: up to eight
@@ -584,7 +601,21 @@ mod tests {
             grpc_status(&headers("grpc-status", "5")),
             Some(Code::NotFound)
         );
+        assert_eq!(
+            grpc_status(&headers("grpc-status", "16")),
+            Some(Code::Unauthenticated)
+        );
         assert_eq!(grpc_status(&headers("grpc-status", "x")), None);
+        assert_eq!(grpc_status(&headers("grpc-status", "123")), None);
         assert_eq!(grpc_status(&HeaderMap::new()), None);
+        let mut many = HeaderMap::new();
+        for at in 0..12 {
+            many.insert(
+                http::HeaderName::try_from(format!("x-{at}")).unwrap(),
+                http::HeaderValue::from(at),
+            );
+        }
+        many.insert(GRPC_STATUS, http::HeaderValue::from(14));
+        assert_eq!(grpc_status(&many), Some(Code::Unavailable));
     }
 }

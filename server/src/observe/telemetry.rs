@@ -67,17 +67,18 @@ pub fn record_call(namespace: &str, items: usize) {
 /// Opens the span of a call to `path`, a child of the caller's span when
 /// `headers` carry a W3C trace context.
 pub(crate) fn rpc_span(path: &'static str, headers: &http::HeaderMap) -> Span {
-    let name = path.strip_prefix('/').unwrap_or(path);
-    let (service, method) = crate::observe::rpc_stats::split_path(path);
+    use crate::observe::rpc_stats::split_path;
+    // The fields are computed inside the macro, which skips them when the
+    // span is disabled (the common case: no exporter, no debug logs).
     let span = tracing::debug_span!(
         target: RPC_TARGET,
         "rpc",
-        otel.name = name,
+        otel.name = path.strip_prefix('/').unwrap_or(path),
         otel.kind = "server",
         otel.status_code = Empty,
         rpc.system = "grpc",
-        rpc.service = service,
-        rpc.method = method,
+        rpc.service = split_path(path).0,
+        rpc.method = split_path(path).1,
         rpc.grpc.status_code = Empty,
         shoal.namespace = Empty,
         shoal.items = Empty,

@@ -195,9 +195,19 @@ impl Namespace {
     pub fn sweep_expired(&self, batch: usize) -> u64 {
         let now_ms = self.clock.now_ms();
         let mut removed = 0;
+        // A shard with nothing due is also asked, under the same shared
+        // lock, whether it holds far more memory than it uses: one lock per
+        // shard and tick, rather than two, for an idle namespace.
+        let mut sparse = None;
         for (index, shard) in self.shards.iter().enumerate() {
-            if !shard.read().has_expiry_due(now_ms) {
-                continue;
+            {
+                let state = shard.read();
+                if !state.has_expiry_due(now_ms) {
+                    if sparse.is_none() && state.is_sparse() {
+                        sparse = Some(index);
+                    }
+                    continue;
+                }
             }
             loop {
                 let mut state = shard.write();
@@ -215,9 +225,13 @@ impl Namespace {
                     break;
                 }
             }
+            // Expiring keys is what makes a shard sparse.
+            if sparse.is_none() && shard.read().is_sparse() {
+                sparse = Some(index);
+            }
         }
-        if let Some(shard) = self.shards.iter().find(|shard| shard.read().is_sparse()) {
-            shard.write().shrink_if_sparse();
+        if let Some(index) = sparse {
+            self.shards[index].write().shrink_if_sparse();
         }
         removed
     }
