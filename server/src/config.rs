@@ -270,12 +270,26 @@ pub struct GrpcSettings {
     pub max_pending_accept_reset_streams: usize,
     /// Largest header list, in bytes.
     pub max_header_list_size: u32,
-    /// Seconds between keepalive pings; 0 sends none. (hyper then stops
-    /// timing every frame: about 1 000 instructions less a unary call, of
-    /// some 59 000, measured with callgrind.)
+    /// Streams a client may make the server reset for its own errors
+    /// (malformed frames, a header list too large) before the connection
+    /// is closed with GOAWAY: the bound on the "rapid reset" of
+    /// server-side resets.
+    pub max_local_error_reset_streams: usize,
+    /// Largest HTTP/2 frame the server accepts, in bytes (16 KiB to
+    /// 16 MiB − 1); larger messages arrive in several frames.
+    pub max_frame_size: u32,
+    /// Seconds a connection may be quiet before the kernel sends it TCP
+    /// keepalive probes; 0 sends none. See `limits::tcp_keepalive` for why
+    /// TCP probes rather than HTTP/2 pings.
     pub keepalive_interval_secs: u64,
-    /// Seconds to wait for a keepalive answer.
+    /// Seconds a peer has to answer keepalive probes (TCP, and HTTP/2 pings
+    /// when they are on) before its connection is dropped.
     pub keepalive_timeout_secs: u64,
+    /// Seconds between HTTP/2 PING frames on a quiet connection; 0 (the
+    /// default) sends none. Pings cost every call some work (hyper times
+    /// each frame it receives), so they are for proxies that drop
+    /// connections which carry no HTTP/2 traffic.
+    pub http2_ping_interval_secs: u64,
     /// Longest a request may run, in seconds.
     pub request_timeout_secs: u64,
     /// Seconds in-flight calls get to finish at shutdown.
@@ -455,8 +469,11 @@ impl Default for GrpcSettings {
             max_concurrent_streams: 1024,
             max_pending_accept_reset_streams: 100,
             max_header_list_size: 16 * 1024,
+            max_local_error_reset_streams: 1024,
+            max_frame_size: 16 * 1024,
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
+            http2_ping_interval_secs: 0,
             request_timeout_secs: 60,
             shutdown_grace_secs: 10,
             max_batch_items: 10_000,
@@ -555,6 +572,18 @@ impl Config {
         }
         if self.grpc.max_concurrent_streams == 0 {
             return invalid("grpc.max_concurrent_streams", "must be at least 1");
+        }
+        if !(16_384..=16_777_215).contains(&self.grpc.max_frame_size) {
+            return invalid(
+                "grpc.max_frame_size",
+                "must be between 16384 and 16777215 (RFC 9113, section 4.2)",
+            );
+        }
+        if self.grpc.keepalive_interval_secs > 0 && self.grpc.keepalive_timeout_secs == 0 {
+            return invalid(
+                "grpc.keepalive_timeout_secs",
+                "must be at least 1 while keepalive_interval_secs is set",
+            );
         }
         if self.grpc.request_timeout_secs == 0 {
             return invalid("grpc.request_timeout_secs", "must be at least 1");

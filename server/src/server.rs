@@ -21,6 +21,7 @@ use crate::engine::{Engine, ExpirySweeper};
 use crate::error::ServerError;
 use crate::limits::connections::{self, ConnectionLimits};
 use crate::limits::inflight::{InflightLayer, InflightLimits};
+use crate::limits::tcp_keepalive::KeepaliveSettings;
 use crate::observe::admin_http::{self, Readiness};
 use crate::observe::metrics::Metrics;
 use crate::process::open_files;
@@ -169,9 +170,14 @@ pub async fn serve_listeners(
         .max_concurrent_streams(grpc.max_concurrent_streams)
         .http2_max_pending_accept_reset_streams(Some(grpc.max_pending_accept_reset_streams))
         .http2_max_header_list_size(grpc.max_header_list_size)
+        .http2_max_local_error_reset_streams(Some(grpc.max_local_error_reset_streams))
+        .max_frame_size(grpc.max_frame_size)
+        .accept_http1(false)
+        // Dead peers are found by TCP keepalive (see `ConnectionLimits`);
+        // HTTP/2 pings only when asked for.
         .http2_keepalive_interval(
-            (grpc.keepalive_interval_secs > 0)
-                .then(|| Duration::from_secs(grpc.keepalive_interval_secs)),
+            (grpc.http2_ping_interval_secs > 0)
+                .then(|| Duration::from_secs(grpc.http2_ping_interval_secs)),
         )
         .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
         // No `.timeout(..)`: the RpcLayer holds each call to its deadline,
@@ -280,6 +286,10 @@ fn connection_limits(config: &Config) -> ConnectionLimits {
         idle_timeout: (grpc.idle_timeout_secs > 0)
             .then(|| Duration::from_secs(grpc.idle_timeout_secs)),
         inflight_bytes: config.inflight_budget().per_connection,
+        keepalive: (grpc.keepalive_interval_secs > 0).then(|| KeepaliveSettings {
+            idle: Duration::from_secs(grpc.keepalive_interval_secs),
+            timeout: Duration::from_secs(grpc.keepalive_timeout_secs),
+        }),
     }
 }
 

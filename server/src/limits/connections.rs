@@ -31,6 +31,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
 use super::byte_budget::ByteBudget;
+use super::tcp_keepalive::{self, KeepaliveSettings};
 use super::traffic::Traffic;
 
 /// Bytes of the HTTP/2 client preface (RFC 9113, section 3.4).
@@ -47,6 +48,8 @@ pub struct ConnectionLimits {
     pub idle_timeout: Option<Duration>,
     /// Bytes of request messages in flight one connection may hold.
     pub inflight_bytes: u64,
+    /// TCP keepalive for every accepted connection; `None` for none.
+    pub keepalive: Option<KeepaliveSettings>,
 }
 
 /// What the server knows of one connection; each of its requests carries it
@@ -317,6 +320,11 @@ impl AcceptState {
                     // streamed reply wait for the client's delayed ACK,
                     // which held every GetBatch or Scan call for ~40 ms.
                     let _ = stream.set_nodelay(true);
+                    if let Some(keepalive) = &self.limits.keepalive
+                        && let Err(error) = tcp_keepalive::apply(&stream, keepalive)
+                    {
+                        tracing::debug!(%error, %peer, "cannot turn TCP keepalive on");
+                    }
                     return Some(Connection::new(
                         stream,
                         Arc::clone(&self.traffic),

@@ -5,6 +5,8 @@
 //!   and per server, reserved before they are buffered.
 //! - [`connections`]: the accept loop, the connection cap and the deadlines
 //!   for the HTTP/2 preface and for idle connections.
+//! - [`tcp_keepalive`]: finding dead peers with the kernel's keepalive
+//!   probes.
 //! - [`traffic`]: connections and streams open now, and the connections the
 //!   limits closed.
 //!
@@ -15,4 +17,5 @@
 pub mod byte_budget;
 pub mod connections;
 pub mod inflight;
+pub mod tcp_keepalive;
 pub mod traffic;
