@@ -11,8 +11,9 @@
 //!
 //! Scenarios: `bodies` (unfinished request bodies), `sockets` (silent
 //! sockets), `readers` (stalled readers of a large hash), `shutdown`
-//! (SIGTERM with a Watch open) and `storm` (large values under a small
-//! memory budget). The server listens on loopback only and is killed when
+//! (SIGTERM with a Watch open), `storm` (large values under a small
+//! memory budget), `resets` (a rapid-reset flood) and `idle` (2 000 idle
+//! HTTP/2 connections). The server listens on loopback only and is killed when
 //! its scenario ends.
 
 use std::net::SocketAddr;
@@ -54,7 +55,7 @@ impl Server {
             .arg(addr.to_string())
             .args(["--admin-listen", "off"])
             .args(flags)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,h2=error,hyper=error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -440,6 +441,151 @@ async fn hset_latencies(
     Ok(histogram)
 }
 
+/// Latencies of `count` sequential unary Gets over `channel`.
+async fn get_latencies(channel: Channel, count: usize) -> Result<Histogram<u64>, Failure> {
+    let mut cache = CacheServiceClient::new(channel);
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for _ in 0..count {
+        let started = Instant::now();
+        cache
+            .get(pb::GetRequest {
+                key: Bytes::from_static(b"k"),
+                ..Default::default()
+            })
+            .await?;
+        histogram.record(started.elapsed().as_nanos() as u64)?;
+    }
+    Ok(histogram)
+}
+
+/// The frames of a rapid-reset flood on a new connection: the preface, an
+/// empty SETTINGS, then `calls` HEADERS each followed at once by its
+/// RST_STREAM (CVE-2023-44487). HPACK fields are literals, never indexed.
+fn reset_flood(calls: u32) -> Vec<u8> {
+    fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/shoal.v1.CacheService/Get"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+    ] {
+        block.push(0x10);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frame(&mut out, 0x4, 0, 0, &[]);
+    for at in 0..calls {
+        let stream = 2 * at + 1;
+        frame(&mut out, 0x1, 0x4, stream, &block);
+        frame(&mut out, 0x3, 0, stream, &0x8u32.to_be_bytes());
+    }
+    out
+}
+
+/// A rapid-reset flood: one attacker writes 10 000 HEADERS + RST_STREAM
+/// pairs on a connection, and reconnects each time the server closes it,
+/// while a well-behaved client on another connection times its Gets.
+async fn resets() -> Result<(), Failure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start("", &[]).await?;
+    let channel = server.channel().await?;
+    get_latencies(channel.clone(), 500).await?;
+    let quiet = get_latencies(channel.clone(), 3000).await?;
+    let (before, _) = server.rss();
+    let flood = std::sync::Arc::new(reset_flood(10_000));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let (flood, stop, addr) = (flood.clone(), stop.clone(), server.addr);
+        tokio::spawn(async move {
+            let mut connections = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut tcp) = TcpStream::connect(addr).await else {
+                    continue;
+                };
+                connections += 1;
+                let (mut read, mut write) = tcp.split();
+                // Read whatever the server says (GOAWAY) so that it is never
+                // blocked writing to the attacker.
+                let drain = async {
+                    let mut sink = vec![0; 64 * 1024];
+                    while read.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                };
+                let send = async {
+                    let _ = write.write_all(&flood).await;
+                    let _ = write.shutdown().await;
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    tokio::join!(drain, send)
+                })
+                .await;
+            }
+            connections
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let flooded = get_latencies(channel.clone(), 3000).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let connections = attacker.await?;
+    let (after, peak) = server.rss();
+    let ratio = flooded.value_at_quantile(0.99) as f64 / quiet.value_at_quantile(0.99) as f64;
+    println!(
+        "resets: Get p99 quiet {:.0} us, during a rapid-reset flood {:.0} us ({ratio:.2}x, goal \
+         <= 2x: {}); the attacker opened {connections} connections of 10 000 resets each; RSS \
+         {:.1} MiB before, {:.1} MiB after (peak {:.1} MiB)",
+        quiet.value_at_quantile(0.99) as f64 / 1000.0,
+        flooded.value_at_quantile(0.99) as f64 / 1000.0,
+        verdict(ratio <= 2.0),
+        mib(before),
+        mib(after),
+        mib(peak),
+    );
+    Ok(())
+}
+
+/// 2 000 idle HTTP/2 connections (handshake done, no call): the memory each
+/// costs the server, and a well-behaved client's p99 beside them.
+async fn idle() -> Result<(), Failure> {
+    raise_open_file_limit(4096)?;
+    let server = Server::start("", &[]).await?;
+    let channel = server.channel().await?;
+    get_latencies(channel.clone(), 500).await?;
+    let quiet = get_latencies(channel.clone(), 3000).await?;
+    let (before, _) = server.rss();
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(Http2::connect(server.addr, 65_535).await?);
+    }
+    // Every handshake is complete once a call on each would be accepted.
+    for connection in &mut idle {
+        connection.send.clone().ready().await?;
+    }
+    let open = server.stats().await?.connections_open;
+    let (after, _) = server.rss();
+    let loaded = get_latencies(channel.clone(), 3000).await?;
+    let ratio = loaded.value_at_quantile(0.99) as f64 / quiet.value_at_quantile(0.99) as f64;
+    println!(
+        "idle: {open} connections open; RSS grew {:.1} MiB, {:.1} KiB per idle connection; Get \
+         p99 quiet {:.0} us, beside them {:.0} us ({ratio:.2}x, goal <= 2x: {})",
+        mib(after.saturating_sub(before)),
+        after.saturating_sub(before) as f64 / 2000.0 / 1024.0,
+        quiet.value_at_quantile(0.99) as f64 / 1000.0,
+        loaded.value_at_quantile(0.99) as f64 / 1000.0,
+        verdict(ratio <= 2.0),
+    );
+    drop(idle);
+    Ok(())
+}
+
 /// SIGTERM while a Watch and a health Watch are open: the time from the
 /// signal to the process's exit.
 async fn shutdown() -> Result<(), Failure> {
@@ -570,6 +716,12 @@ async fn main() -> Result<(), Failure> {
     }
     if wants("storm") {
         storm().await?;
+    }
+    if wants("resets") {
+        resets().await?;
+    }
+    if wants("idle") {
+        idle().await?;
     }
     Ok(())
 }
