@@ -142,7 +142,130 @@ fn push_byte(out: &mut String, byte: u8) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// A reference matcher written from the rules in the module docs, by
+    /// backtracking over the pattern: `None` for a pattern those rules
+    /// refuse.
+    fn reference(pattern: &[u8], key: &[u8]) -> Option<bool> {
+        match pattern.split_first() {
+            None => Some(key.is_empty()),
+            Some((b'*', rest)) => {
+                for skip in 0..=key.len() {
+                    if reference(rest, &key[skip..])? {
+                        return Some(true);
+                    }
+                }
+                Some(false)
+            }
+            Some((b'?', rest)) => match key.split_first() {
+                Some((_, key_rest)) => reference(rest, key_rest),
+                None => reference(rest, key).map(|_| false),
+            },
+            Some((b'[', rest)) => {
+                let (class, rest) = reference_class(rest)?;
+                match key.split_first() {
+                    Some((&byte, key_rest)) if class(byte) => reference(rest, key_rest),
+                    _ => reference(rest, key).map(|_| false),
+                }
+            }
+            Some((b'\\', rest)) => {
+                let (&escaped, rest) = rest.split_first()?;
+                match key.split_first() {
+                    Some((&byte, key_rest)) if byte == escaped => reference(rest, key_rest),
+                    _ => reference(rest, key).map(|_| false),
+                }
+            }
+            Some((&literal, rest)) => match key.split_first() {
+                Some((&byte, key_rest)) if byte == literal => reference(rest, key_rest),
+                _ => reference(rest, key).map(|_| false),
+            },
+        }
+    }
+
+    /// The members of a class whose `[` is consumed, and what follows it.
+    #[allow(clippy::type_complexity)]
+    fn reference_class(mut rest: &[u8]) -> Option<(Box<dyn Fn(u8) -> bool>, &[u8])> {
+        let negated = rest.first() == Some(&b'^');
+        if negated {
+            rest = &rest[1..];
+        }
+        let mut ranges: Vec<(u8, u8)> = Vec::new();
+        loop {
+            let (&byte, tail) = rest.split_first()?;
+            rest = tail;
+            let low = match byte {
+                b']' if ranges.is_empty() => return None,
+                b']' => break,
+                b'\\' => {
+                    let (&escaped, tail) = rest.split_first()?;
+                    rest = tail;
+                    escaped
+                }
+                other => other,
+            };
+            if rest.len() >= 2 && rest[0] == b'-' && rest[1] != b']' {
+                let (high, tail) = if rest[1] == b'\\' {
+                    (*rest.get(2)?, &rest[3..])
+                } else {
+                    (rest[1], &rest[2..])
+                };
+                rest = tail;
+                ranges.push((low.min(high), low.max(high)));
+            } else {
+                ranges.push((low, low));
+            }
+        }
+        let class = move |byte: u8| {
+            ranges
+                .iter()
+                .any(|&(low, high)| (low..=high).contains(&byte))
+                != negated
+        };
+        Some((Box::new(class), rest))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("SHOAL_FUZZ_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(512)
+        ))]
+
+        /// Random patterns over the glob's own syntax: refused exactly
+        /// when the rules refuse them, and otherwise matching exactly the
+        /// keys the reference matches. Never a panic.
+        #[test]
+        fn patterns_match_as_the_rules_say(
+            pattern in proptest::collection::vec(
+                prop::sample::select(b"ab-*?[]^\\".to_vec()), 0..12),
+            keys in proptest::collection::vec(
+                proptest::collection::vec(prop::sample::select(b"ab-*?[]^\\\n".to_vec()), 0..8),
+                1..8),
+        ) {
+            let text = String::from_utf8(pattern.clone()).expect("ASCII");
+            let compiled = KeyPattern::new(&text);
+            let expected_valid = reference(&pattern, b"").is_some();
+            prop_assert_eq!(compiled.is_ok(), expected_valid, "pattern {:?}", text);
+            if let Ok(compiled) = compiled {
+                for key in &keys {
+                    prop_assert_eq!(
+                        compiled.matches(key),
+                        reference(&pattern, key).expect("valid"),
+                        "pattern {:?}, key {:?}", text, String::from_utf8_lossy(key)
+                    );
+                }
+            }
+        }
+
+        /// Any bytes at all as a pattern: a pattern or a clear error.
+        #[test]
+        fn arbitrary_patterns_never_panic(pattern in ".{0,64}", key in proptest::collection::vec(any::<u8>(), 0..32)) {
+            if let Ok(compiled) = KeyPattern::new(&pattern) {
+                let _ = compiled.matches(&key);
+            }
+        }
+    }
 
     fn matches(pattern: &str, key: &str) -> bool {
         KeyPattern::new(pattern)
