@@ -114,9 +114,12 @@ where
         ));
         let limits = self.limits.clone();
         let body_held = Arc::clone(&held);
-        let call = self.inner.call(
-            request.map(|body| tonic::body::Body::new(MeteredBody::new(body, body_held, limits))),
-        );
+        let one_message = !CLIENT_STREAMS.contains(&request.uri().path());
+        let call = self.inner.call(request.map(|body| {
+            let mut body = MeteredBody::new(body, body_held, limits);
+            body.one_message = one_message;
+            tonic::body::Body::new(body)
+        }));
         HoldUntilReply { call, held }
     }
 }
@@ -244,6 +247,15 @@ impl<F: Future> Future for HoldUntilReply<F> {
     }
 }
 
+/// The methods whose requests are streams; every other method takes exactly
+/// one request message.
+const CLIENT_STREAMS: &[&str] = &[
+    "/shoal.v1.BatchService/SetBatch",
+    "/shoal.v1.BatchService/Pipeline",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
 /// A request body whose messages are reserved against their connection's
 /// and the server's budgets before they are buffered.
 #[derive(Debug)]
@@ -262,6 +274,10 @@ pub struct MeteredBody<B> {
     reserved: u64,
     /// Set once a message was refused: the body then ends with that error.
     failed: bool,
+    /// Whether the method takes exactly one message (not a stream).
+    one_message: bool,
+    /// Whether a message has begun.
+    began: bool,
 }
 
 impl<B> MeteredBody<B> {
@@ -275,6 +291,8 @@ impl<B> MeteredBody<B> {
             remaining: 0,
             reserved: 0,
             failed: false,
+            one_message: false,
+            began: false,
         }
     }
 
@@ -311,7 +329,42 @@ impl<B> MeteredBody<B> {
         Ok(())
     }
 
+    /// The error for a body that ended inside a message, or without the
+    /// one message its method takes, if it did. tonic would answer INTERNAL
+    /// ("Unexpected EOF"), but the fault is the client's.
+    fn truncated(&self) -> Option<Status> {
+        if self.one_message && !self.began && self.prefix_read == 0 {
+            // tonic's "Missing request message." is INTERNAL too.
+            return Some(Status::invalid_argument(
+                "the request carried no message; this method takes exactly one",
+            ));
+        }
+        if self.remaining > 0 {
+            return Some(Status::invalid_argument(format!(
+                "the request ended inside a message: {} of its {} bytes arrived",
+                self.reserved - self.remaining,
+                self.reserved
+            )));
+        }
+        (self.prefix_read > 0).then(|| {
+            Status::invalid_argument(format!(
+                "the request ended inside a message prefix: {} of its 5 bytes arrived",
+                self.prefix_read
+            ))
+        })
+    }
+
     fn begin_message(&mut self, length: u64) -> Result<(), Status> {
+        // tonic answers INTERNAL for a flag that is neither 0 nor 1; the
+        // fault is the client's. (A flag of 1 without `grpc-encoding` stays
+        // INTERNAL, as the gRPC compression spec requires.)
+        if self.prefix[0] > 1 {
+            return Err(Status::invalid_argument(format!(
+                "request message has compressed-flag {}: only 0 and 1 exist",
+                self.prefix[0]
+            )));
+        }
+        self.began = true;
         let max = self.limits.max_message;
         if length > max {
             return Err(Status::invalid_argument(format!(
@@ -397,7 +450,15 @@ where
                 None => self.held.body_ended(),
             },
             Some(Err(_)) => self.held.body_read_again(),
-            None => self.held.body_ended(),
+            None => {
+                if let Some(status) = self.truncated() {
+                    self.failed = true;
+                    self.release();
+                    self.held.body_ended();
+                    return Poll::Ready(Some(Err(status)));
+                }
+                self.held.body_ended();
+            }
         }
         Poll::Ready(polled)
     }
