@@ -88,7 +88,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub use layer::{AuthLayer, AuthService, Authenticator, FailureLimits};
 pub use principal::{Access, NamespacePattern, Principal, PrincipalKind, Role};
 pub use rate_limit::FailureLimiter;
-pub use secret::{NewToken, digest_hex, generate_token, secret_digest};
+pub use secret::{NewToken, digest_hex, generate_token, parse_grant, secret_digest, token_stanza};
 pub use store::{TokenStore, watch_token_file};
 pub use token_file::{TokenSet, parse_rfc3339};
 

@@ -5,6 +5,8 @@ use std::fmt;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::principal::{NamespacePattern, Role};
+
 /// What every secret starts with, so that a leaked one is recognisable (by
 /// a person or a secret scanner).
 pub const SECRET_PREFIX: &str = "shoal_";
@@ -74,6 +76,57 @@ pub fn generate_token() -> Result<NewToken, getrandom::Error> {
     Ok(NewToken { secret, digest })
 }
 
+/// Parses a grant written `PATTERN=ROLE`, such as `orders*=write`.
+///
+/// # Errors
+/// A message when the text has no `=`, or the pattern or role is bad.
+pub fn parse_grant(text: &str) -> Result<(NamespacePattern, Role), String> {
+    let (pattern, role) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{text:?} is not PATTERN=ROLE, such as 'orders*=write'"))?;
+    Ok((
+        NamespacePattern::parse(pattern.trim())?,
+        role.trim().parse()?,
+    ))
+}
+
+/// The token file stanza of a token: its id, the digest of its secret,
+/// its grants and expiry. Checked by parsing it back, so that what it
+/// prints is what a server will accept.
+///
+/// # Errors
+/// A message when the stanza would not be a valid token file entry (an
+/// empty id, a bad expiry).
+pub fn token_stanza(
+    id: &str,
+    digest: &[u8; 32],
+    grants: &[(NamespacePattern, Role)],
+    expires: Option<&str>,
+) -> Result<String, String> {
+    let quoted = |text: &str| toml::Value::String(text.to_string()).to_string();
+    let mut stanza = format!(
+        "[[token]]\nid = {}\nsha256 = \"{}\"\n",
+        quoted(id),
+        digest_hex(digest)
+    );
+    if let Some(expires) = expires {
+        super::parse_rfc3339(expires)?;
+        stanza.push_str(&format!("expires = {}\n", quoted(expires)));
+    }
+    let grants: Vec<String> = grants
+        .iter()
+        .map(|(pattern, role)| {
+            format!(
+                "{{ namespaces = {}, role = \"{role}\" }}",
+                quoted(&pattern.to_string())
+            )
+        })
+        .collect();
+    stanza.push_str(&format!("grants = [ {} ]\n", grants.join(", ")));
+    super::TokenSet::parse(&stanza)?;
+    Ok(stanza)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +156,30 @@ mod tests {
         assert_ne!(first.secret, second.secret);
         assert_eq!(first.digest, secret_digest(first.secret.as_bytes()));
         assert!(!format!("{first:?}").contains(&first.secret));
+    }
+
+    #[test]
+    fn stanzas_parse_back_to_the_same_token() {
+        let token = generate_token().unwrap();
+        let grants = ["orders*=write", "catalog = read"].map(|text| parse_grant(text).unwrap());
+        let stanza = token_stanza(
+            "orders \"svc\"",
+            &token.digest,
+            &grants,
+            Some("2099-01-01T00:00:00Z"),
+        )
+        .unwrap();
+        assert!(!stanza.contains(&token.secret));
+        let set = super::super::TokenSet::parse(&stanza).unwrap();
+        let principal = set
+            .authenticate(token.secret.as_bytes(), std::time::SystemTime::now())
+            .unwrap();
+        assert_eq!(principal.id(), "orders \"svc\"");
+        assert_eq!(principal.role_in("orders-eu"), Some(Role::Write));
+        assert_eq!(principal.role_in("catalog"), Some(Role::Read));
+        assert!(token_stanza("", &token.digest, &[], None).is_err());
+        assert!(token_stanza("a", &token.digest, &[], Some("soon")).is_err());
+        assert!(parse_grant("orders").is_err());
+        assert!(parse_grant("orders=owner").is_err());
     }
 }
