@@ -253,7 +253,84 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::auth::secret::{digest_hex, secret_digest};
+
+    const KNOWN: &str = "shoal_the-one-known-secret";
+
+    /// An authenticator knowing only [`KNOWN`], with no limit on failures.
+    fn authenticator() -> &'static Authenticator {
+        static AUTHENTICATOR: OnceLock<Authenticator> = OnceLock::new();
+        AUTHENTICATOR.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("tokens.toml");
+            let text = format!(
+                "[[token]]\nid = \"known\"\nsha256 = \"{}\"\ngrants = [{{ namespaces = \"*\", role = \"read\" }}]\n",
+                digest_hex(&secret_digest(KNOWN.as_bytes()))
+            );
+            std::fs::write(&path, text).unwrap();
+            let store = Arc::new(TokenStore::load(&path).unwrap());
+            let limits = FailureLimits {
+                burst: u32::MAX,
+                refill_per_minute: 0,
+            };
+            Authenticator::new(store, limits, Arc::default())
+        })
+    }
+
+    fn authenticate(value: Option<&[u8]>) -> Result<Arc<Principal>, AuthError> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = value {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        authenticator().authenticate(&headers, &http::Extensions::new())
+    }
+
+    #[test]
+    fn only_the_known_token_is_accepted() {
+        let principal = authenticate(Some(format!("Bearer {KNOWN}").as_bytes())).unwrap();
+        assert_eq!(principal.id(), "known");
+        assert!(matches!(
+            authenticate(None),
+            Err(AuthError::Unauthenticated(Refusal::Missing))
+        ));
+        assert!(matches!(
+            authenticate(Some(b"Bearer nope")),
+            Err(AuthError::Unauthenticated(Refusal::Unknown))
+        ));
+        assert!(matches!(
+            authenticate(Some(KNOWN.as_bytes())),
+            Err(AuthError::Unauthenticated(Refusal::Malformed))
+        ));
+    }
+
+    proptest! {
+        /// Any header a client can send is refused, without a panic.
+        #[test]
+        fn random_headers_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if http::HeaderValue::from_bytes(&bytes).is_ok() {
+                prop_assert!(authenticate(Some(&bytes)).is_err());
+            }
+        }
+
+        /// So is any token after a well-formed scheme.
+        #[test]
+        fn random_tokens_are_refused(token in "\\PC{0,200}", scheme in "(Bearer|bearer|BEARER|Basic) {0,3}") {
+            let value = format!("{scheme}{token}");
+            if value.trim() != format!("Bearer {KNOWN}")
+                && http::HeaderValue::from_str(&value).is_ok()
+            {
+                prop_assert!(authenticate(Some(value.as_bytes())).is_err());
+            }
+        }
+    }
 
     #[test]
     fn bearer_values_are_read_strictly() {
