@@ -212,8 +212,8 @@ impl Principal {
     }
 }
 
-/// What one call may do, as the handlers see it; the [`AuthLayer`]
-/// (`super::AuthLayer`) puts it in each authenticated request's
+/// What one call may do, as the handlers see it; the
+/// [`AuthLayer`](super::AuthLayer) puts it in each authenticated request's
 /// extensions.
 #[derive(Debug, Clone)]
 pub enum Access {
