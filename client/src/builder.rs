@@ -62,6 +62,44 @@ pub struct ClientBuilder {
     connections: usize,
     compression: Option<Compression>,
     shared_stream_max_keys: usize,
+    token: Option<AccessToken>,
+}
+
+/// A bearer token as it is sent: the whole `authorization` value, marked
+/// sensitive (HTTP/2 never indexes it), and never printed.
+#[derive(Clone)]
+pub(crate) struct AccessToken(Result<http::HeaderValue, String>);
+
+impl AccessToken {
+    fn new(secret: &str) -> Self {
+        let value = http::HeaderValue::try_from(format!("Bearer {}", secret.trim()))
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            })
+            .map_err(|_| {
+                "the token holds characters a header cannot carry (control characters or \
+                 non-ASCII)"
+                    .to_string()
+            });
+        Self(value)
+    }
+
+    /// The `authorization` value.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the token cannot be a header value.
+    pub(crate) fn header(&self) -> Result<http::HeaderValue> {
+        self.0
+            .clone()
+            .map_err(|message| Error::InvalidArgument { message })
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
 }
 
 impl Default for ClientBuilder {
@@ -78,6 +116,7 @@ impl Default for ClientBuilder {
             connections: 1,
             compression: None,
             shared_stream_max_keys: DEFAULT_SHARED_STREAM_MAX_KEYS,
+            token: None,
         }
     }
 }
@@ -141,6 +180,30 @@ impl ClientBuilder {
         self.keepalive_interval = interval;
         self.keepalive_timeout = timeout;
         self
+    }
+
+    /// Sends `token` as `authorization: Bearer <token>` on every call,
+    /// streams included, to a server that checks tokens (see
+    /// `shoal-server token`). The token is kept out of `Debug` output and
+    /// logs.
+    ///
+    /// ```
+    /// let builder = shoal_client::Client::builder().token("shoal_example");
+    /// assert!(!format!("{builder:?}").contains("shoal_example"));
+    /// ```
+    pub fn token(mut self, token: impl AsRef<str>) -> Self {
+        self.token = Some(AccessToken::new(token.as_ref()));
+        self
+    }
+
+    /// The `authorization` value calls carry, if a token was given: for
+    /// callers that make their own requests on a raw channel from
+    /// [`connect_channel`](Self::connect_channel).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the token cannot be a header value.
+    pub fn authorization(&self) -> Result<Option<http::HeaderValue>> {
+        self.token.as_ref().map(AccessToken::header).transpose()
     }
 
     /// Largest message sent or received, in bytes.
@@ -231,9 +294,11 @@ impl ClientBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidEndpoint`] when the endpoint is not a valid URI,
+    /// [`Error::InvalidArgument`] when the token cannot be a header value,
     /// [`Error::Connect`] when the connection cannot be established within
     /// the connect timeout.
     pub async fn connect(self) -> Result<Client> {
+        self.authorization()?;
         let endpoint = self.transport_endpoint()?;
         let connecting = (0..self.connections).map(|_| endpoint.connect());
         let channels = futures_util::future::try_join_all(connecting)
@@ -250,8 +315,10 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidEndpoint`] when the endpoint is not a valid URI.
+    /// [`Error::InvalidEndpoint`] when the endpoint is not a valid URI,
+    /// [`Error::InvalidArgument`] when the token cannot be a header value.
     pub fn connect_lazy(self) -> Result<Client> {
+        self.authorization()?;
         let endpoint = self.transport_endpoint()?;
         let channels = (0..self.connections)
             .map(|_| endpoint.connect_lazy())
@@ -282,6 +349,10 @@ impl ClientBuilder {
     /// A client over an existing channel, for custom transports. The
     /// endpoint, connect timeout, keepalive and connection count settings
     /// are not used.
+    ///
+    /// # Panics
+    ///
+    /// When the token cannot be a header value.
     pub fn build_with_channel(self, channel: Channel) -> Client {
         self.build_with_pool(ChannelPool::new(vec![channel]))
     }
@@ -292,24 +363,28 @@ impl ClientBuilder {
     ///
     /// # Panics
     ///
-    /// When `channels` is empty.
+    /// When `channels` is empty, or the token cannot be a header value.
     pub fn build_with_channels(self, channels: Vec<Channel>) -> Client {
         self.build_with_pool(ChannelPool::new(channels))
     }
 
     fn build_with_pool(self, pool: ChannelPool) -> Client {
+        let authorization = match self.authorization() {
+            Ok(authorization) => authorization,
+            Err(error) => panic!("{error}"),
+        };
         let limit = self.max_message_size;
         let connections = pool.len();
         let per_connection = pool
             .each()
             .into_iter()
             .map(|pool| {
-                BatchServiceClient::new(TracedChannel::new(pool))
+                BatchServiceClient::new(TracedChannel::new(pool, authorization.clone()))
                     .max_decoding_message_size(limit)
                     .max_encoding_message_size(limit)
             })
             .collect();
-        let channel = TracedChannel::new(pool);
+        let channel = TracedChannel::new(pool, authorization);
         Client {
             cache: CacheServiceClient::new(channel.clone())
                 .max_decoding_message_size(limit)

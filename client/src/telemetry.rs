@@ -37,12 +37,17 @@ use crate::pool::ChannelPool;
 #[derive(Debug, Clone)]
 pub struct TracedChannel {
     inner: ChannelPool,
+    /// `Bearer <token>`, marked sensitive (its `Debug` prints `Sensitive`).
+    authorization: Option<http::HeaderValue>,
 }
 
 impl TracedChannel {
-    /// Traces the calls made on `pool`.
-    pub(crate) fn new(pool: ChannelPool) -> Self {
-        Self { inner: pool }
+    /// Traces the calls made on `pool`, each carrying `authorization`.
+    pub(crate) fn new(pool: ChannelPool, authorization: Option<http::HeaderValue>) -> Self {
+        Self {
+            inner: pool,
+            authorization,
+        }
     }
 }
 
@@ -56,6 +61,11 @@ impl Service<http::Request<tonic::body::Body>> for TracedChannel {
     }
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(authorization) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, authorization.clone());
+        }
         let span = call_span(request.uri().path());
         if !span.is_disabled() {
             TraceContextPropagator::new()

@@ -64,6 +64,8 @@ pub struct Config {
     pub admin: AdminSettings,
     /// Trace export.
     pub telemetry: TelemetrySettings,
+    /// Tokens and rights; off unless a token file is named.
+    pub auth: AuthSettings,
 }
 
 /// The `[engine]` section.
@@ -391,6 +393,63 @@ pub struct TelemetrySettings {
     pub sampling_ratio: f64,
 }
 
+/// The `[auth]` section: tokens and the rights they grant (see
+/// [`crate::auth`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthSettings {
+    /// The token file; unset, every call is allowed (auth off).
+    pub token_file: Option<PathBuf>,
+    /// Milliseconds between checks of the token file for changes (it is
+    /// also read again on SIGHUP).
+    pub reload_interval_ms: u64,
+    /// Authentication failures one address may make at once before its
+    /// calls are refused unchecked.
+    pub failure_burst: u32,
+    /// Failures an address is allowed again each minute; 0 for none.
+    pub failure_refill_per_minute: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            token_file: None,
+            reload_interval_ms: 2000,
+            failure_burst: 20,
+            failure_refill_per_minute: 60,
+        }
+    }
+}
+
+impl AuthSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.to_string(),
+            })
+        };
+        if !(10..=3_600_000).contains(&self.reload_interval_ms) {
+            return invalid("auth.reload_interval_ms", "must be between 10 and 3600000");
+        }
+        if self.failure_burst == 0 {
+            return invalid("auth.failure_burst", "must be at least 1");
+        }
+        if self
+            .token_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return invalid(
+                "auth.token_file",
+                "must not be empty; leave it out for no auth",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -417,6 +476,7 @@ impl Default for Config {
             log: LogSettings::default(),
             admin: AdminSettings::default(),
             telemetry: TelemetrySettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -626,6 +686,7 @@ impl Config {
         if self.telemetry.service_name.is_empty() {
             return invalid("telemetry.service_name", "must not be empty");
         }
+        self.auth.validate()?;
         Ok(())
     }
 

@@ -30,6 +30,9 @@ pub enum ServerError {
         /// The cause.
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    /// The token file could not be used.
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
     /// A tracing subscriber was already installed in this process.
     #[error("cannot install logging and tracing: {0}")]
     Subscriber(#[from] tracing_subscriber::util::TryInitError),

@@ -5,6 +5,8 @@
 //! - [`service`]: the `shoal.v1` gRPC services over the engine.
 //! - [`serve`] / [`run`]: a complete server with health, reflection and
 //!   graceful shutdown, as the `shoal-server` binary runs it.
+//! - [`auth`]: tokens and the rights they grant per namespace, checked
+//!   once per call and per namespace touched.
 //! - [`change_feed`]: the engine's change records fanned out to Watch
 //!   streams.
 //! - [`config`]: settings from defaults, a TOML file, flags and the
@@ -26,6 +28,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod change_feed;
 pub mod config;
 pub mod error;

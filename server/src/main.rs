@@ -31,6 +31,27 @@ enum Command {
     /// Asks a running server for its health over gRPC; exits 0 when it is
     /// SERVING, 1 otherwise. For container health checks.
     Healthcheck(HealthcheckArgs),
+    /// Makes an access token: prints its secret once, then the stanza (with
+    /// the secret's SHA-256, never the secret) to add to the token file.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The token's name in logs and messages, such as the service using it.
+    #[arg(long)]
+    id: String,
+    /// A right, as PATTERN=ROLE (a namespace glob and read, write or
+    /// admin), such as 'orders*=write'; repeat for more.
+    #[arg(long = "grant", value_name = "PATTERN=ROLE", value_parser = shoal_server::auth::parse_grant)]
+    grants: Vec<(
+        shoal_server::auth::NamespacePattern,
+        shoal_server::auth::Role,
+    )>,
+    /// When the token stops being accepted, in RFC 3339, such as
+    /// 2027-06-01T00:00:00Z [default: never].
+    #[arg(long)]
+    expires: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +104,10 @@ struct Args {
     /// misses, but RSS runs above the memory figure [default: false].
     #[arg(long, env = "SHOAL_TRANSPARENT_HUGE_PAGES")]
     transparent_huge_pages: Option<bool>,
+    /// Token file: with it, every call needs a token or a listed client
+    /// certificate, held to its grants [default: none, auth off].
+    #[arg(long, env = "SHOAL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Log format [default: text]. The level comes from RUST_LOG.
     #[arg(long, env = "SHOAL_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -126,6 +151,9 @@ impl Args {
         }
         if let Some(allowed) = self.transparent_huge_pages {
             config.memory.transparent_huge_pages = allowed;
+        }
+        if let Some(path) = self.token_file {
+            config.auth.token_file = Some(path);
         }
         if let Some(format) = self.log_format {
             config.log.format = format;
@@ -171,6 +199,36 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// Makes a token and prints its secret and stanza.
+fn make_token(args: TokenArgs) -> ExitCode {
+    let token = match shoal_server::auth::generate_token() {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("error: cannot read the system's random number generator: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match shoal_server::auth::token_stanza(
+        &args.id,
+        &token.digest,
+        &args.grants,
+        args.expires.as_deref(),
+    ) {
+        Ok(stanza) => {
+            println!("{}", token.secret);
+            println!();
+            println!("# The line above is the secret: give it to the client now, it is not kept.");
+            println!("# Add this to the token file (the server reloads it on change or SIGHUP):");
+            print!("{stanza}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Runs one health check and says what it found.
 async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     let probe =
@@ -201,8 +259,10 @@ fn main() -> ExitCode {
 
 async fn serve() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck(args)) = cli.command {
-        return healthcheck(args).await;
+    match cli.command {
+        Some(Command::Healthcheck(args)) => return healthcheck(args).await,
+        Some(Command::Token(args)) => return make_token(args),
+        None => {}
     }
     let config = match cli.serve.into_config() {
         Ok(config) => config,

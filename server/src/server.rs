@@ -15,6 +15,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::auth::{self, AuthLayer, AuthState, Authenticator, FailureLimits, TokenStore};
 use crate::change_feed::ChangeFeed;
 use crate::config::Config;
 use crate::engine::{Engine, ExpirySweeper};
@@ -110,7 +111,8 @@ pub async fn serve_listeners(
         tracing::warn!("the engine already has a change sink; Watch is unavailable");
         feed.close();
     }
-    let state = ServiceState::new(engine, feed.clone(), &config);
+    let (auth, token_watcher) = auth_state(&config)?;
+    let state = ServiceState::with_auth(engine, feed.clone(), &config, auth.clone());
     let max_message = config.max_message_bytes();
     let readiness = Readiness::ready();
     let admin = admin.map(|listener| {
@@ -183,6 +185,8 @@ pub async fn serve_listeners(
         // No `.timeout(..)`: the RpcLayer holds each call to its deadline,
         // arming a timer only for a handler that does not answer at once.
         .layer(state.rpc_layer(Some(request_timeout)))
+        // Credentials are checked before a request's body is read or held.
+        .layer(AuthLayer::new(auth.authenticator.clone()))
         .layer(InflightLayer::new(inflight))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -250,12 +254,53 @@ pub async fn serve_listeners(
         }
     };
     drop(sweeper);
+    if let Some(watcher) = token_watcher {
+        watcher.abort();
+    }
     // Scrapes and probes have nothing to finish: stop answering them.
     if let Some(admin) = admin {
         admin.abort();
     }
     tracing::info!("shoal-server stopped");
     Ok(result?)
+}
+
+/// Authentication as `config.auth` asks: off without a token file;
+/// otherwise the file is read (the server does not start on a bad one) and
+/// watched for changes.
+fn auth_state(
+    config: &Config,
+) -> Result<(AuthState, Option<tokio::task::JoinHandle<()>>), ServerError> {
+    let settings = &config.auth;
+    let Some(path) = &settings.token_file else {
+        return Ok((AuthState::off(), None));
+    };
+    let store = Arc::new(TokenStore::load(path)?);
+    store.with_current(|set| {
+        tracing::info!(
+            path = %path.display(),
+            tokens = set.tokens(),
+            certificates = set.certificates(),
+            "auth on: calls need a token or a listed client certificate"
+        );
+    });
+    let watcher = tokio::spawn(auth::watch_token_file(
+        Arc::clone(&store),
+        Duration::from_millis(settings.reload_interval_ms),
+    ));
+    let counters = Arc::default();
+    let limits = FailureLimits {
+        burst: settings.failure_burst,
+        refill_per_minute: settings.failure_refill_per_minute,
+    };
+    let authenticator = Authenticator::new(store, limits, Arc::clone(&counters));
+    Ok((
+        AuthState {
+            authenticator: Some(Arc::new(authenticator)),
+            counters,
+        },
+        Some(watcher),
+    ))
 }
 
 /// The limits connections are held to, with the cap kept below the

@@ -43,6 +43,17 @@ pub struct Cli {
     )]
     pub namespace: String,
 
+    /// Access token, sent as `authorization: Bearer <token>` on every call
+    /// (see `shoal-server token`) [default: none].
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub token: Option<Token>,
+
     /// Deadline of each call, in milliseconds; 0 for none.
     #[arg(
         long,
@@ -62,7 +73,33 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// An access token as given; never printed.
+#[derive(Clone)]
+pub struct Token(pub String);
+
+impl std::str::FromStr for Token {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
 impl Cli {
+    /// `builder` with this command line's token, if any.
+    pub fn with_token(&self, builder: shoal_client::ClientBuilder) -> shoal_client::ClientBuilder {
+        match &self.token {
+            Some(token) => builder.token(&token.0),
+            None => builder,
+        }
+    }
+
     /// The per-call deadline, `None` for `--timeout 0`.
     pub fn deadline(&self) -> Option<Duration> {
         (self.timeout > 0).then(|| Duration::from_millis(self.timeout))

@@ -30,7 +30,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::args::Cli;
 use crate::args::bench::{BenchArgs, Test, Warmup};
 use crate::bench::report::Report;
-use crate::bench::workers::{Shared, Tally, Worker};
+use crate::bench::workers::{Authorize, Shared, Tally, Worker};
 use crate::bench::workload::{Budget, KeyPlan};
 use crate::failure::Failure;
 
@@ -48,10 +48,12 @@ const DEFAULT_PATIENCE: Duration = Duration::from_secs(5);
 /// test failed (after every report has been printed).
 pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let channels = connect(cli, args).await?;
+    let authorize = Authorize::new(&cli.with_token(Client::builder()))?;
     // The typed client, for the tests that measure what it adds: mget's
     // batches ride its shared streams. No deadline and no retries, so that
     // only the calls themselves are measured.
-    let client = Client::builder()
+    let client = cli
+        .with_token(Client::builder())
         .namespace(&cli.namespace)
         .no_timeout()
         .max_retries(0)
@@ -63,6 +65,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(),
         .build_with_channels(channels.clone());
     let bench = Bench {
         channels,
+        authorize,
         client,
         namespace: cli.namespace.clone(),
         value: Bytes::from(vec![b'x'; args.value_size]),
@@ -183,6 +186,8 @@ struct Phase<'a> {
 /// Settings shared by every phase of a run.
 struct Bench<'a> {
     channels: Vec<Channel>,
+    /// Puts the token, if any, on the calls made on `channels`.
+    authorize: Authorize,
     client: Client,
     namespace: String,
     value: Bytes,
@@ -322,6 +327,7 @@ impl Bench<'_> {
         for i in 0..workers as usize {
             let worker = Worker {
                 channel: self.channels[i % self.channels.len()].clone(),
+                authorize: self.authorize.clone(),
                 client: self.client.clone(),
                 namespace: self.namespace.clone(),
                 ids: plan.ids(seed + i as u64),

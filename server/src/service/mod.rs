@@ -11,6 +11,7 @@ mod collection;
 mod convert;
 mod lease;
 mod pipeline;
+mod rights;
 mod status;
 mod validate;
 mod watch;
@@ -27,8 +28,9 @@ pub use pipeline::MAX_PIPELINE_READ_BYTES;
 pub use validate::MAX_ITEMS_PER_REQUEST;
 pub use watch::{DEFAULT_HEARTBEAT_MS, MAX_WATCH_PREFIXES, WatchApi};
 
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 
+use crate::auth::{Access, AuthState, Role};
 use crate::change_feed::ChangeFeed;
 use crate::config::Config;
 use crate::engine::{Engine, Namespace};
@@ -37,6 +39,7 @@ use crate::limits::traffic::Traffic;
 use crate::observe::metrics::MetricSources;
 use crate::observe::rpc_layer::RpcLayer;
 use crate::observe::rpc_stats::RpcStats;
+pub(crate) use rights::Scoped;
 use status::engine_status;
 
 /// Defines a constant per method path, and `ALL` listing them.
@@ -129,6 +132,8 @@ pub struct ServiceState {
     /// Turns true when the server begins shutting down, so that streams
     /// that never end on their own (pipelines) end and let draining finish.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Whether calls carry credentials, and the counts of refusals.
+    pub(crate) auth: AuthState,
 }
 
 impl ServiceState {
@@ -136,6 +141,16 @@ impl ServiceState {
     /// from `feed` (which the caller has attached to the engine), held to
     /// the batch and in-flight limits of `config`.
     pub fn new(engine: Engine, feed: Arc<ChangeFeed>, config: &Config) -> Arc<Self> {
+        Self::with_auth(engine, feed, config, AuthState::off())
+    }
+
+    /// As [`ServiceState::new`], with calls held to the rights of `auth`.
+    pub fn with_auth(
+        engine: Engine,
+        feed: Arc<ChangeFeed>,
+        config: &Config,
+        auth: AuthState,
+    ) -> Arc<Self> {
         let methods: Vec<&'static str> = method::ALL
             .iter()
             .chain(method::INFRASTRUCTURE)
@@ -150,6 +165,7 @@ impl ServiceState {
             max_batch_items: config.grpc.max_batch_items,
             inflight: Arc::new(ByteBudget::new(config.inflight_budget().server)),
             stopping: tokio::sync::watch::Sender::new(false),
+            auth,
         })
     }
 
@@ -175,6 +191,7 @@ impl ServiceState {
             traffic: self.traffic.clone(),
             inflight: self.inflight.clone(),
             feed: self.feed.clone(),
+            auth: self.auth.counters.clone(),
         }
     }
 
@@ -188,6 +205,38 @@ impl ServiceState {
             server_timeout,
         )
         .ending_sessions_on(self.stopping.subscribe())
+    }
+
+    /// What the caller of `request` may do.
+    pub(crate) fn access<'a, T>(&self, request: &'a Request<T>) -> &'a Access {
+        Access::of(request.extensions(), self.auth.enabled())
+    }
+
+    /// Allows `request` (its namespace, with the role it needs), or
+    /// answers PERMISSION_DENIED.
+    pub(crate) fn authorize<T: Scoped>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.check(self.access(request), request.get_ref().namespace(), T::ROLE)
+    }
+
+    /// Allows `role` in `namespace` for `access`, or answers
+    /// PERMISSION_DENIED (and counts the denial).
+    pub(crate) fn check(&self, access: &Access, namespace: &str, role: Role) -> Result<(), Status> {
+        access.check(namespace, role).map_err(|error| {
+            self.auth.counters.count_denial();
+            Status::from(error)
+        })
+    }
+
+    /// Allows a server-wide operation, or answers PERMISSION_DENIED.
+    pub(crate) fn check_server_admin(
+        &self,
+        access: &Access,
+        what: &'static str,
+    ) -> Result<(), Status> {
+        access.check_server_admin(what).map_err(|error| {
+            self.auth.counters.count_denial();
+            Status::from(error)
+        })
     }
 
     /// The namespace a write goes to, created if needed.

@@ -20,6 +20,7 @@ use super::batch::BatchApi;
 use super::cache::CacheApi;
 use super::collection::CollectionApi;
 use super::status::{invalid, item_status};
+use crate::auth::Access;
 
 /// Largest reply a streaming read may produce inside a pipeline. Larger
 /// results belong on the streaming RPC, which sends them in chunks.
@@ -38,11 +39,14 @@ pub(crate) struct Pipeline {
     collection: CollectionApi,
     batch: BatchApi,
     state: Arc<ServiceState>,
+    /// The caller's rights, which every command is held to.
+    access: Access,
 }
 
 impl Pipeline {
-    pub(crate) fn new(state: Arc<ServiceState>) -> Self {
+    pub(crate) fn new(state: Arc<ServiceState>, access: Access) -> Self {
         Self {
+            access,
             cache: CacheApi::new(Arc::clone(&state)),
             collection: CollectionApi::new(Arc::clone(&state)),
             batch: BatchApi::new(Arc::clone(&state)),
@@ -107,6 +111,14 @@ impl Pipeline {
         }
     }
 
+    /// A command's request as its handler takes it: carrying the caller's
+    /// rights, as the pipeline call did.
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(self.access.clone());
+        request
+    }
+
     /// Runs one command through its unary handler.
     async fn execute(
         &self,
@@ -117,7 +129,7 @@ impl Pipeline {
         /// Calls a unary handler and wraps its response in a reply variant.
         macro_rules! unary {
             ($api:expr, $service:ident :: $method:ident, $request:expr, $reply:ident) => {
-                $service::$method($api, Request::new($request))
+                $service::$method($api, self.request($request))
                     .await
                     .map(|response| Reply::$reply(response.into_inner()))
             };
@@ -126,7 +138,7 @@ impl Pipeline {
         /// appending each chunk's `$items` to the first chunk's.
         macro_rules! gathered {
             ($method:ident, $request:expr, $reply:ident, $items:ident) => {{
-                let stream = CollectionService::$method(&self.collection, Request::new($request))
+                let stream = CollectionService::$method(&self.collection, self.request($request))
                     .await?
                     .into_inner();
                 gather(stream, |all, chunk| all.$items.extend(chunk.$items))
@@ -149,17 +161,24 @@ impl Pipeline {
             Some(C::Increment(r)) => unary!(cache, CacheService::increment, r, Increment),
             Some(C::UpdateTtl(r)) => unary!(cache, CacheService::update_ttl, r, UpdateTtl),
             Some(C::Count(r)) => unary!(cache, CacheService::count, r, Count),
-            Some(C::GetBatch(r)) => gather(self.batch.read_batch(r)?, |all, chunk| {
-                all.items.extend(chunk.items);
-            })
-            .await
-            .map(Reply::GetBatch),
-            Some(C::SetBatch(r)) => self.batch.set_chunk(r, &mut 0).map(Reply::SetBatch),
-            Some(C::DeleteBatch(r)) => gather(self.batch.remove_batch(r)?, |all, chunk| {
-                all.items.extend(chunk.items);
-            })
-            .await
-            .map(Reply::DeleteBatch),
+            Some(C::GetBatch(r)) => {
+                gather(self.batch.read_batch(&self.access, r)?, |all, chunk| {
+                    all.items.extend(chunk.items);
+                })
+                .await
+                .map(Reply::GetBatch)
+            }
+            Some(C::SetBatch(r)) => self
+                .batch
+                .set_chunk(&self.access, r, &mut 0)
+                .map(Reply::SetBatch),
+            Some(C::DeleteBatch(r)) => {
+                gather(self.batch.remove_batch(&self.access, r)?, |all, chunk| {
+                    all.items.extend(chunk.items);
+                })
+                .await
+                .map(Reply::DeleteBatch)
+            }
 
             Some(C::HSet(r)) => unary!(coll, CollectionService::h_set, r, HSet),
             Some(C::HGet(r)) => unary!(coll, CollectionService::h_get, r, HGet),

@@ -214,6 +214,7 @@ impl WatchService for WatchApi {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        self.state.authorize(&request)?;
         let request = request.into_inner();
         record_call(&request.namespace, request.key_prefixes.len());
         reply(WatchApi::watch(self, request))

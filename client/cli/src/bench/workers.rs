@@ -19,6 +19,9 @@ use shoal_client::proto::{
 use shoal_client::{BatchOptions, Client, DEFAULT_MAX_MESSAGE_SIZE};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -37,11 +40,57 @@ pub struct Shared {
     pub done: AtomicU64,
 }
 
+/// A connection whose calls carry the run's token.
+pub type Authorized = InterceptedService<Channel, Authorize>;
+
+/// Adds `authorization: Bearer <token>` to each call when the run has a
+/// token; does nothing otherwise.
+#[derive(Clone)]
+pub struct Authorize(Option<MetadataValue<Ascii>>);
+
+impl Authorize {
+    /// The header `builder` would send.
+    ///
+    /// # Errors
+    /// When the token cannot be a header value.
+    pub fn new(builder: &shoal_client::ClientBuilder) -> Result<Self, shoal_client::Error> {
+        let value = builder.authorization()?.and_then(|header| {
+            let mut value: MetadataValue<Ascii> = header.to_str().ok()?.parse().ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        });
+        Ok(Self(value))
+    }
+}
+
+impl std::fmt::Debug for Authorize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Authorize(<redacted>)"
+        } else {
+            "Authorize(none)"
+        })
+    }
+}
+
+impl Interceptor for Authorize {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// One worker: a request in flight (a pipeline stream for `pipeline`).
 #[derive(Debug)]
 pub struct Worker {
     /// The connection it sends on.
     pub channel: Channel,
+    /// Puts the token, if any, on each call.
+    pub authorize: Authorize,
     /// The typed client, over the same connections, for the tests that
     /// measure it.
     pub client: Client,
@@ -179,13 +228,13 @@ impl Worker {
         }
     }
 
-    fn cache(&self) -> CacheServiceClient<Channel> {
-        CacheServiceClient::new(self.channel.clone())
+    fn cache(&self) -> CacheServiceClient<Authorized> {
+        CacheServiceClient::with_interceptor(self.channel.clone(), self.authorize.clone())
             .max_decoding_message_size(DEFAULT_MAX_MESSAGE_SIZE)
     }
 
-    fn batch(&self) -> BatchServiceClient<Channel> {
-        BatchServiceClient::new(self.channel.clone())
+    fn batch(&self) -> BatchServiceClient<Authorized> {
+        BatchServiceClient::with_interceptor(self.channel.clone(), self.authorize.clone())
             .max_decoding_message_size(DEFAULT_MAX_MESSAGE_SIZE)
             .max_encoding_message_size(DEFAULT_MAX_MESSAGE_SIZE)
     }
@@ -194,8 +243,9 @@ impl Worker {
     async fn unary(mut self, test: Test) -> Tally {
         let mut tally = Tally::new();
         let mut cache = self.cache();
-        let mut collections = CollectionServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(DEFAULT_MAX_MESSAGE_SIZE);
+        let mut collections =
+            CollectionServiceClient::with_interceptor(self.channel.clone(), self.authorize.clone())
+                .max_decoding_message_size(DEFAULT_MAX_MESSAGE_SIZE);
         let namespace = self.namespace.clone();
         while let Some(seq) = self.shared.budget.claim() {
             let id = self.ids.next(seq);

@@ -1,0 +1,349 @@
+//! The tower layer that authenticates every call before its handler runs.
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use http::HeaderMap;
+use pin_project_lite::pin_project;
+use tonic::Status;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::principal::{Access, Principal};
+use super::rate_limit::FailureLimiter;
+use super::store::TokenStore;
+use super::{AuthCounters, AuthError, Refusal, is_open_path};
+use crate::limits::connections::ConnectionInfo;
+
+/// Longest `authorization` value looked at; real ones are about 60 bytes.
+const MAX_CREDENTIAL_BYTES: usize = 1024;
+
+/// How many authentication failures an address may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimits {
+    /// Failures allowed at once.
+    pub burst: u32,
+    /// Failures allowed again each minute.
+    pub refill_per_minute: u32,
+}
+
+/// Verifies the credentials of calls against a token file.
+pub struct Authenticator {
+    store: Arc<TokenStore>,
+    limiter: FailureLimiter,
+    counters: Arc<AuthCounters>,
+    clock: fn() -> SystemTime,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("token_file", &self.store.path())
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Verifies against `store`, holding addresses to `limits`, counting
+    /// refusals in `counters`.
+    pub fn new(store: Arc<TokenStore>, limits: FailureLimits, counters: Arc<AuthCounters>) -> Self {
+        Self {
+            store,
+            limiter: FailureLimiter::new(limits.burst, limits.refill_per_minute),
+            counters,
+            clock: SystemTime::now,
+        }
+    }
+
+    /// Reads time from `clock` rather than the system's, for tests of
+    /// expiry.
+    pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The token file in force.
+    pub fn store(&self) -> &Arc<TokenStore> {
+        &self.store
+    }
+
+    /// The caller a request with `headers` and `extensions` speaks for.
+    ///
+    /// # Errors
+    /// [`AuthError::Unauthenticated`] with the refusal, counted and, unless
+    /// the address is held off already, charged to the address.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let connection = extensions.get::<ConnectionInfo>();
+        let peer = connection
+            .and_then(|connection| connection.remote)
+            .map(|addr| addr.ip());
+        if self.limiter.is_held_off(peer) {
+            self.counters.count_refusal(Refusal::RateLimited);
+            return Err(AuthError::Unauthenticated(Refusal::RateLimited));
+        }
+        let result = match headers.get(http::header::AUTHORIZATION) {
+            Some(value) => match bearer(value.as_bytes()) {
+                Some(secret) => self
+                    .store
+                    .with_current(|set| set.authenticate(secret, (self.clock)()).map(Arc::clone)),
+                None => Err(Refusal::Malformed),
+            },
+            None => connection
+                .map(ConnectionInfo::client_identities)
+                .filter(|identities| !identities.is_empty())
+                .and_then(|identities| {
+                    self.store
+                        .with_current(|set| set.certificate(identities).map(Arc::clone))
+                })
+                .ok_or(Refusal::Missing),
+        };
+        result.map_err(|refusal| {
+            self.refused(peer, refusal);
+            AuthError::Unauthenticated(refusal)
+        })
+    }
+
+    fn refused(&self, peer: Option<IpAddr>, refusal: Refusal) {
+        self.counters.count_refusal(refusal);
+        // The credentials themselves are never logged.
+        tracing::debug!(?peer, reason = refusal.name(), "call not authenticated");
+        if self.limiter.count_failure(peer) {
+            tracing::warn!(
+                ?peer,
+                "too many failed authentications: calls from this address are refused \
+                 until its allowance refills (auth.failure_burst, auth.failure_refill_per_minute)"
+            );
+        }
+    }
+}
+
+/// The secret of an `authorization: Bearer <secret>` value: the scheme in
+/// any case, then spaces, then a token without whitespace.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer ";
+    if value.len() > MAX_CREDENTIAL_BYTES || value.len() <= SCHEME.len() {
+        return None;
+    }
+    let (scheme, rest) = value.split_at(SCHEME.len());
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let start = rest.iter().position(|byte| *byte != b' ')?;
+    let end = rest.iter().rposition(|byte| *byte != b' ')? + 1;
+    let secret = &rest[start..end];
+    (!secret
+        .iter()
+        .any(|byte| byte.is_ascii_whitespace() || byte.is_ascii_control()))
+    .then_some(secret)
+}
+
+/// Authenticates every call of the services it wraps (health and
+/// reflection excepted) and puts its [`Access`] in the request's
+/// extensions; with no authenticator, it passes every call through.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    authenticator: Option<Arc<Authenticator>>,
+}
+
+impl AuthLayer {
+    /// Checks calls with `authenticator`; `None` for auth off.
+    pub fn new(authenticator: Option<Arc<Authenticator>>) -> Self {
+        Self { authenticator }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    authenticator: Option<Arc<Authenticator>>,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for AuthService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = AuthFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        if let Some(authenticator) = &self.authenticator
+            && !is_open_path(request.uri().path())
+        {
+            match authenticator.authenticate(request.headers(), request.extensions()) {
+                Ok(principal) => {
+                    request.extensions_mut().insert(Access::Caller(principal));
+                }
+                Err(error) => {
+                    return AuthFuture::Refused {
+                        response: Some(Status::from(error).into_http()),
+                    };
+                }
+            }
+        }
+        AuthFuture::Inner {
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`AuthService`]: the handler's, or a refusal.
+    #[project = AuthFutureProjection]
+    pub enum AuthFuture<F, B> {
+        /// The call was let through.
+        Inner { #[pin] inner: F },
+        /// The call was refused before any handler ran.
+        Refused { response: Option<http::Response<B>> },
+    }
+}
+
+impl<F, B> fmt::Debug for AuthFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthFuture::Inner { .. } => "AuthFuture::Inner",
+            AuthFuture::Refused { .. } => "AuthFuture::Refused",
+        })
+    }
+}
+
+impl<F, B, E> Future for AuthFuture<F, B>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AuthFutureProjection::Inner { inner } => inner.poll(cx),
+            AuthFutureProjection::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::auth::secret::{digest_hex, secret_digest};
+
+    const KNOWN: &str = "shoal_the-one-known-secret";
+
+    /// An authenticator knowing only [`KNOWN`], with no limit on failures.
+    fn authenticator() -> &'static Authenticator {
+        static AUTHENTICATOR: OnceLock<Authenticator> = OnceLock::new();
+        AUTHENTICATOR.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("tokens.toml");
+            let text = format!(
+                "[[token]]\nid = \"known\"\nsha256 = \"{}\"\ngrants = [{{ namespaces = \"*\", role = \"read\" }}]\n",
+                digest_hex(&secret_digest(KNOWN.as_bytes()))
+            );
+            std::fs::write(&path, text).unwrap();
+            let store = Arc::new(TokenStore::load(&path).unwrap());
+            let limits = FailureLimits {
+                burst: u32::MAX,
+                refill_per_minute: 0,
+            };
+            Authenticator::new(store, limits, Arc::default())
+        })
+    }
+
+    fn authenticate(value: Option<&[u8]>) -> Result<Arc<Principal>, AuthError> {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = value {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        authenticator().authenticate(&headers, &http::Extensions::new())
+    }
+
+    #[test]
+    fn only_the_known_token_is_accepted() {
+        let principal = authenticate(Some(format!("Bearer {KNOWN}").as_bytes())).unwrap();
+        assert_eq!(principal.id(), "known");
+        assert!(matches!(
+            authenticate(None),
+            Err(AuthError::Unauthenticated(Refusal::Missing))
+        ));
+        assert!(matches!(
+            authenticate(Some(b"Bearer nope")),
+            Err(AuthError::Unauthenticated(Refusal::Unknown))
+        ));
+        assert!(matches!(
+            authenticate(Some(KNOWN.as_bytes())),
+            Err(AuthError::Unauthenticated(Refusal::Malformed))
+        ));
+    }
+
+    proptest! {
+        /// Any header a client can send is refused, without a panic.
+        #[test]
+        fn random_headers_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if http::HeaderValue::from_bytes(&bytes).is_ok() {
+                prop_assert!(authenticate(Some(&bytes)).is_err());
+            }
+        }
+
+        /// So is any token after a well-formed scheme.
+        #[test]
+        fn random_tokens_are_refused(token in "\\PC{0,200}", scheme in "(Bearer|bearer|BEARER|Basic) {0,3}") {
+            let value = format!("{scheme}{token}");
+            if value.trim() != format!("Bearer {KNOWN}")
+                && http::HeaderValue::from_str(&value).is_ok()
+            {
+                prop_assert!(authenticate(Some(value.as_bytes())).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn bearer_values_are_read_strictly() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer   abc  "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"BEARER abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(b"Bearer    "), None);
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearerabc"), None);
+        assert_eq!(bearer(b"Bearer a b"), None);
+        assert_eq!(bearer(b"Bearer a\tb"), None);
+        assert_eq!(bearer(&[b'x'; 2000]), None);
+        assert_eq!(bearer(b""), None);
+    }
+}
