@@ -92,6 +92,12 @@ struct Args {
     ///
     /// `zipf:S`: Zipf with exponent S over 100 000 keys.
     ///
+    /// `phases`: 100 000 accesses to 10 000 hot keys (Zipf 0.9), then
+    /// 100 000 of a loop over 2 000 other keys, and again.
+    ///
+    /// `shift`: Zipf 0.9 over 10 000 keys, all replaced by new keys every
+    /// 100 000 accesses.
+    ///
     /// Random shapes use a fixed seed, so every run sees the same keys.
     #[arg(long, value_name = "SPEC", value_parser = parse_shape)]
     synthetic: Vec<Shape>,

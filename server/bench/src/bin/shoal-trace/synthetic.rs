@@ -38,6 +38,19 @@ pub const SCAN_HOT_RUN: u64 = 50_000;
 /// typical capacity, so a cache that admits every key is flushed by them.
 pub const SCAN_LENGTH: u64 = 20_000;
 
+/// Accesses in each phase of `phases` and between two moves of `shift`'s
+/// hot set.
+pub const PHASE_LENGTH: u64 = 100_000;
+
+/// Keys of the Zipf(0.9) hot set of `phases` and `shift`.
+pub const PHASE_HOT_KEYS: u64 = 10_000;
+
+/// Keys of the loop phases of `phases`, numbered from [`PHASE_LOOP_BASE`].
+pub const PHASE_LOOP_KEYS: u64 = 2_000;
+
+/// The first key of `phases`' loop, above every hot key.
+pub const PHASE_LOOP_BASE: u64 = 1 << 32;
+
 /// The seed of every random shape.
 pub const SEED: u64 = 0x5ea1_0ad5;
 
@@ -73,10 +86,25 @@ pub enum Shape {
         /// The distribution.
         distribution: Zipf<f64>,
     },
+    /// `phases`: phases of [`PHASE_LENGTH`] accesses that take turns: Zipf
+    /// 0.9 over [`PHASE_HOT_KEYS`] keys (the same keys every time), then a
+    /// loop over [`PHASE_LOOP_KEYS`] other keys. A policy must turn from
+    /// frequency to the loop and back without losing the hot set.
+    Phases {
+        /// The hot phases' distribution.
+        hot: Zipf<f64>,
+    },
+    /// `shift`: Zipf 0.9 over [`PHASE_HOT_KEYS`] keys that are all replaced
+    /// by new ones every [`PHASE_LENGTH`] accesses: yesterday's hottest keys
+    /// are never read again, so counts from an old phase only mislead.
+    Shift {
+        /// The distribution within a phase.
+        hot: Zipf<f64>,
+    },
 }
 
 /// What `--synthetic` accepts, for error messages.
-const SPECS: &str = "loop:N, scan, zigzag, zigzag:N or zipf:S";
+const SPECS: &str = "loop:N, scan, zigzag, zigzag:N, zipf:S, phases or shift";
 
 impl FromStr for Shape {
     type Err = String;
@@ -95,6 +123,13 @@ impl FromStr for Shape {
                 hot: zipf(SCAN_HOT_KEYS, SCAN_HOT_EXPONENT)?,
             }),
             ("scan", Some(_)) => Err("`scan` takes no parameter".into()),
+            ("phases", None) => Ok(Shape::Phases {
+                hot: zipf(PHASE_HOT_KEYS, SCAN_HOT_EXPONENT)?,
+            }),
+            ("shift", None) => Ok(Shape::Shift {
+                hot: zipf(PHASE_HOT_KEYS, SCAN_HOT_EXPONENT)?,
+            }),
+            ("phases" | "shift", Some(_)) => Err(format!("`{name}` takes no parameter")),
             ("zigzag", keys) => Ok(Shape::Zigzag {
                 keys: keys.map_or(Ok(DEFAULT_ZIGZAG_KEYS), key_count)?,
             }),
@@ -142,6 +177,8 @@ impl fmt::Display for Shape {
             Shape::Scan { .. } => f.write_str("scan"),
             Shape::Zigzag { keys } => write!(f, "zigzag:{keys}"),
             Shape::Zipf { exponent, .. } => write!(f, "zipf:{exponent}"),
+            Shape::Phases { .. } => f.write_str("phases"),
+            Shape::Shift { .. } => f.write_str("shift"),
         }
     }
 }
@@ -169,6 +206,14 @@ impl Synthetic {
                 hot,
                 rng: StdRng::seed_from_u64(SEED),
                 next_fresh: SCAN_HOT_KEYS,
+            },
+            Shape::Phases { hot } => Generator::Phases {
+                hot,
+                rng: StdRng::seed_from_u64(SEED),
+            },
+            Shape::Shift { hot } => Generator::Shift {
+                hot,
+                rng: StdRng::seed_from_u64(SEED),
             },
         };
         Keys {
@@ -202,6 +247,14 @@ enum Generator {
         hot: Zipf<f64>,
         rng: StdRng,
         next_fresh: u64,
+    },
+    Phases {
+        hot: Zipf<f64>,
+        rng: StdRng,
+    },
+    Shift {
+        hot: Zipf<f64>,
+        rng: StdRng,
     },
 }
 
@@ -243,6 +296,16 @@ impl Iterator for Keys {
                     key
                 }
             }
+            Generator::Phases { hot, rng } => {
+                if (at / PHASE_LENGTH).is_multiple_of(2) {
+                    ranked(hot.sample(rng))
+                } else {
+                    PHASE_LOOP_BASE + at % PHASE_LOOP_KEYS
+                }
+            }
+            Generator::Shift { hot, rng } => {
+                (at / PHASE_LENGTH) * PHASE_HOT_KEYS + ranked(hot.sample(rng))
+            }
         })
     }
 
@@ -282,6 +345,8 @@ mod tests {
             ("zipf:0.9", "zipf:0.9"),
             ("zipf:1", "zipf:1"),
             ("zipf:0", "zipf:0"),
+            ("phases", "phases"),
+            ("shift", "shift"),
         ] {
             assert_eq!(shape(spec).to_string(), printed);
         }
@@ -295,6 +360,8 @@ mod tests {
             ("loop:x", "at least 1"),
             ("loop:-3", "at least 1"),
             ("scan:5", "no parameter"),
+            ("phases:2", "no parameter"),
+            ("shift:1", "no parameter"),
             ("zigzag:0", "at least 1"),
             ("zipf", "needs its exponent"),
             ("zipf:-1", "at least 0"),
@@ -311,7 +378,7 @@ mod tests {
 
     #[test]
     fn a_trace_has_exactly_its_length() {
-        for spec in ["loop:7", "scan", "zigzag:5", "zipf:0.9"] {
+        for spec in ["loop:7", "scan", "zigzag:5", "zipf:0.9", "phases", "shift"] {
             for length in [0, 1, 1_234] {
                 let trace = Synthetic {
                     shape: shape(spec),
@@ -394,8 +461,45 @@ mod tests {
     }
 
     #[test]
+    fn phases_alternate_a_hot_set_and_a_loop() {
+        let length = PHASE_LENGTH as usize;
+        let trace = keys("phases", 4 * PHASE_LENGTH);
+        for (phase, accesses) in trace.chunks(length).enumerate() {
+            if phase % 2 == 0 {
+                assert!(accesses.iter().all(|&key| key < PHASE_HOT_KEYS));
+            } else {
+                let looped: Vec<u64> = (0..length as u64)
+                    .map(|at| {
+                        PHASE_LOOP_BASE + (phase as u64 * PHASE_LENGTH + at) % PHASE_LOOP_KEYS
+                    })
+                    .collect();
+                assert_eq!(accesses, &looped[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn shift_moves_the_whole_hot_set_each_phase() {
+        let length = PHASE_LENGTH as usize;
+        let trace = keys("shift", 3 * PHASE_LENGTH);
+        for (phase, accesses) in trace.chunks(length).enumerate() {
+            let base = phase as u64 * PHASE_HOT_KEYS;
+            assert!(
+                accesses
+                    .iter()
+                    .all(|&key| (base..base + PHASE_HOT_KEYS).contains(&key))
+            );
+            // Skewed: the phase's first key is its hottest.
+            let first = accesses.iter().filter(|&&key| key == base).count();
+            assert!(first > length / 40, "{first}");
+        }
+    }
+
+    #[test]
     fn the_same_seed_gives_the_same_sequence() {
-        for spec in ["scan", "zipf:0.9", "zipf:1.2", "loop:10", "zigzag:7"] {
+        for spec in [
+            "scan", "zipf:0.9", "zipf:1.2", "loop:10", "zigzag:7", "phases", "shift",
+        ] {
             assert_eq!(keys(spec, 100_000), keys(spec, 100_000), "{spec}");
         }
         // A shorter trace is a prefix of a longer one.
