@@ -25,6 +25,7 @@ use crate::observe::admin_http::{self, Readiness};
 use crate::observe::metrics::Metrics;
 use crate::process::open_files;
 use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
+use crate::tls::TlsListener;
 
 /// Binds `config.listen` (and `config.admin.listen`) and serves until
 /// `shutdown` completes.
@@ -97,6 +98,16 @@ pub async fn serve_listeners(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().ok();
+    let grpc_tls = crate::tls::ListenerTls::grpc(&config.tls)?;
+    let admin_tls = match &admin {
+        Some(_) => crate::tls::ListenerTls::admin(&config.tls)?,
+        None => None,
+    };
+    let reloader = crate::tls::Reloader::start(
+        grpc_tls.iter().chain(&admin_tls).cloned().collect(),
+        (config.tls.reload_interval_secs > 0)
+            .then(|| Duration::from_secs(config.tls.reload_interval_secs)),
+    );
     let sweeper = ExpirySweeper::start(
         engine.clone(),
         Duration::from_millis(config.expiry.sweep_interval_ms),
@@ -113,11 +124,16 @@ pub async fn serve_listeners(
     let max_message = config.max_message_bytes();
     let readiness = Readiness::ready();
     let admin = admin.map(|listener| {
-        tracing::info!(addr = ?listener.local_addr().ok(), "admin listener: /metrics, /healthz, /readyz");
+        tracing::info!(
+            addr = ?listener.local_addr().ok(),
+            tls = admin_tls.is_some(),
+            "admin listener: /metrics, /healthz, /readyz"
+        );
         tokio::spawn(admin_http::serve(
             listener,
             Metrics::new(state.metric_sources()),
             readiness.clone(),
+            admin_tls.map(|tls| TlsListener::new(tls, &config.tls)),
         ))
     });
 
@@ -220,13 +236,21 @@ pub async fn serve_listeners(
         stopping_state.begin_stopping();
         let _ = drained_tx.send(());
     };
-    tracing::info!(addr = ?local_addr, "shoal-server listening");
+    tracing::info!(
+        addr = ?local_addr,
+        tls = grpc_tls.is_some(),
+        client_auth = ?config.tls.client_auth,
+        "shoal-server listening"
+    );
     let connections = {
         let state = state.clone();
         let stopped = async move { state.stopped().await };
         connections::accept(
             listener,
-            connection_limits(&config),
+            connection_limits(
+                &config,
+                grpc_tls.map(|tls| TlsListener::new(tls, &config.tls)),
+            ),
             Arc::clone(&stopping_traffic),
             stopped,
         )
@@ -244,6 +268,7 @@ pub async fn serve_listeners(
         }
     };
     drop(sweeper);
+    drop(reloader);
     // Scrapes and probes have nothing to finish: stop answering them.
     if let Some(admin) = admin {
         admin.abort();
@@ -254,7 +279,7 @@ pub async fn serve_listeners(
 
 /// The limits connections are held to, with the cap kept below the
 /// open-file limit (raised as far as it goes first).
-fn connection_limits(config: &Config) -> ConnectionLimits {
+fn connection_limits(config: &Config, tls: Option<TlsListener>) -> ConnectionLimits {
     let grpc = &config.grpc;
     let max_connections = match open_files::raise_limit() {
         Ok(limit) => {
@@ -280,6 +305,7 @@ fn connection_limits(config: &Config) -> ConnectionLimits {
         idle_timeout: (grpc.idle_timeout_secs > 0)
             .then(|| Duration::from_secs(grpc.idle_timeout_secs)),
         inflight_bytes: config.inflight_budget().per_connection,
+        tls,
     }
 }
 
