@@ -191,8 +191,8 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
 }
 
 async fn connect(cli: &Cli) -> Result<Client, Error> {
-    let builder = Client::builder()
-        .endpoint(&cli.addr)
+    let builder = cli
+        .client_builder()
         .namespace(&cli.namespace)
         .connect_timeout(cli.deadline().unwrap_or(Duration::from_secs(5)));
     let builder = match cli.deadline() {
