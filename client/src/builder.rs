@@ -1,5 +1,6 @@
 //! Connection settings and the builder that turns them into a [`Client`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use shoal_proto::v1::batch_service_client::BatchServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use shoal_proto::v1::watch_service_client::WatchServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::client::Client;
 use crate::compression::Compression;
@@ -63,6 +64,7 @@ pub struct ClientBuilder {
     compression: Option<Compression>,
     shared_stream_max_keys: usize,
     token: Option<AccessToken>,
+    tls: Option<TlsConfig>,
 }
 
 /// A bearer token as it is sent: the whole `authorization` value, marked
@@ -102,6 +104,107 @@ impl std::fmt::Debug for AccessToken {
     }
 }
 
+/// PEM text, or the file holding it (read when the client connects).
+#[derive(Debug, Clone)]
+enum Pem {
+    File(PathBuf),
+    Text(Vec<u8>),
+}
+
+impl Pem {
+    fn read(&self) -> Result<Vec<u8>> {
+        match self {
+            Pem::Text(text) => Ok(text.clone()),
+            Pem::File(path) => std::fs::read(path).map_err(|error| Error::Tls {
+                reason: format!("cannot read {}: {error}", path.display()),
+            }),
+        }
+    }
+}
+
+/// TLS for a [`ClientBuilder`]: which CA to trust (the system's roots
+/// unless one is given), which certificate to present to a server that
+/// asks for one (mTLS), and which name to verify the server's certificate
+/// against (the endpoint's host unless one is given).
+///
+/// ```no_run
+/// # async fn demo() -> shoal_client::Result<()> {
+/// use shoal_client::TlsConfig;
+///
+/// let client = shoal_client::Client::builder()
+///     .endpoint("https://cache.internal:50051")
+///     .tls(
+///         TlsConfig::new()
+///             .ca_file("certs/ca.pem")
+///             .identity_files("certs/client.pem", "certs/client-key.pem"),
+///     )
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct TlsConfig {
+    ca: Option<Pem>,
+    identity: Option<(Pem, Pem)>,
+    domain: Option<String>,
+}
+
+impl TlsConfig {
+    /// TLS trusting the system's root certificates.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca = Some(Pem::File(path.into()));
+        self
+    }
+
+    /// Trust these PEM CA certificates instead of the system's.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(Pem::Text(pem.into()));
+        self
+    }
+
+    /// Present this certificate (PEM chain file) and key (PEM file) to a
+    /// server that asks for one.
+    pub fn identity_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.identity = Some((Pem::File(cert.into()), Pem::File(key.into())));
+        self
+    }
+
+    /// Present this certificate and key, both PEM text.
+    pub fn identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((Pem::Text(cert.into()), Pem::Text(key.into())));
+        self
+    }
+
+    /// Verify the server's certificate against this name rather than the
+    /// endpoint's host (for example when connecting by IP address to a
+    /// server whose certificate names only its DNS name).
+    pub fn domain_name(mut self, name: impl Into<String>) -> Self {
+        self.domain = Some(name.into());
+        self
+    }
+
+    fn to_tonic(&self) -> Result<ClientTlsConfig> {
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(ca.read()?)),
+            None => config.with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(cert.read()?, key.read()?));
+        }
+        if let Some(domain) = &self.domain {
+            config = config.domain_name(domain.clone());
+        }
+        Ok(config)
+    }
+}
+
 impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
@@ -117,6 +220,7 @@ impl Default for ClientBuilder {
             compression: None,
             shared_stream_max_keys: DEFAULT_SHARED_STREAM_MAX_KEYS,
             token: None,
+            tls: None,
         }
     }
 }
@@ -129,7 +233,9 @@ impl ClientBuilder {
     }
 
     /// Server address, such as `http://cache:50051`. Without a scheme,
-    /// `http://` is assumed.
+    /// `http://` is assumed, or `https://` with [`tls`](Self::tls) set. An
+    /// `https://` address without [`tls`](Self::tls) trusts the system's
+    /// root certificates.
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = endpoint.into();
         self
@@ -289,14 +395,21 @@ impl ClientBuilder {
         self
     }
 
+    /// Speak TLS, with these settings (see [`TlsConfig`]).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Connects now, failing if the server cannot be reached.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidEndpoint`] when the endpoint is not a valid URI,
     /// [`Error::InvalidArgument`] when the token cannot be a header value,
+    /// [`Error::Tls`] when the TLS settings cannot be used,
     /// [`Error::Connect`] when the connection cannot be established within
-    /// the connect timeout.
+    /// the connect timeout (a TLS handshake that fails included).
     pub async fn connect(self) -> Result<Client> {
         self.authorization()?;
         let endpoint = self.transport_endpoint()?;
@@ -411,11 +524,33 @@ impl ClientBuilder {
     }
 
     fn transport_endpoint(&self) -> Result<Endpoint> {
-        let uri = with_scheme(&self.endpoint);
+        let uri = match &self.tls {
+            Some(_) if !self.endpoint.contains("://") => {
+                format!("https://{}", self.endpoint.trim())
+            }
+            _ => with_scheme(&self.endpoint),
+        };
+        let https = uri.starts_with("https://");
+        if self.tls.is_some() && !https {
+            return Err(Error::Tls {
+                reason: format!(
+                    "TLS settings with the plaintext endpoint {:?}",
+                    self.endpoint
+                ),
+            });
+        }
         let endpoint = Endpoint::from_shared(uri).map_err(|e| Error::InvalidEndpoint {
             endpoint: self.endpoint.clone(),
             reason: e.to_string(),
         })?;
+        let endpoint = if https {
+            let tls = self.tls.clone().unwrap_or_default().to_tonic()?;
+            endpoint.tls_config(tls).map_err(|error| Error::Tls {
+                reason: error.to_string(),
+            })?
+        } else {
+            endpoint
+        };
         Ok(endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)

@@ -88,6 +88,14 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// The TLS settings cannot be used: a file that cannot be read, a
+    /// certificate or key that is not PEM, TLS settings with an `http://`
+    /// endpoint.
+    #[error("TLS: {reason}")]
+    Tls {
+        /// What is wrong.
+        reason: String,
+    },
     /// The server answered with something this client cannot interpret,
     /// such as a key type it does not know.
     #[error("invalid response: {message}")]
@@ -115,7 +123,9 @@ impl Error {
     #[must_use]
     pub fn code(&self) -> Code {
         match self {
-            Self::InvalidArgument { .. } | Self::InvalidEndpoint { .. } => Code::InvalidArgument,
+            Self::InvalidArgument { .. } | Self::InvalidEndpoint { .. } | Self::Tls { .. } => {
+                Code::InvalidArgument
+            }
             Self::WrongType { .. } | Self::FailedPrecondition { .. } => Code::FailedPrecondition,
             Self::NotFound { .. } => Code::NotFound,
             Self::OutOfRange { .. } => Code::OutOfRange,

@@ -66,6 +66,8 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// Tokens and rights; off unless a token file is named.
     pub auth: AuthSettings,
+    /// TLS and client certificates on the listeners.
+    pub tls: TlsSettings,
 }
 
 /// The `[engine]` section.
@@ -450,6 +452,145 @@ impl AuthSettings {
     }
 }
 
+/// The `[tls]` section: TLS on the gRPC and admin listeners, and client
+/// certificates (mTLS). TLS is on when `cert` and `key` are set.
+///
+/// ```
+/// use shoal_server::config::{ClientAuth, Config};
+///
+/// let text = "[tls]\ncert = \"server.pem\"\nkey = \"server-key.pem\"\n\
+///             client_ca = \"ca.pem\"\nclient_auth = \"required\"";
+/// let config = Config::from_toml(text, std::path::Path::new("shoal.toml")).unwrap();
+/// assert!(config.tls.enabled());
+/// assert_eq!(config.tls.client_auth, ClientAuth::Required);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsSettings {
+    /// PEM file with the server's certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// PEM bundle of the CAs whose client certificates are accepted.
+    pub client_ca: Option<PathBuf>,
+    /// Whether clients must present a certificate signed by `client_ca`.
+    pub client_auth: ClientAuth,
+    /// Seconds a new connection has to finish its TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// TLS handshakes in progress at once, per listener; a connection over
+    /// it is closed at once.
+    pub max_handshakes: usize,
+    /// Seconds between checks of the files for changes; 0 reloads only on
+    /// SIGHUP.
+    pub reload_interval_secs: u64,
+    /// TLS on the admin listener too (with no client certificate asked).
+    pub admin: bool,
+    /// Certificate chain for the admin listener; `cert` when unset.
+    pub admin_cert: Option<PathBuf>,
+    /// Private key for the admin listener; `key` when unset.
+    pub admin_key: Option<PathBuf>,
+}
+
+/// Whether a TLS listener asks for client certificates (`tls.client_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// None asked for.
+    #[default]
+    Off,
+    /// Asked for and verified when sent; a client may send none.
+    Optional,
+    /// Every client must send one that verifies.
+    Required,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            client_ca: None,
+            client_auth: ClientAuth::Off,
+            handshake_timeout_secs: 10,
+            max_handshakes: 1024,
+            reload_interval_secs: 5,
+            admin: true,
+            admin_cert: None,
+            admin_key: None,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Whether the gRPC listener speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
+
+    /// Whether the admin listener speaks TLS.
+    pub fn admin_enabled(&self) -> bool {
+        self.enabled() && self.admin
+    }
+
+    /// Seconds a handshake may take, as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.to_string(),
+            })
+        };
+        if self.cert.is_some() != self.key.is_some() {
+            return invalid(
+                "tls.cert",
+                "tls.cert and tls.key go together: set both or neither",
+            );
+        }
+        if self.admin_cert.is_some() != self.admin_key.is_some() {
+            return invalid(
+                "tls.admin_cert",
+                "tls.admin_cert and tls.admin_key go together: set both or neither",
+            );
+        }
+        if !self.enabled() {
+            if self.client_ca.is_some() || self.client_auth != ClientAuth::Off {
+                return invalid(
+                    "tls.client_auth",
+                    "client certificates need tls.cert and tls.key",
+                );
+            }
+            if self.admin_cert.is_some() {
+                return invalid("tls.admin_cert", "needs tls.cert and tls.key");
+            }
+            return Ok(());
+        }
+        match (self.client_auth, &self.client_ca) {
+            (ClientAuth::Off, Some(_)) => {
+                return invalid(
+                    "tls.client_ca",
+                    "is set but tls.client_auth is off: set it to optional or required",
+                );
+            }
+            (ClientAuth::Optional | ClientAuth::Required, None) => {
+                return invalid("tls.client_auth", "needs tls.client_ca, the CAs to trust");
+            }
+            _ => {}
+        }
+        if self.handshake_timeout_secs == 0 {
+            return invalid("tls.handshake_timeout_secs", "must be at least 1");
+        }
+        if self.max_handshakes == 0 {
+            return invalid("tls.max_handshakes", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -477,6 +618,7 @@ impl Default for Config {
             admin: AdminSettings::default(),
             telemetry: TelemetrySettings::default(),
             auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -687,7 +829,7 @@ impl Config {
             return invalid("telemetry.service_name", "must not be empty");
         }
         self.auth.validate()?;
-        Ok(())
+        self.tls.validate()
     }
 
     /// The engine configuration these settings describe.

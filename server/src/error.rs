@@ -13,6 +13,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A listener's certificate, key or client CA could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The expiry sweeper thread could not start.
     #[error("cannot start the expiry sweeper: {0}")]
     Sweeper(std::io::Error),

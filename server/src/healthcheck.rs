@@ -2,9 +2,10 @@
 //! service, so container health checks need no extra tool in the image.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -52,18 +53,64 @@ fn causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// TLS settings for a probe of a server with `[tls]`.
+#[derive(Debug, Clone)]
+pub struct ProbeTls(ClientTlsConfig);
+
+impl ProbeTls {
+    /// Trusting the CA in `ca` (PEM; the system's roots when `None`) and
+    /// presenting `identity` (certificate and key files) when set; `None`
+    /// when neither is given.
+    ///
+    /// # Errors
+    /// A message naming the file that cannot be read.
+    pub fn from_files(
+        ca: Option<&Path>,
+        identity: Option<(&Path, &Path)>,
+    ) -> Result<Option<Self>, String> {
+        if ca.is_none() && identity.is_none() {
+            return Ok(None);
+        }
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))
+        };
+        let mut config = ClientTlsConfig::new();
+        config = match ca {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => config.with_native_roots(),
+        };
+        if let Some((cert, key)) = identity {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(Some(Self(config)))
+    }
+}
+
 /// Asks the server at `addr` (`host:port` or a URL) for the overall health
 /// (service `""`), waiting at most `timeout` for the connection and again
 /// for the answer.
 pub async fn probe(addr: &str, timeout: Duration) -> Probe {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
+    probe_with(addr, timeout, None).await
+}
+
+/// As [`probe`], over TLS when `tls` is set (and `addr` names no scheme, or
+/// `https://`).
+pub async fn probe_with(addr: &str, timeout: Duration, tls: Option<&ProbeTls>) -> Probe {
+    let uri = match (addr.contains("://"), tls) {
+        (true, _) => addr.to_string(),
+        (false, None) => format!("http://{addr}"),
+        (false, Some(_)) => format!("https://{addr}"),
     };
     let endpoint = match Endpoint::from_shared(uri) {
         Ok(endpoint) => endpoint.connect_timeout(timeout).timeout(timeout),
         Err(error) => return Probe::Unreachable(format!("invalid address {addr:?}: {error}")),
+    };
+    let endpoint = match tls {
+        Some(ProbeTls(config)) => match endpoint.tls_config(config.clone()) {
+            Ok(endpoint) => endpoint,
+            Err(error) => return Probe::Unreachable(format!("TLS: {}", causes(&error))),
+        },
+        None => endpoint,
     };
     let channel = match endpoint.connect().await {
         Ok(channel) => channel,

@@ -15,6 +15,8 @@
 //!   statistics, and the admin HTTP listener serving them with the probes.
 //! - [`process`]: settings of the process itself (its memory limit,
 //!   transparent huge pages).
+//! - [`tls`]: TLS and client certificates on the listeners, reloaded
+//!   without a restart.
 //! - [`healthcheck`]: the probe behind `shoal-server healthcheck`.
 //! - [`testing`]: a real server on an ephemeral port, for tests.
 //!
@@ -39,6 +41,7 @@ pub mod process;
 pub mod server;
 pub mod service;
 pub mod testing;
+pub mod tls;
 
 /// The cache engine, a crate of its own ([`shoal_engine`]) so that an
 /// embedder compiles none of the network; re-exported here so that

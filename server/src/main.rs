@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use shoal_server::config::{Config, LogFormat};
+use shoal_server::config::{ClientAuth, Config, LogFormat, TlsSettings};
 use shoal_server::engine::EvictionPolicy;
 
 /// The shoal cache server: a sharded in-memory cache behind a gRPC API.
@@ -34,6 +34,10 @@ enum Command {
     /// Makes an access token: prints its secret once, then the stanza (with
     /// the secret's SHA-256, never the secret) to add to the token file.
     Token(TokenArgs),
+    /// Writes a development CA, a server certificate for localhost and a
+    /// client certificate to a directory, and says how to use them. Not for
+    /// production.
+    DevCert(DevCertArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +59,14 @@ struct TokenArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct DevCertArgs {
+    /// Directory to write ca.pem, server.pem, server-key.pem, client.pem and
+    /// client-key.pem to (made if missing; files there are replaced).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 struct HealthcheckArgs {
     /// Address of the server's gRPC listener.
     #[arg(long, default_value = "127.0.0.1:50051")]
@@ -63,6 +75,15 @@ struct HealthcheckArgs {
     /// milliseconds.
     #[arg(long, default_value_t = 2000)]
     timeout_ms: u64,
+    /// CA certificate (PEM) to verify a TLS server with; implies https.
+    #[arg(long, env = "SHOAL_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that requires one.
+    #[arg(long, env = "SHOAL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "SHOAL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Address of the admin listener, or `off`.
@@ -126,6 +147,67 @@ struct Args {
     /// its trace always are [default: 1].
     #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG")]
     trace_sampling_ratio: Option<f64>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS flags; each overrides the `[tls]` section of the file.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "TLS")]
+struct TlsArgs {
+    /// Server certificate chain (PEM); with --tls-key, turns TLS on
+    /// [default: none, plaintext].
+    #[arg(long, env = "SHOAL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "SHOAL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA bundle (PEM) that client certificates must chain to.
+    #[arg(long, env = "SHOAL_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Client certificates: off, optional or required [default: off].
+    #[arg(long, env = "SHOAL_TLS_CLIENT_AUTH")]
+    tls_client_auth: Option<ClientAuth>,
+    /// Seconds a new connection has to finish its TLS handshake [default: 10].
+    #[arg(long, env = "SHOAL_TLS_HANDSHAKE_TIMEOUT_SECS")]
+    tls_handshake_timeout_secs: Option<u64>,
+    /// TLS handshakes in progress at once, per listener [default: 1024].
+    #[arg(long, env = "SHOAL_TLS_MAX_HANDSHAKES")]
+    tls_max_handshakes: Option<usize>,
+    /// TLS on the admin listener too, with the same certificate [default: true].
+    #[arg(long, env = "SHOAL_ADMIN_TLS")]
+    admin_tls: Option<bool>,
+}
+
+impl TlsArgs {
+    fn apply(self, tls: &mut TlsSettings) {
+        if let Some(cert) = self.tls_cert {
+            tls.cert = Some(cert);
+        }
+        if let Some(key) = self.tls_key {
+            tls.key = Some(key);
+        }
+        if let Some(client_ca) = self.tls_client_ca {
+            tls.client_ca = Some(client_ca);
+            // A CA alone asks for certificates: requiring them is then the
+            // safe reading.
+            if tls.client_auth == ClientAuth::Off && self.tls_client_auth.is_none() {
+                tls.client_auth = ClientAuth::Required;
+            }
+        }
+        if let Some(auth) = self.tls_client_auth {
+            tls.client_auth = auth;
+        }
+        if let Some(secs) = self.tls_handshake_timeout_secs {
+            tls.handshake_timeout_secs = secs;
+        }
+        if let Some(max) = self.tls_max_handshakes {
+            tls.max_handshakes = max;
+        }
+        if let Some(admin) = self.admin_tls {
+            tls.admin = admin;
+        }
+    }
 }
 
 impl Args {
@@ -170,6 +252,7 @@ impl Args {
         if let Some(ratio) = self.trace_sampling_ratio {
             config.telemetry.sampling_ratio = ratio;
         }
+        self.tls.apply(&mut config.tls);
         config.validate()?;
         Ok(config)
     }
@@ -229,10 +312,80 @@ fn make_token(args: TokenArgs) -> ExitCode {
     }
 }
 
+/// Reloads the TLS certificates on every SIGHUP, for ever.
+#[cfg(unix)]
+async fn reload_on_hangup() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; certificates reload only when their files change");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading TLS certificates");
+        shoal_server::tls::reload_certificates();
+    }
+}
+
+/// Writes development certificates and says how to use them.
+fn dev_cert(args: &DevCertArgs) -> ExitCode {
+    let files = match shoal_server::tls::dev_cert::write(&args.out) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = args.out.display();
+    println!("wrote a development CA and certificates to {dir} (not for production):");
+    println!("  {}  CA certificate: clients trust it", files.ca.display());
+    println!(
+        "  {}, {}  server certificate for localhost, 127.0.0.1, ::1 (key mode 0600)",
+        files.server_cert.display(),
+        files.server_key.display()
+    );
+    println!(
+        "  {}, {}  client certificate {} / {} (key mode 0600)",
+        files.client_cert.display(),
+        files.client_key.display(),
+        shoal_server::tls::dev_cert::DEV_CLIENT_URI,
+        shoal_server::tls::dev_cert::DEV_CLIENT_DNS
+    );
+    println!();
+    println!("TLS:");
+    println!("  shoal-server --tls-cert {dir}/server.pem --tls-key {dir}/server-key.pem");
+    println!("  shoal --addr https://localhost:50051 --tls-ca {dir}/ca.pem get greeting");
+    println!("  grpcurl -cacert {dir}/ca.pem localhost:50051 list");
+    println!("mTLS (client certificates required):");
+    println!(
+        "  shoal-server --tls-cert {dir}/server.pem --tls-key {dir}/server-key.pem --tls-client-ca {dir}/ca.pem"
+    );
+    println!(
+        "  shoal --addr https://localhost:50051 --tls-ca {dir}/ca.pem --tls-cert {dir}/client.pem --tls-key {dir}/client-key.pem get greeting"
+    );
+    ExitCode::SUCCESS
+}
+
 /// Runs one health check and says what it found.
 async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
-    let probe =
-        shoal_server::healthcheck::probe(&args.addr, Duration::from_millis(args.timeout_ms)).await;
+    let tls = match shoal_server::healthcheck::ProbeTls::from_files(
+        args.tls_ca.as_deref(),
+        args.tls_cert.as_deref().zip(args.tls_key.as_deref()),
+    ) {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("unhealthy: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let probe = shoal_server::healthcheck::probe_with(
+        &args.addr,
+        Duration::from_millis(args.timeout_ms),
+        tls.as_ref(),
+    )
+    .await;
     if probe.is_serving() {
         println!("{probe}");
         ExitCode::SUCCESS
@@ -262,6 +415,7 @@ async fn serve() -> ExitCode {
     match cli.command {
         Some(Command::Healthcheck(args)) => return healthcheck(args).await,
         Some(Command::Token(args)) => return make_token(args),
+        Some(Command::DevCert(args)) => return dev_cert(&args),
         None => {}
     }
     let config = match cli.serve.into_config() {
@@ -284,6 +438,8 @@ async fn serve() -> ExitCode {
         tracing::warn!(%error, "could not turn transparent huge pages off; RSS may run above the memory figure");
     }
     tokio::spawn(shoal_server::process::allocator::wake_workers());
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup());
     let result = shoal_server::run(config, shutdown_signal()).await;
     // Shutting the exporter down blocks until the last spans are sent.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;

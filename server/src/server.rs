@@ -27,6 +27,7 @@ use crate::observe::admin_http::{self, Readiness};
 use crate::observe::metrics::Metrics;
 use crate::process::open_files;
 use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
+use crate::tls::TlsListener;
 
 /// Binds `config.listen` (and `config.admin.listen`) and serves until
 /// `shutdown` completes.
@@ -99,6 +100,16 @@ pub async fn serve_listeners(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().ok();
+    let grpc_tls = crate::tls::ListenerTls::grpc(&config.tls)?;
+    let admin_tls = match &admin {
+        Some(_) => crate::tls::ListenerTls::admin(&config.tls)?,
+        None => None,
+    };
+    let reloader = crate::tls::Reloader::start(
+        grpc_tls.iter().chain(&admin_tls).cloned().collect(),
+        (config.tls.reload_interval_secs > 0)
+            .then(|| Duration::from_secs(config.tls.reload_interval_secs)),
+    );
     let sweeper = ExpirySweeper::start(
         engine.clone(),
         Duration::from_millis(config.expiry.sweep_interval_ms),
@@ -116,11 +127,16 @@ pub async fn serve_listeners(
     let max_message = config.max_message_bytes();
     let readiness = Readiness::ready();
     let admin = admin.map(|listener| {
-        tracing::info!(addr = ?listener.local_addr().ok(), "admin listener: /metrics, /healthz, /readyz");
+        tracing::info!(
+            addr = ?listener.local_addr().ok(),
+            tls = admin_tls.is_some(),
+            "admin listener: /metrics, /healthz, /readyz"
+        );
         tokio::spawn(admin_http::serve(
             listener,
             Metrics::new(state.metric_sources()),
             readiness.clone(),
+            admin_tls.map(|tls| TlsListener::new(tls, &config.tls)),
         ))
     });
 
@@ -230,13 +246,21 @@ pub async fn serve_listeners(
         stopping_state.begin_stopping();
         let _ = drained_tx.send(());
     };
-    tracing::info!(addr = ?local_addr, "shoal-server listening");
+    tracing::info!(
+        addr = ?local_addr,
+        tls = grpc_tls.is_some(),
+        client_auth = ?config.tls.client_auth,
+        "shoal-server listening"
+    );
     let connections = {
         let state = state.clone();
         let stopped = async move { state.stopped().await };
         connections::accept(
             listener,
-            connection_limits(&config),
+            connection_limits(
+                &config,
+                grpc_tls.map(|tls| TlsListener::new(tls, &config.tls)),
+            ),
             Arc::clone(&stopping_traffic),
             stopped,
         )
@@ -257,6 +281,7 @@ pub async fn serve_listeners(
     if let Some(watcher) = token_watcher {
         watcher.abort();
     }
+    drop(reloader);
     // Scrapes and probes have nothing to finish: stop answering them.
     if let Some(admin) = admin {
         admin.abort();
@@ -305,7 +330,7 @@ fn auth_state(
 
 /// The limits connections are held to, with the cap kept below the
 /// open-file limit (raised as far as it goes first).
-fn connection_limits(config: &Config) -> ConnectionLimits {
+fn connection_limits(config: &Config, tls: Option<TlsListener>) -> ConnectionLimits {
     let grpc = &config.grpc;
     let max_connections = match open_files::raise_limit() {
         Ok(limit) => {
@@ -335,6 +360,7 @@ fn connection_limits(config: &Config) -> ConnectionLimits {
             idle: Duration::from_secs(grpc.keepalive_interval_secs),
             timeout: Duration::from_secs(grpc.keepalive_timeout_secs),
         }),
+        tls,
     }
 }
 

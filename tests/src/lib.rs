@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: raw `shoal.v1` clients connected
-//! to a [`TestServer`], small request builders, and a [`TraceCollector`]
-//! that receives the spans a server exports.
+//! to a [`TestServer`], small request builders, a [`TraceCollector`]
+//! that receives the spans a server exports, and [`tls`]: certificates and
+//! a server with TLS.
 
 use std::net::SocketAddr;
 
@@ -16,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 pub use trace_collector::TraceCollector;
 
+pub mod tls;
 mod trace_collector;
 
 /// Raw generated clients for one server.

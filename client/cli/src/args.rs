@@ -4,6 +4,7 @@ pub mod batches;
 pub mod bench;
 pub mod collections;
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -21,7 +22,8 @@ use crate::args::collections::CollectionCommand;
 #[derive(Debug, Parser)]
 #[command(name = "shoal", version, about, long_about)]
 pub struct Cli {
-    /// Server address; http:// is assumed when no scheme is given.
+    /// Server address; http:// is assumed when no scheme is given (https://
+    /// with a --tls-* option).
     #[arg(
         long,
         env = "SHOAL_ADDR",
@@ -68,6 +70,36 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
+    /// CA certificate (PEM) to verify the server with, instead of the
+    /// system's roots; implies TLS.
+    #[arg(long, env = "SHOAL_TLS_CA", global = true, help_heading = "TLS")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for a server that asks for one (mTLS).
+    #[arg(
+        long,
+        env = "SHOAL_TLS_CERT",
+        global = true,
+        requires = "tls_key",
+        help_heading = "TLS"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "SHOAL_TLS_KEY",
+        global = true,
+        requires = "tls_cert",
+        help_heading = "TLS"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Name to verify the server's certificate against, instead of the
+    /// address's host.
+    #[arg(long, env = "SHOAL_TLS_DOMAIN", global = true, help_heading = "TLS")]
+    pub tls_domain: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -98,6 +130,25 @@ impl Cli {
             Some(token) => builder.token(&token.0),
             None => builder,
         }
+    }
+
+    /// A client builder for `--addr` with the TLS options, if any.
+    pub fn client_builder(&self) -> shoal_client::ClientBuilder {
+        let builder = shoal_client::Client::builder().endpoint(&self.addr);
+        if self.tls_ca.is_none() && self.tls_cert.is_none() && self.tls_domain.is_none() {
+            return builder;
+        }
+        let mut tls = shoal_client::TlsConfig::new();
+        if let Some(ca) = &self.tls_ca {
+            tls = tls.ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.identity_files(cert, key);
+        }
+        if let Some(domain) = &self.tls_domain {
+            tls = tls.domain_name(domain);
+        }
+        builder.tls(tls)
     }
 
     /// The per-call deadline, `None` for `--timeout 0`.

@@ -119,9 +119,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(),
 /// Connects `--connections` channels once the server reports SERVING.
 async fn connect(cli: &Cli, args: &BenchArgs) -> Result<Vec<Channel>, Failure> {
     let patience = cli.deadline().unwrap_or(DEFAULT_PATIENCE);
-    let builder = Client::builder()
-        .endpoint(&cli.addr)
-        .connect_timeout(patience);
+    let builder = cli.client_builder().connect_timeout(patience);
     // A server started a moment ago may not listen, or not serve, yet:
     // scripts start one and run the benchmark right after.
     let deadline = Instant::now() + patience;

@@ -192,8 +192,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
 
 async fn connect(cli: &Cli) -> Result<Client, Error> {
     let builder = cli.with_token(
-        Client::builder()
-            .endpoint(&cli.addr)
+        cli.client_builder()
             .namespace(&cli.namespace)
             .connect_timeout(cli.deadline().unwrap_or(Duration::from_secs(5))),
     );

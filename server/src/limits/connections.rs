@@ -14,6 +14,13 @@
 //!   busy while every new client timed out).
 //! - At shutdown the listener is closed at once, so that new clients are
 //!   refused and go elsewhere instead of waiting in the backlog.
+//! - With TLS (`[tls]`), each handshake runs on a task of its own, so a
+//!   slow one never holds the accept loop, within a deadline
+//!   (`tls.handshake_timeout_secs`) and under a cap on handshakes in
+//!   progress (`tls.max_handshakes`): a connection over it is closed at
+//!   once and counted. A connection counts toward `grpc.max_connections`
+//!   from its TCP accept, and the preface deadline starts once the
+//!   handshake is done.
 
 use std::future::Future;
 use std::io;
@@ -33,6 +40,7 @@ use tonic::transport::server::Connected;
 use super::byte_budget::ByteBudget;
 use super::tcp_keepalive::{self, KeepaliveSettings};
 use super::traffic::Traffic;
+use crate::tls::{HandshakeError, TlsListener};
 
 /// Bytes of the HTTP/2 client preface (RFC 9113, section 3.4).
 const PREFACE_BYTES: usize = 24;
@@ -50,6 +58,8 @@ pub struct ConnectionLimits {
     pub inflight_bytes: u64,
     /// TCP keepalive for every accepted connection; `None` for none.
     pub keepalive: Option<KeepaliveSettings>,
+    /// TLS on this listener; `None` for plaintext.
+    pub tls: Option<TlsListener>,
 }
 
 /// What the server knows of one connection; each of its requests carries it
@@ -62,14 +72,22 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    /// The identities in the client's verified TLS certificate: its URI
+    /// subject alternative names (such as `spiffe://shoal/app`), then its
+    /// DNS names. Empty on a plaintext connection or when the client sent
+    /// no certificate.
+    pub fn client_identities(&self) -> &[String] {
+        &self.state.client_identities
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.state.tls
+    }
+
     /// The connection's budget for request messages in flight.
     pub fn inflight(&self) -> &Arc<ByteBudget> {
         &self.state.inflight
-    }
-
-    /// Identities of a verified client certificate; empty without TLS client auth.
-    pub fn client_identities(&self) -> &[String] {
-        &[]
     }
 
     /// Counts a call opened on this connection; the returned guard counts
@@ -106,14 +124,42 @@ struct ConnectionState {
     streams: AtomicU64,
     /// Milliseconds after `accepted` at which the last call closed.
     idle_since_ms: AtomicU64,
+    tls: bool,
+    client_identities: Vec<String>,
+}
+
+/// A socket counted as an open connection until dropped: from its accept,
+/// through its TLS handshake, to its close.
+#[derive(Debug)]
+struct Counted(Arc<Traffic>);
+
+impl Counted {
+    fn new(traffic: &Arc<Traffic>) -> Self {
+        traffic.connection_opened();
+        Self(Arc::clone(traffic))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+/// The bytes a connection carries: plain TCP, or TLS over it.
+#[derive(Debug)]
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 /// An accepted connection: counted as open until dropped, and failed (which
 /// makes hyper close it) when a deadline of [`ConnectionLimits`] passes.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     traffic: Arc<Traffic>,
+    _counted: Counted,
     info: ConnectionInfo,
     preface_deadline: Instant,
     idle_timeout: Option<Duration>,
@@ -122,22 +168,30 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, traffic: Arc<Traffic>, limits: &ConnectionLimits) -> Self {
-        traffic.connection_opened();
+    fn new(
+        stream: Transport,
+        remote: Option<SocketAddr>,
+        client_identities: Vec<String>,
+        counted: Counted,
+        limits: &ConnectionLimits,
+    ) -> Self {
         let accepted = Instant::now();
         let preface_deadline = accepted + limits.preface_timeout;
         let info = ConnectionInfo {
-            remote: stream.peer_addr().ok(),
+            remote,
             state: Arc::new(ConnectionState {
                 accepted,
                 inflight: Arc::new(ByteBudget::new(limits.inflight_bytes)),
                 streams: AtomicU64::new(0),
                 idle_since_ms: AtomicU64::new(0),
+                tls: matches!(stream, Transport::Tls(_)),
+                client_identities,
             }),
         };
         Self {
             stream,
-            traffic,
+            traffic: Arc::clone(&counted.0),
+            _counted: counted,
             info,
             preface_deadline,
             idle_timeout: limits.idle_timeout,
@@ -196,12 +250,6 @@ enum Closing {
     Idle,
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.traffic.connection_closed();
-    }
-}
-
 impl Connected for Connection {
     type ConnectInfo = ConnectionInfo;
 
@@ -258,6 +306,64 @@ impl AsyncWrite for Connection {
     }
 }
 
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(stream) => stream.is_write_vectored(),
+            Self::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The connections a listener accepts, held to `limits`, until `stop`
 /// completes. The listener is owned by a task of its own, which closes it
 /// as soon as `stop` completes, whether or not the stream is still read (a
@@ -277,6 +383,8 @@ pub fn accept(
         stop: Box::pin(stop),
         backoff: None,
         last_cap_log: None,
+        last_handshake_cap_log: None,
+        handshaken: sender.clone(),
     };
     tokio::spawn(async move {
         while let Some(connection) = state.next().await {
@@ -296,10 +404,14 @@ struct AcceptState {
     /// The pause before the next accept, while descriptors run out.
     backoff: Option<Duration>,
     last_cap_log: Option<Instant>,
+    last_handshake_cap_log: Option<Instant>,
+    /// Where handshake tasks deliver the connections they finish.
+    handshaken: tokio::sync::mpsc::Sender<io::Result<Connection>>,
 }
 
 impl AcceptState {
-    /// The next connection to serve, or `None` once stopped.
+    /// The next plaintext connection to serve, or `None` once stopped. TLS
+    /// connections are handed to handshake tasks, which deliver them.
     async fn next(&mut self) -> Option<Connection> {
         const FIRST_BACKOFF: Duration = Duration::from_millis(10);
         const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -330,9 +442,17 @@ impl AcceptState {
                     {
                         tracing::debug!(%error, %peer, "cannot turn TCP keepalive on");
                     }
+                    let counted = Counted::new(&self.traffic);
+                    if let Some(tls) = &self.limits.tls {
+                        let tls = tls.clone();
+                        self.start_handshake(stream, peer, counted, tls);
+                        continue;
+                    }
                     return Some(Connection::new(
-                        stream,
-                        Arc::clone(&self.traffic),
+                        Transport::Plain(stream),
+                        Some(peer),
+                        Vec::new(),
+                        counted,
                         &self.limits,
                     ));
                 }
@@ -354,6 +474,58 @@ impl AcceptState {
                 Err(error) => tracing::debug!(%error, "accept failed"),
             }
         }
+    }
+
+    /// Runs the TLS handshake of `stream` on a task of its own, which
+    /// delivers the connection when it is done; closes `stream` at once when
+    /// `tls.max_handshakes` are in progress.
+    fn start_handshake(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        counted: Counted,
+        tls: TlsListener,
+    ) {
+        let Some(slot) = tls.handshakes.try_start() else {
+            self.traffic.count_refused_at_handshake_cap();
+            let now = Instant::now();
+            if self
+                .last_handshake_cap_log
+                .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(10))
+            {
+                self.last_handshake_cap_log = Some(now);
+                tracing::warn!(
+                    %peer,
+                    max = tls.handshakes.max(),
+                    refused = self.traffic.refused_at_handshake_cap(),
+                    "connection refused: tls.max_handshakes are in progress"
+                );
+            }
+            return;
+        };
+        let limits = self.limits.clone();
+        let deliver = self.handshaken.clone();
+        tokio::spawn(async move {
+            let handshake =
+                crate::tls::handshake(&tls.config, stream, tls.handshake_timeout, Some(peer)).await;
+            drop(slot);
+            match handshake {
+                Ok((stream, identities)) => {
+                    let connection = Connection::new(
+                        Transport::Tls(Box::new(stream)),
+                        Some(peer),
+                        identities,
+                        counted,
+                        &limits,
+                    );
+                    // The server stopped taking connections: drop it.
+                    let _ = deliver.send(Ok(connection)).await;
+                }
+                Err(HandshakeError::TimedOut(_)) => counted.0.count_handshake_timeout(),
+                Err(HandshakeError::ClientRefused(_)) => counted.0.count_client_refused(),
+                Err(HandshakeError::Failed(_)) => counted.0.count_handshake_failure(),
+            }
+        });
     }
 
     fn refuse(&mut self, peer: SocketAddr) {

@@ -15,6 +15,10 @@ pub struct Traffic {
     refused_at_cap: AtomicU64,
     preface_timeouts: AtomicU64,
     idle_closes: AtomicU64,
+    refused_at_handshake_cap: AtomicU64,
+    handshake_timeouts: AtomicU64,
+    client_refusals: AtomicU64,
+    handshake_failures: AtomicU64,
 }
 
 impl Traffic {
@@ -43,6 +47,30 @@ impl Traffic {
         self.idle_closes.load(Ordering::Relaxed)
     }
 
+    /// Connections closed at once because `tls.max_handshakes` were in
+    /// progress.
+    pub fn refused_at_handshake_cap(&self) -> u64 {
+        self.refused_at_handshake_cap.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed because their TLS handshake did not finish within
+    /// `tls.handshake_timeout_secs`.
+    pub fn handshake_timeouts(&self) -> u64 {
+        self.handshake_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that failed on the client's certificate (refused, or
+    /// missing when required).
+    pub fn client_refusals(&self) -> u64 {
+        self.client_refusals.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that failed otherwise (not TLS, no common protocol,
+    /// the peer went away or refused the server's certificate).
+    pub fn handshake_failures(&self) -> u64 {
+        self.handshake_failures.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn stream_opened(&self) {
         self.streams.fetch_add(1, Ordering::Relaxed);
     }
@@ -69,5 +97,22 @@ impl Traffic {
 
     pub(super) fn count_idle_close(&self) {
         self.idle_closes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_refused_at_handshake_cap(&self) {
+        self.refused_at_handshake_cap
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_handshake_timeout(&self) {
+        self.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_client_refused(&self) {
+        self.client_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_handshake_failure(&self) {
+        self.handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 }

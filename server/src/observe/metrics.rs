@@ -195,10 +195,12 @@ impl ServerCollector {
             inflight.limit(),
         )?;
         let traffic = &self.state.traffic;
-        let closed: [(&str, u64); 3] = [
+        let closed: [(&str, u64); 5] = [
             ("max_connections", traffic.refused_at_cap()),
             ("preface_timeout", traffic.preface_timeouts()),
             ("idle_timeout", traffic.idle_closes()),
+            ("max_handshakes", traffic.refused_at_handshake_cap()),
+            ("handshake_timeout", traffic.handshake_timeouts()),
         ];
         let mut family = encoder.encode_descriptor(
             "shoal_connections_closed_by_limit",
@@ -208,6 +210,21 @@ impl ServerCollector {
         )?;
         for (limit, count) in closed {
             let labels = [("limit", limit)];
+            encode_counter(&mut family.encode_family(&labels)?, count)?;
+        }
+        let failed: [(&str, u64); 2] = [
+            ("client_certificate", traffic.client_refusals()),
+            ("other", traffic.handshake_failures()),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "shoal_tls_handshake_failures",
+            "TLS handshakes on the gRPC listener that failed, by reason: a client \
+             certificate refused or missing, or anything else.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, count) in failed {
+            let labels = [("reason", reason)];
             encode_counter(&mut family.encode_family(&labels)?, count)?;
         }
         let mut refused = encoder.encode_descriptor(
