@@ -832,6 +832,33 @@ impl Config {
         self.tls.validate()
     }
 
+    /// Protected mode, as in Redis: what would be open to anyone, when the
+    /// gRPC listener is on an address other than loopback and neither
+    /// tokens (`auth.token_file`) nor required client certificates
+    /// (`tls.client_auth = "required"`) guard it; `None` when it is guarded
+    /// or loopback only. `shoal-server` refuses to start on `Some` unless
+    /// told `--insecure`.
+    ///
+    /// ```
+    /// use shoal_server::Config;
+    ///
+    /// let mut config = Config::default(); // 127.0.0.1:50051
+    /// assert_eq!(config.unprotected_exposure(), None);
+    /// config.listen = "0.0.0.0:50051".parse().unwrap();
+    /// assert!(config.unprotected_exposure().is_some());
+    /// ```
+    pub fn unprotected_exposure(&self) -> Option<String> {
+        let guarded = self.auth.token_file.is_some()
+            || (self.tls.enabled() && self.tls.client_auth == ClientAuth::Required);
+        (!guarded && !self.listen.ip().is_loopback()).then(|| {
+            format!(
+                "{} with neither tokens nor required client certificates: any client that \
+                 reaches it could read, overwrite and flush every namespace",
+                self.listen
+            )
+        })
+    }
+
     /// The engine configuration these settings describe.
     pub fn engine_config(&self) -> EngineConfig {
         let mut engine = EngineConfig::default();
@@ -1072,5 +1099,38 @@ mod tests {
             .expect("parses");
         assert_eq!(config.engine.max_value_bytes, 1024);
         assert_eq!(config.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn a_public_address_needs_tokens_or_required_client_certificates() {
+        let mut config = Config {
+            listen: "0.0.0.0:50051".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(config.unprotected_exposure().is_some());
+        config.tls.cert = Some("server.pem".into());
+        config.tls.key = Some("server-key.pem".into());
+        config.tls.client_ca = Some("ca.pem".into());
+        config.tls.client_auth = ClientAuth::Optional;
+        assert!(
+            config.unprotected_exposure().is_some(),
+            "optional client certificates guard nothing"
+        );
+        config.tls.client_auth = ClientAuth::Required;
+        assert_eq!(config.unprotected_exposure(), None);
+        let tokens = Config {
+            listen: "[::]:50051".parse().unwrap(),
+            auth: AuthSettings {
+                token_file: Some("tokens.toml".into()),
+                ..AuthSettings::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(tokens.unprotected_exposure(), None);
+        let loopback = Config {
+            listen: "[::1]:50051".parse().unwrap(),
+            ..Config::default()
+        };
+        assert_eq!(loopback.unprotected_exposure(), None);
     }
 }

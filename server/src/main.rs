@@ -24,6 +24,11 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: Args,
+    /// Serve on a non-loopback address with neither tokens nor required
+    /// client certificates: anyone who reaches the port may read, write and
+    /// flush everything. Without it the server refuses to start so.
+    #[arg(long, env = "SHOAL_INSECURE")]
+    insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,6 +430,16 @@ async fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !cli.insecure
+        && let Some(exposure) = config.unprotected_exposure()
+    {
+        eprintln!(
+            "error: refusing to serve {exposure}; set auth.token_file (--token-file) or \
+             tls.client_auth = \"required\", or pass --insecure (SHOAL_INSECURE=true) to serve it \
+             open"
+        );
+        return ExitCode::from(2);
+    }
     let telemetry = match shoal_server::observe::telemetry::init(&config) {
         Ok(telemetry) => telemetry,
         Err(error) => {

@@ -155,6 +155,7 @@ async fn client_identities_are_on_the_connection() {
         preface_timeout: PATIENCE,
         idle_timeout: None,
         inflight_bytes: 1 << 20,
+        keepalive: None,
         tls: Some(TlsListener::new(tls, &config.tls)),
     };
     let mut accepted = Box::pin(connections::accept(
