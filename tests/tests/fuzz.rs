@@ -133,18 +133,25 @@ fn fail(message: impl Into<String>) -> TestCaseError {
     TestCaseError::fail(message.into())
 }
 
-#[test]
-fn raw_messages_of_random_bytes_are_answered_and_never_internal() {
+/// A runtime, a server on it holding the sentinel key, a client, and a
+/// runner of [`cases`] cases.
+fn start() -> (tokio::runtime::Runtime, TestServer, Raw, TestRunner) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime.block_on(TestServer::start_with(Config::default()));
     let client = runtime.block_on(raw(&server));
     runtime
         .block_on(client.cache.clone().set(set_request("sentinel", "kept")))
         .expect("Set");
-    let mut runner = TestRunner::new(RunnerConfig {
+    let runner = TestRunner::new(RunnerConfig {
         cases: cases(),
         ..RunnerConfig::default()
     });
+    (runtime, server, client, runner)
+}
+
+#[test]
+fn raw_messages_of_random_bytes_are_answered_and_never_internal() {
+    let (runtime, server, client, mut runner) = start();
     let case = (proptest::collection::vec(
         (prop::sample::select(PATHS), hostile_body(), any::<bool>()),
         1..6,
@@ -398,16 +405,7 @@ async fn run(client: &mut Raw, call: &Call) -> Code {
 
 #[test]
 fn random_calls_are_refused_cleanly_and_refusals_change_nothing() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let server = runtime.block_on(TestServer::start_with(Config::default()));
-    let client = runtime.block_on(raw(&server));
-    runtime
-        .block_on(client.cache.clone().set(set_request("sentinel", "kept")))
-        .expect("Set");
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases: cases(),
-        ..RunnerConfig::default()
-    });
+    let (runtime, _server, client, mut runner) = start();
     runner
         .run(&proptest::collection::vec(call(), 1..12), |calls| {
             let mut client = client.clone();

@@ -95,10 +95,7 @@ impl RawHttp2 {
 
     async fn send(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
         let mut frame = Vec::with_capacity(9 + payload.len());
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-        frame.extend_from_slice(&[kind, flags]);
-        frame.extend_from_slice(&stream.to_be_bytes());
-        frame.extend_from_slice(payload);
+        push_frame(&mut frame, kind, flags, stream, payload);
         self.send_raw(&frame).await;
     }
 
@@ -352,6 +349,7 @@ async fn a_rapid_reset_flood_is_cut_off_and_others_are_served() {
     assert_eq!(open, 0.0, "streams left open after the flood");
 }
 
+/// Appends one HTTP/2 frame to `out`.
 fn push_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
     out.extend_from_slice(&[kind, flags]);

@@ -184,6 +184,23 @@ pub enum AuthError {
     },
 }
 
+/// PERMISSION_DENIED with the namespace and the role needed as error
+/// details, for clients that act on them.
+fn permission_denied(message: String, namespace: String, needed: Role) -> Status {
+    Status::with_error_details(
+        Code::PermissionDenied,
+        message,
+        ErrorDetails::with_error_info(
+            "PERMISSION_DENIED",
+            ERROR_DOMAIN,
+            HashMap::from([
+                ("namespace".to_string(), namespace),
+                ("role".to_string(), needed.to_string()),
+            ]),
+        ),
+    )
+}
+
 impl From<AuthError> for Status {
     fn from(error: AuthError) -> Self {
         let message = error.to_string();
@@ -192,30 +209,10 @@ impl From<AuthError> for Status {
             AuthError::Unauthenticated(_) => Status::unauthenticated(message),
             AuthError::Denied {
                 namespace, needed, ..
-            } => Status::with_error_details(
-                Code::PermissionDenied,
-                message,
-                ErrorDetails::with_error_info(
-                    "PERMISSION_DENIED",
-                    ERROR_DOMAIN,
-                    HashMap::from([
-                        ("namespace".to_string(), namespace),
-                        ("role".to_string(), needed.to_string()),
-                    ]),
-                ),
-            ),
-            AuthError::NotServerAdmin { .. } => Status::with_error_details(
-                Code::PermissionDenied,
-                message,
-                ErrorDetails::with_error_info(
-                    "PERMISSION_DENIED",
-                    ERROR_DOMAIN,
-                    HashMap::from([
-                        ("namespace".to_string(), "*".to_string()),
-                        ("role".to_string(), Role::Admin.to_string()),
-                    ]),
-                ),
-            ),
+            } => permission_denied(message, namespace, needed),
+            AuthError::NotServerAdmin { .. } => {
+                permission_denied(message, "*".to_string(), Role::Admin)
+            }
             // Never raised by a call; a bug if it were.
             AuthError::Read { .. } | AuthError::Invalid { .. } => {
                 Status::internal("internal error")
