@@ -216,10 +216,15 @@ impl From<tonic::Status> for Error {
             Code::OutOfRange => Self::OutOfRange { message },
             Code::ResourceExhausted => Self::ResourceExhausted { message },
             Code::Unavailable => Self::Unavailable {
-                message: unavailable_message(&status),
+                message: message_with_causes(&status),
             },
             Code::DeadlineExceeded => Self::DeadlineExceeded,
             Code::Cancelled if is_local_timeout(&status) => Self::DeadlineExceeded,
+            // A transport failure (a refused TLS handshake, a reset) arrives
+            // as UNKNOWN "transport error"; keep the reason behind it.
+            code if std::error::Error::source(&status).is_some() => {
+                Self::Status(tonic::Status::new(code, message_with_causes(&status)))
+            }
             _ => Self::Status(status),
         }
     }
@@ -233,7 +238,7 @@ fn is_local_timeout(status: &tonic::Status) -> bool {
 
 /// The status message, followed by the transport failure behind it when
 /// there is one (connection refused, reset, ...), so the reason is not lost.
-fn unavailable_message(status: &tonic::Status) -> String {
+fn message_with_causes(status: &tonic::Status) -> String {
     let mut message = status.message().to_owned();
     let mut source = std::error::Error::source(status);
     while let Some(cause) = source {

@@ -101,6 +101,16 @@ async fn required_client_certificates_admit_only_the_trusted_and_valid() {
     assert!(!served(&server, expired).await, "expired");
 
     assert!(!served(&server, certs.client_tls()).await, "no certificate");
+    // The caller learns why, not only that the transport failed.
+    let refusal = server
+        .client(certs.client_tls())
+        .get("probe")
+        .await
+        .expect_err("no certificate");
+    assert!(
+        refusal.to_string().contains("CertificateRequired"),
+        "{refusal}"
+    );
 
     let metrics = https_get(server.admin_addr(), certs.ca.cert_pem(), "/metrics")
         .await
