@@ -675,10 +675,16 @@ async fn the_token_file_is_read_again_when_it_changes() {
     })
     .await;
     wait_for_token(&secured.server, first, true).await;
+    // A connection that verified `first` before the change remembers it.
+    let mut kept = raw(&secured.server).await;
+    let count = || with_token(first, pb::CountRequest::default());
+    kept.cache.count(count()).await.expect("first accepted");
 
     rewrite(&secured.path, &stanza("second", second, &["*=read"], None));
     wait_for_token(&secured.server, second, true).await;
     wait_for_token(&secured.server, first, false).await;
+    // The removed token stops working on that connection too.
+    assert_unauthenticated(kept.cache.count(count()).await);
 
     // A file that does not parse leaves the tokens in force.
     rewrite(
@@ -822,6 +828,19 @@ async fn the_client_sends_its_token_on_every_call_and_stream() {
         anonymous.get("k").await.expect_err("no token").code(),
         Code::Unauthenticated
     );
+
+    // The refusals are in the client's Stats, for an admin.
+    let admin = shoal_client::Client::builder()
+        .endpoint(secured.server.endpoint())
+        .token(ADMIN)
+        .connect()
+        .await
+        .expect("connect");
+    let stats = admin.stats().await.expect("stats");
+    assert!(stats.auth_failures >= 1, "{stats:?}");
+    assert!(stats.permission_denials >= 1, "{stats:?}");
+    assert!(stats.connections_open >= 1, "{stats:?}");
+    assert!(stats.max_inflight_request_bytes > 0, "{stats:?}");
 }
 
 /// Log output gathered in memory.

@@ -91,25 +91,59 @@ impl Authenticator {
             self.counters.count_refusal(Refusal::RateLimited);
             return Err(AuthError::Unauthenticated(Refusal::RateLimited));
         }
+        let now = (self.clock)();
         let result = match headers.get(http::header::AUTHORIZATION) {
             Some(value) => match bearer(value.as_bytes()) {
-                Some(secret) => self
-                    .store
-                    .with_current(|set| set.authenticate(secret, (self.clock)()).map(Arc::clone)),
+                Some(secret) => self.token(secret, connection, now),
                 None => Err(Refusal::Malformed),
             },
             None => connection
-                .map(ConnectionInfo::client_identities)
-                .filter(|identities| !identities.is_empty())
-                .and_then(|identities| {
-                    self.store
-                        .with_current(|set| set.certificate(identities).map(Arc::clone))
-                })
+                .filter(|connection| !connection.client_identities().is_empty())
+                .and_then(|connection| self.certificate(connection))
                 .ok_or(Refusal::Missing),
         };
         result.map_err(|refusal| {
             self.refused(peer, refusal);
             AuthError::Unauthenticated(refusal)
+        })
+    }
+
+    /// The caller of bearer `secret`: from the connection's memo when it
+    /// verified this secret under the tokens in force, else from the token
+    /// file (and then memoised).
+    fn token(
+        &self,
+        secret: &[u8],
+        connection: Option<&ConnectionInfo>,
+        now: SystemTime,
+    ) -> Result<Arc<Principal>, Refusal> {
+        let memo = connection.map(ConnectionInfo::credentials);
+        if let Some(principal) = memo.and_then(|memo| memo.token(secret, self.store.generation())) {
+            return match principal.expires() {
+                Some(expires) if now >= expires => Err(Refusal::Expired),
+                _ => Ok(principal),
+            };
+        }
+        self.store.with_current_generation(|set, generation| {
+            let principal = set.authenticate(secret, now)?;
+            if let Some(memo) = memo {
+                memo.remember_token(secret, generation, principal);
+            }
+            Ok(Arc::clone(principal))
+        })
+    }
+
+    /// The caller of the connection's verified client certificate, if the
+    /// token file lists one of its identities.
+    fn certificate(&self, connection: &ConnectionInfo) -> Option<Arc<Principal>> {
+        let memo = connection.credentials();
+        if let Some(principal) = memo.certificate(self.store.generation()) {
+            return Some(principal);
+        }
+        self.store.with_current_generation(|set, generation| {
+            let principal = set.certificate(connection.client_identities())?;
+            memo.remember_certificate(generation, principal);
+            Some(Arc::clone(principal))
         })
     }
 
@@ -141,10 +175,13 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
     let start = rest.iter().position(|byte| *byte != b' ')?;
     let end = rest.iter().rposition(|byte| *byte != b' ')? + 1;
     let secret = &rest[start..end];
-    (!secret
+    // No whitespace or control character inside (the ASCII ones are the
+    // bytes up to the space, and DEL). A fold without an early exit, which
+    // the compiler turns into a few vector compares.
+    let clean = secret
         .iter()
-        .any(|byte| byte.is_ascii_whitespace() || byte.is_ascii_control()))
-    .then_some(secret)
+        .fold(true, |clean, byte| clean & (*byte > b' ' && *byte != 0x7f));
+    clean.then_some(secret)
 }
 
 /// Authenticates every call of the services it wraps (health and
@@ -311,6 +348,62 @@ mod tests {
         ));
     }
 
+    /// Seconds since the epoch that [`mock_now`] returns.
+    static MOCK_SECONDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn mock_now() -> SystemTime {
+        let seconds = MOCK_SECONDS.load(std::sync::atomic::Ordering::Relaxed);
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn a_memoised_token_still_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        let text = format!(
+            "[[token]]\nid = \"brief\"\nsha256 = \"{}\"\nexpires = \"2030-01-01T00:00:00Z\"\n\
+             grants = [{{ namespaces = \"*\", role = \"read\" }}]\n",
+            digest_hex(&secret_digest(KNOWN.as_bytes()))
+        );
+        std::fs::write(&path, text).unwrap();
+        let store = Arc::new(TokenStore::load(&path).unwrap());
+        let limits = FailureLimits {
+            burst: u32::MAX,
+            refill_per_minute: 0,
+        };
+        let authenticator =
+            Authenticator::new(Arc::clone(&store), limits, Arc::default()).with_clock(mock_now);
+        let expiry = crate::auth::parse_rfc3339("2030-01-01T00:00:00Z").unwrap();
+        let expiry = expiry
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+
+        let connection = ConnectionInfo::detached(None);
+        let mut extensions = http::Extensions::new();
+        extensions.insert(connection.clone());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&format!("Bearer {KNOWN}")).unwrap(),
+        );
+        MOCK_SECONDS.store(expiry - 10, std::sync::atomic::Ordering::Relaxed);
+        let principal = authenticator.authenticate(&headers, &extensions).unwrap();
+        assert_eq!(principal.id(), "brief");
+        let memo = connection.credentials();
+        assert!(
+            memo.token(KNOWN.as_bytes(), store.generation()).is_some(),
+            "memoised"
+        );
+        assert!(authenticator.authenticate(&headers, &extensions).is_ok());
+
+        MOCK_SECONDS.store(expiry, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(
+            authenticator.authenticate(&headers, &extensions),
+            Err(AuthError::Unauthenticated(Refusal::Expired))
+        ));
+    }
+
     proptest! {
         /// Any header a client can send is refused, without a panic.
         #[test]
@@ -342,6 +435,8 @@ mod tests {
         assert_eq!(bearer(b"Basic abc"), None);
         assert_eq!(bearer(b"Bearerabc"), None);
         assert_eq!(bearer(b"Bearer a b"), None);
+        assert_eq!(bearer(b"Bearer  ab  c "), None);
+        assert_eq!(bearer(b"Bearer ab\x7f"), None);
         assert_eq!(bearer(b"Bearer a\tb"), None);
         assert_eq!(bearer(&[b'x'; 2000]), None);
         assert_eq!(bearer(b""), None);

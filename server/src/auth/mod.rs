@@ -34,7 +34,10 @@
 //!    expired token is refused with UNAUTHENTICATED, always with the same
 //!    message ([`UNAUTHENTICATED_MESSAGE`]), so that a caller learns nothing
 //!    about which tokens exist. The resolved [`Access`] goes into the
-//!    request's extensions.
+//!    request's extensions. Each connection remembers the last credential
+//!    it verified ([`ConnectionCredentials`]: a keyed fingerprint, never
+//!    the secret), so its later calls skip the digest and the shared token
+//!    set until the token file is read again.
 //! 2. Every handler then asks [`Access::check`] for each namespace it
 //!    touches, before it touches it: the one decision per (caller,
 //!    namespace, role). Each item of a batch and each command of a pipeline
@@ -70,6 +73,7 @@
 //! - Without a token file, every call is allowed, as if every caller held
 //!   `admin` on `*`.
 
+mod connection_credentials;
 mod layer;
 mod principal;
 mod rate_limit;
@@ -85,6 +89,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+pub use connection_credentials::ConnectionCredentials;
 pub use layer::{AuthLayer, AuthService, Authenticator, FailureLimits};
 pub use principal::{Access, NamespacePattern, Principal, PrincipalKind, Role};
 pub use rate_limit::FailureLimiter;

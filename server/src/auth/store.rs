@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
@@ -35,6 +36,9 @@ impl FileStamp {
 pub struct TokenStore {
     path: PathBuf,
     current: RwLock<Arc<TokenSet>>,
+    /// How many times a file was put in force; what a verification
+    /// memoised on a connection was made against.
+    generation: AtomicU64,
     /// The stamp of the file last tried, good or bad, so that a bad file
     /// is reported once rather than at every poll.
     tried: Mutex<Option<FileStamp>>,
@@ -53,6 +57,7 @@ impl TokenStore {
         Ok(Self {
             path,
             current: RwLock::new(Arc::new(set)),
+            generation: AtomicU64::new(0),
             tried: Mutex::new(stamp),
         })
     }
@@ -65,6 +70,18 @@ impl TokenStore {
     /// Runs `f` over the tokens in force.
     pub fn with_current<R>(&self, f: impl FnOnce(&TokenSet) -> R) -> R {
         f(&self.current.read())
+    }
+
+    /// The generation of the tokens in force: it changes whenever a file is
+    /// put in force, so a result computed under an older one is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` over the tokens in force and their generation.
+    pub fn with_current_generation<R>(&self, f: impl FnOnce(&TokenSet, u64) -> R) -> R {
+        let current = self.current.read();
+        f(&current, self.generation.load(Ordering::Acquire))
     }
 
     /// Reads the file again and puts its tokens in force; on failure, keeps
@@ -82,7 +99,10 @@ impl TokenStore {
                     certificates = set.certificates(),
                     "token file read"
                 );
-                *self.current.write() = Arc::new(set);
+                let mut current = self.current.write();
+                *current = Arc::new(set);
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                drop(current);
                 Ok(())
             }
             Err(error) => {

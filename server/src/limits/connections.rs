@@ -40,6 +40,7 @@ use tonic::transport::server::Connected;
 use super::byte_budget::ByteBudget;
 use super::tcp_keepalive::{self, KeepaliveSettings};
 use super::traffic::Traffic;
+use crate::auth::ConnectionCredentials;
 use crate::tls::{HandshakeError, TlsListener};
 
 /// Bytes of the HTTP/2 client preface (RFC 9113, section 3.4).
@@ -80,6 +81,11 @@ impl ConnectionInfo {
         &self.state.client_identities
     }
 
+    /// The credential last verified on this connection.
+    pub fn credentials(&self) -> &ConnectionCredentials {
+        &self.state.credentials
+    }
+
     /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
         self.state.tls
@@ -96,6 +102,26 @@ impl ConnectionInfo {
         self.state.streams.fetch_add(1, Ordering::AcqRel);
         OpenStream {
             state: Arc::clone(&self.state),
+        }
+    }
+}
+
+#[cfg(test)]
+impl ConnectionInfo {
+    /// The info of a connection from `remote` with no socket behind it, for
+    /// tests of what reads it.
+    pub(crate) fn detached(remote: Option<SocketAddr>) -> Self {
+        Self {
+            remote,
+            state: Arc::new(ConnectionState {
+                accepted: Instant::now(),
+                inflight: Arc::new(ByteBudget::new(u64::MAX)),
+                streams: AtomicU64::new(0),
+                idle_since_ms: AtomicU64::new(0),
+                tls: false,
+                client_identities: Vec::new(),
+                credentials: ConnectionCredentials::default(),
+            }),
         }
     }
 }
@@ -126,6 +152,7 @@ struct ConnectionState {
     idle_since_ms: AtomicU64,
     tls: bool,
     client_identities: Vec<String>,
+    credentials: ConnectionCredentials,
 }
 
 /// A socket counted as an open connection until dropped: from its accept,
@@ -186,6 +213,7 @@ impl Connection {
                 idle_since_ms: AtomicU64::new(0),
                 tls: matches!(stream, Transport::Tls(_)),
                 client_identities,
+                credentials: ConnectionCredentials::default(),
             }),
         };
         Self {
