@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# What securing shoal costs: three shoal-servers side by side, plaintext,
+# TLS (certificates from `shoal-server dev-cert`) and plaintext with a token
+# file, in one run.
+#
+# 1. Throughput: `shoal bench` (64-byte values, 50 in flight, two HTTP/2
+#    connections, two threads, 100 000 preloaded keys) against each server
+#    in turn, ROUNDS times, rotating the order; unary Gets and batches of 16
+#    keys. Prints each run and the medians, and each median's ratio to the
+#    plaintext one. The client runs on the same cores, so its own TLS and
+#    header costs are in the figures too, as they would be for a caller.
+# 2. With --callgrind (needs valgrind): instructions the server spends per
+#    unary Get, which repeat from run to run on a shared machine where
+#    throughput moves by 10 to 20%. valgrind does not run the CPU's SHA and
+#    AES instructions natively; it emulates them, so the TLS row counts
+#    more than the hardware executes.
+#
+#   bash server/bench/benches/security_overhead.sh [--callgrind]
+#   ROUNDS=5 REQUESTS=200000 BATCHES=30000 bash server/bench/benches/security_overhead.sh
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+cargo build --quiet --release -p shoal-server -p shoal-cli
+bin=target/release
+rounds=${ROUNDS:-3}
+requests=${REQUESTS:-100000}
+batches=${BATCHES:-20000}
+out=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$out"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+"$bin/shoal-server" dev-cert --out "$out/certs" >/dev/null
+# A token that may write everywhere (the bench preloads its keys).
+"$bin/shoal-server" token --id bench --grant '*=write' >"$out/token.out"
+token=$(head -n 1 "$out/token.out")
+grep -v '^#' "$out/token.out" | tail -n +2 >"$out/tokens.toml"
+# The sweeper's tick stretched, as unary_instructions.sh does, so that it
+# weighs under valgrind as it does at full speed.
+printf '[expiry]\nsweep_interval_ms = 5000\n' >"$out/server.toml"
+
+# The client flags for each kind of server on PORT.
+client_flags() {
+  case $1 in
+    plaintext) echo "--addr 127.0.0.1:$2" ;;
+    tls) echo "--addr https://localhost:$2 --tls-ca $out/certs/ca.pem" ;;
+    tokens) echo "--addr 127.0.0.1:$2 --token $token" ;;
+  esac
+}
+# The server flags for each kind.
+server_flags() {
+  case $1 in
+    plaintext) echo "" ;;
+    tls) echo "--tls-cert $out/certs/server.pem --tls-key $out/certs/server-key.pem" ;;
+    tokens) echo "--token-file $out/tokens.toml" ;;
+  esac
+}
+
+wait_serving() {
+  local kind=$1 port=$2
+  # shellcheck disable=SC2046
+  for _ in $(seq 1 120); do
+    "$bin/shoal" $(client_flags "$kind" "$port") --timeout 1000 bench -t get -n 100 -r 1 -q -c 4 \
+      >/dev/null 2>&1 && return
+    sleep 1
+  done
+  echo "the $kind server on $port never served" >&2
+  exit 1
+}
+
+# bench KIND PORT WORKLOAD: requests (unary) or keys (batches) per second.
+bench() {
+  local kind=$1 port=$2 workload=$3
+  local -a load
+  case $workload in
+    unary) load=(-t get -n "$requests") ;;
+    batch) load=(-t mget -P 16 -n "$batches") ;;
+  esac
+  # shellcheck disable=SC2046
+  "$bin/shoal" $(client_flags "$kind" "$port") --json bench "${load[@]}" -d 64 -c 50 \
+    -r 100000 --connections 2 --threads 2 -q |
+    python3 -c 'import json, sys
+report = json.loads(sys.stdin.readline())
+assert report["errors"] == 0, report
+print(round(report["items_per_sec"]))'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+kinds=(plaintext tls tokens)
+declare -A ports
+for kind in "${kinds[@]}"; do
+  ports[$kind]=$(free_port)
+  # shellcheck disable=SC2046
+  "$bin/shoal-server" --listen "127.0.0.1:${ports[$kind]}" --admin-listen off \
+    --config "$out/server.toml" $(server_flags "$kind") >"$out/$kind.log" 2>&1 &
+  pids+=($!)
+done
+for kind in "${kinds[@]}"; do wait_serving "$kind" "${ports[$kind]}"; done
+
+for workload in unary batch; do
+  printf '\n%s Gets (%s per second)\n' "$workload" "$([ "$workload" = unary ] && echo requests || echo keys)"
+  printf '%-6s %12s %12s %12s\n' round "${kinds[@]}"
+  for round in $(seq 1 "$rounds"); do
+    # Rotate who goes first, so that a load that changes during a round
+    # does not always fall on the same server.
+    declare -A got=()
+    for offset in 0 1 2; do
+      kind=${kinds[$(((round + offset) % 3))]}
+      got[$kind]=$(bench "$kind" "${ports[$kind]}" "$workload")
+      echo "${got[$kind]}" >>"$out/$workload.$kind"
+    done
+    printf '%-6s %12s %12s %12s\n' "$round" "${got[plaintext]}" "${got[tls]}" "${got[tokens]}"
+  done
+  declare -A med=()
+  for kind in "${kinds[@]}"; do med[$kind]=$(median <"$out/$workload.$kind"); done
+  printf '%-6s %12s %12s %12s\n' median "${med[plaintext]}" "${med[tls]}" "${med[tokens]}"
+  printf '%-6s %12s %12s %12s\n' ratio 1 \
+    "$(python3 -c "print(f'{${med[tls]} / ${med[plaintext]}:.3f}')")" \
+    "$(python3 -c "print(f'{${med[tokens]} / ${med[plaintext]}:.3f}')")"
+done
+
+for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+pids=()
+
+[[ "${1:-}" == "--callgrind" ]] || exit 0
+
+calls=20000
+# instructions KIND: instructions per unary Get of that kind of server.
+instructions() {
+  local kind=$1 port pid
+  port=$(free_port)
+  # shellcheck disable=SC2046
+  valgrind --tool=callgrind --callgrind-out-file="$out/$kind.%p" \
+    "$bin/shoal-server" --listen "127.0.0.1:$port" --admin-listen off --config "$out/server.toml" \
+    $(server_flags "$kind") >"$out/$kind.callgrind.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  wait_serving "$kind" "$port"
+  # shellcheck disable=SC2046
+  "$bin/shoal" $(client_flags "$kind" "$port") bench -t get -n 2000 -r 1 -q -c 50 \
+    --connections 2 >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  # shellcheck disable=SC2046
+  "$bin/shoal" $(client_flags "$kind" "$port") bench -t get -n "$calls" -r 1 -q -c 50 \
+    --connections 2 --threads 2 >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  sleep 1
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  callgrind_annotate "$out/$kind.$pid.1" 2>/dev/null |
+    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+}
+printf '\nserver instructions per unary Get\n'
+declare -A counted=()
+for kind in "${kinds[@]}"; do
+  total=$(instructions "$kind")
+  counted[$kind]=$((total / calls))
+done
+for kind in "${kinds[@]}"; do
+  printf '%-10s %10s   plaintext / %s = %s\n' "$kind" "${counted[$kind]}" "$kind" \
+    "$(python3 -c "print(f'{${counted[plaintext]} / ${counted[$kind]}:.3f}')")"
+done
