@@ -222,6 +222,11 @@ pub(crate) fn stats(response: pb::StatsResponse) -> Stats {
         max_memory_bytes: response.max_memory_bytes,
         charged_bytes: response.charged_bytes,
         eviction_policy: response.eviction_policy,
+        inflight_request_bytes: response.inflight_request_bytes,
+        max_inflight_request_bytes: response.max_inflight_request_bytes,
+        connections_open: response.connections_open,
+        auth_failures: response.auth_failures,
+        permission_denials: response.permission_denials,
     }
 }
 

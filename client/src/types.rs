@@ -370,6 +370,19 @@ pub struct Stats {
     pub charged_bytes: u64,
     /// Eviction policy: `s3fifo`, `tinylfu`, `lru`, `lfu` or `noeviction`.
     pub eviction_policy: String,
+    /// Bytes of request messages the server holds until they are handled.
+    pub inflight_request_bytes: u64,
+    /// The server's limit on them (`grpc.max_inflight_bytes`).
+    pub max_inflight_request_bytes: u64,
+    /// TCP connections open on the server's gRPC listener.
+    pub connections_open: u64,
+    /// Calls refused for missing, malformed, unknown or expired
+    /// credentials, or because their address failed too often; 0 with
+    /// auth off.
+    pub auth_failures: u64,
+    /// Calls, batch items and pipeline commands refused for want of a
+    /// right.
+    pub permission_denials: u64,
 }
 
 /// Counters of one namespace, or of all of them in [`Stats::total`].

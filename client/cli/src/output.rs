@@ -151,13 +151,19 @@ pub fn stats_report(stats: &Stats) -> String {
         }
     };
     let mut out = format!(
-        "server {}, up {}; eviction policy {}, max keys {}, max memory {} ({} charged)\n\n",
+        "server {}, up {}; eviction policy {}, max keys {}, max memory {} ({} charged)\n\
+         {} connections, {} of {} in flight; {} failed authentications, {} permission denials\n\n",
         stats.server_version,
         duration(stats.uptime),
         stats.eviction_policy,
         limit(stats.max_keys, &|n| n.to_string()),
         limit(stats.max_memory_bytes, &size),
         size(stats.charged_bytes),
+        stats.connections_open,
+        size(stats.inflight_request_bytes),
+        limit(stats.max_inflight_request_bytes, &size),
+        stats.auth_failures,
+        stats.permission_denials,
     );
     let columns = [
         ("NAMESPACE", Align::Left),
