@@ -1,15 +1,19 @@
 //! The files in `deploy/` agree with the server and with each other: ports
-//! and probes, label selectors, the ConfigMap's TOML, shutdown timing, the
-//! memory budget, the Prometheus scrape target, and the metric names the
-//! Grafana dashboard queries. (`.ci/validate-deploy` checks each file against
-//! its schema; this checks what no schema can.)
+//! and probes, label selectors, the ConfigMap's TOML, the Secrets mounted
+//! for TLS and tokens (and a server run on them, rotation included), the
+//! compose stack's secured wiring, shutdown timing, the memory budget, the
+//! Prometheus scrape target, and the metric names the Grafana dashboard
+//! queries. (`.ci/validate-deploy` checks each file against its schema; this
+//! checks what no schema can.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use serde::Deserialize as _;
 use serde_json::Value;
-use shoal_server::config::{Config, MemoryBudget};
+use shoal_server::config::{ClientAuth, Config, MemoryBudget};
 
 /// The metric families a live server exports, by the name Prometheus stores
 /// them under (a counter with `_total`), with their type: read from the
@@ -239,16 +243,37 @@ fn ports_and_probes_match_the_server() {
     assert!(listen.starts_with("0.0.0.0:") && u64::from(port_of(listen)) == grpc);
     assert!(admin_listen.starts_with("0.0.0.0:") && u64::from(port_of(admin_listen)) == admin);
 
-    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
-        let probe = &container[probe];
-        assert_eq!(
-            probe.pointer("/grpc/port").and_then(Value::as_u64),
-            Some(grpc),
-            "{probe} is a gRPC health check on the gRPC port"
-        );
+    // HTTP(S) GETs on the admin listener: kubelet's gRPC probes speak no
+    // TLS. Readiness ends when shutdown begins; liveness does not.
+    let scheme = if configmap_config().tls.admin_enabled() {
+        "HTTPS"
+    } else {
+        "HTTP"
+    };
+    for (name, path) in [
+        ("startupProbe", "/readyz"),
+        ("readinessProbe", "/readyz"),
+        ("livenessProbe", "/healthz"),
+    ] {
+        let probe = &container[name];
+        assert!(probe.get("grpc").is_none(), "{name}: a gRPC probe");
+        assert_eq!(text(probe, "/httpGet/path"), path, "{name}");
+        assert_eq!(text(probe, "/httpGet/scheme"), scheme, "{name}");
+        let port = match &probe["httpGet"]["port"] {
+            Value::String(name) => *ports
+                .get(name)
+                .unwrap_or_else(|| panic!("no container port named {name}")),
+            other => other.as_u64().expect("a port"),
+        };
+        assert_eq!(port, admin, "{name} probes the admin listener");
     }
 
     let annotations = labels(&statefulset, "/spec/template/metadata/annotations");
+    assert_eq!(
+        annotations.get("prometheus.io/scheme").map(String::as_str),
+        Some(scheme.to_ascii_lowercase().as_str()),
+        "scrapers are told the admin listener's scheme"
+    );
     assert_eq!(
         annotations.get("prometheus.io/port"),
         Some(&admin.to_string())
@@ -609,4 +634,549 @@ async fn the_dashboard_queries_only_exported_metrics() {
             assert_eq!(text(panel, "/datasource/uid"), "${datasource}");
         }
     }
+}
+
+/// The example Secrets (`k8s/examples/secrets.yaml`), by name.
+fn example_secrets() -> BTreeMap<String, Value> {
+    let source = read("k8s/examples/secrets.yaml");
+    serde_yaml_ng::Deserializer::from_str(&source)
+        .map(|document| Value::deserialize(document).expect("a YAML document"))
+        .map(|secret| {
+            assert_eq!(text(&secret, "/kind"), "Secret");
+            (text(&secret, "/metadata/name").to_owned(), secret)
+        })
+        .collect()
+}
+
+/// The keys a Secret manifest holds, in `data` or `stringData`.
+fn secret_keys(secret: &Value) -> BTreeSet<String> {
+    ["data", "stringData"]
+        .iter()
+        .filter_map(|field| secret.get(field).and_then(Value::as_object))
+        .flat_map(|data| data.keys().cloned())
+        .collect()
+}
+
+/// Where a file the server reads comes from in the pod: the Secret and key
+/// mounted at that path, checking that the mount is read-only and whole (a
+/// `subPath` mount never sees a Secret's updates).
+fn mounted_secret_key(statefulset: &Value, path: &Path) -> (String, String) {
+    let dir = path.parent().and_then(Path::to_str).expect("a directory");
+    let file = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .expect("a file name");
+    let mount = array(shoal_container(statefulset), "/volumeMounts")
+        .iter()
+        .find(|mount| text(mount, "/mountPath").trim_end_matches('/') == dir)
+        .unwrap_or_else(|| panic!("nothing is mounted at {dir}, where the server reads {file}"));
+    assert_eq!(mount["readOnly"], true, "{dir} is mounted read-only");
+    assert!(
+        mount.get("subPath").is_none() && mount.get("subPathExpr").is_none(),
+        "{dir}: a subPath mount never sees the Secret's updates"
+    );
+    let volume = array(statefulset, "/spec/template/spec/volumes")
+        .iter()
+        .find(|volume| volume["name"] == mount["name"])
+        .expect("the mounted volume");
+    let secret = volume
+        .get("secret")
+        .unwrap_or_else(|| panic!("{dir} is not a Secret volume"));
+    let key = match secret.get("items").and_then(Value::as_array) {
+        Some(items) => items
+            .iter()
+            .find(|item| item["path"] == file)
+            .map(|item| text(item, "/key").to_owned())
+            .unwrap_or_else(|| panic!("the Secret volume at {dir} has no {file}")),
+        None => file.to_owned(),
+    };
+    (text(secret, "/secretName").to_owned(), key)
+}
+
+/// The files the ConfigMap's config reads, by setting.
+fn secured_files(config: &Config) -> Vec<(&'static str, PathBuf)> {
+    let named = |setting, path: &Option<PathBuf>| {
+        (
+            setting,
+            path.clone()
+                .unwrap_or_else(|| panic!("the config sets no {setting}")),
+        )
+    };
+    vec![
+        named("tls.cert", &config.tls.cert),
+        named("tls.key", &config.tls.key),
+        named("tls.client_ca", &config.tls.client_ca),
+        named("auth.token_file", &config.auth.token_file),
+    ]
+}
+
+/// Whether clap reads `value` as false for a flag such as `--insecure`.
+fn is_false(value: &str) -> bool {
+    ["false", "no", "off", "0", "n", "f"].contains(&value.trim().to_ascii_lowercase().as_str())
+}
+
+#[test]
+fn the_pod_reads_tls_and_tokens_from_mounted_secrets() {
+    let statefulset = yaml("k8s/statefulset.yaml");
+    let container = shoal_container(&statefulset);
+    let mut config = configmap_config();
+    config.listen = env_var(container, "SHOAL_LISTEN")
+        .parse()
+        .expect("SHOAL_LISTEN is an address");
+    assert!(config.tls.enabled(), "the ConfigMap turns TLS on");
+    assert!(
+        config.tls.admin_enabled(),
+        "and HTTPS on the admin listener"
+    );
+    assert_ne!(config.tls.client_auth, ClientAuth::Off);
+    assert_eq!(
+        config.unprotected_exposure(),
+        None,
+        "the pod's listener passes protected mode"
+    );
+    // Protected mode stays on: a config that lost its tokens would refuse
+    // to start rather than serve open.
+    assert!(is_false(env_var(container, "SHOAL_INSECURE")));
+    // The CLI and the health check read these as their client certificate.
+    for name in ["SHOAL_TLS_CERT", "SHOAL_TLS_KEY", "SHOAL_TOKEN_FILE"] {
+        assert!(
+            !array(container, "/env")
+                .iter()
+                .any(|var| var["name"] == name),
+            "{name} is set in the environment; the ConfigMap names the files"
+        );
+    }
+
+    let examples = example_secrets();
+    let mut mounted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (setting, path) in secured_files(&config) {
+        let (secret, key) = mounted_secret_key(&statefulset, &path);
+        let example = examples
+            .get(&secret)
+            .unwrap_or_else(|| panic!("{setting}: no example of the Secret {secret}"));
+        assert!(
+            secret_keys(example).contains(&key),
+            "{setting}: the example {secret} has no key {key}"
+        );
+        mounted.entry(secret).or_default().insert(key);
+    }
+    // The standard TLS Secret, its certificate and key under the names that
+    // type (and cert-manager) gives them.
+    let (tls, cert) = mounted_secret_key(&statefulset, config.tls.cert.as_deref().expect("cert"));
+    let (_, key) = mounted_secret_key(&statefulset, config.tls.key.as_deref().expect("key"));
+    assert_eq!((cert.as_str(), key.as_str()), ("tls.crt", "tls.key"));
+    assert_eq!(text(&examples[&tls], "/type"), "kubernetes.io/tls");
+    // Every Secret volume mounts keys the config reads, and no other.
+    for volume in array(&statefulset, "/spec/template/spec/volumes") {
+        if let Some(secret) = volume.get("secret") {
+            let name = text(secret, "/secretName");
+            let keys: BTreeSet<String> = array(secret, "/items")
+                .iter()
+                .map(|item| text(item, "/key").to_owned())
+                .collect();
+            assert_eq!(Some(&keys), mounted.get(name), "the Secret volume {name}");
+        }
+    }
+    // The example token file is one the server would load.
+    let (tokens, key) = mounted_secret_key(
+        &statefulset,
+        config.auth.token_file.as_deref().expect("token file"),
+    );
+    let token_file = text(&examples[&tokens], &format!("/stringData/{key}"));
+    let parsed = shoal_server::auth::TokenSet::parse(token_file).expect("the example token file");
+    assert!(parsed.tokens() > 0);
+
+    // The Secret files are readable by the server's group only.
+    let pod = &statefulset["spec"]["template"]["spec"];
+    assert_eq!(
+        pod.pointer("/securityContext/fsGroup"),
+        pod.pointer("/securityContext/runAsGroup")
+    );
+}
+
+/// A Secret volume laid out as the kubelet lays one out: each file a
+/// symlink through `..data` to a directory of this version, `..data`
+/// replaced by a rename when the Secret changes.
+fn write_secret_volume(dir: &Path, version: u32, files: &BTreeMap<String, String>) {
+    let versioned = format!("..version_{version}");
+    std::fs::create_dir_all(dir.join(&versioned)).expect("version directory");
+    for (name, content) in files {
+        std::fs::write(dir.join(&versioned).join(name), content).expect("write a Secret file");
+    }
+    let next = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(&versioned, &next).expect("symlink");
+    std::fs::rename(&next, dir.join("..data")).expect("swap ..data");
+    for name in files.keys() {
+        let link = dir.join(name);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link).expect("symlink");
+        }
+    }
+    if version > 1 {
+        std::fs::remove_dir_all(dir.join(format!("..version_{}", version - 1))).expect("cleanup");
+    }
+}
+
+/// One version of the two Secrets: a CA, a server certificate it signed,
+/// and a token file with one admin token; the token's secret comes back.
+fn secret_contents(config: &Config, version: u32) -> (BTreeMap<PathBuf, String>, String, String) {
+    use shoal_server::tls::dev_cert::{DevCa, Leaf};
+    let ca = DevCa::new(&format!("deploy test CA {version}")).expect("CA");
+    let server = ca
+        .issue(&Leaf::server(&["localhost", "127.0.0.1"]))
+        .expect("server certificate");
+    let token = shoal_server::auth::generate_token().expect("a token");
+    let grant = shoal_server::auth::parse_grant("*=admin").expect("grant");
+    let stanza =
+        shoal_server::auth::token_stanza("ops", &token.digest, &[grant], None).expect("stanza");
+    let files = BTreeMap::from([
+        (config.tls.cert.clone().expect("cert"), server.cert_pem),
+        (config.tls.key.clone().expect("key"), server.key_pem),
+        (
+            config.tls.client_ca.clone().expect("CA"),
+            ca.cert_pem().to_owned(),
+        ),
+        (config.auth.token_file.clone().expect("tokens"), stanza),
+    ]);
+    (files, ca.cert_pem().to_owned(), token.secret)
+}
+
+/// Writes one version of the Secrets into the pod's directories under
+/// `root`.
+fn write_secrets(root: &Path, files: &BTreeMap<PathBuf, String>, version: u32) {
+    let mut volumes: BTreeMap<PathBuf, BTreeMap<String, String>> = BTreeMap::new();
+    for (path, content) in files {
+        let dir = root.join(
+            path.parent()
+                .expect("dir")
+                .strip_prefix("/")
+                .expect("absolute"),
+        );
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .expect("name");
+        volumes
+            .entry(dir)
+            .or_default()
+            .insert(name.to_owned(), content.clone());
+    }
+    for (dir, files) in volumes {
+        write_secret_volume(&dir, version, &files);
+    }
+}
+
+/// The outcome of a Set over a fresh connection that trusts `ca_pem` and
+/// sends `token`.
+async fn set_with(
+    server: &shoal_tests::tls::TlsServer,
+    ca_pem: &str,
+    token: Option<&str>,
+) -> Result<(), tonic::Code> {
+    let mut builder = shoal_client::Client::builder()
+        .endpoint(server.endpoint())
+        .tls(shoal_client::TlsConfig::new().ca_pem(ca_pem))
+        .max_retries(0)
+        .timeout(Duration::from_secs(5));
+    if let Some(token) = token {
+        builder = builder.token(token);
+    }
+    let client = builder.connect_lazy().expect("client");
+    client
+        .set("deploy", "secured")
+        .await
+        .map(drop)
+        .map_err(|error| error.code())
+}
+
+#[tokio::test]
+async fn the_configmap_serves_tls_and_tokens_from_secret_volumes_and_takes_rotations() {
+    use tonic::Code;
+    // The pod's paths, as the ConfigMap names them; the server reads them
+    // under a temporary directory.
+    let deployed = configmap_config();
+    let mut config = deployed.clone();
+    let pod = tempfile::tempdir().expect("a directory for the pod's files");
+    let in_pod = |path: &Option<PathBuf>| {
+        path.as_ref().map(|path| {
+            pod.path()
+                .join(path.strip_prefix("/").expect("an absolute path"))
+        })
+    };
+    let (files, ca, token) = secret_contents(&deployed, 1);
+    write_secrets(pod.path(), &files, 1);
+    config.tls.cert = in_pod(&config.tls.cert);
+    config.tls.key = in_pod(&config.tls.key);
+    config.tls.client_ca = in_pod(&config.tls.client_ca);
+    config.auth.token_file = in_pod(&config.auth.token_file);
+    let server = shoal_tests::tls::TlsServer::start(
+        config.clone(),
+        shoal_client::TlsConfig::new().ca_pem(ca.as_str()),
+    )
+    .await;
+
+    // TLS with the mounted certificate; calls need the mounted token.
+    assert_eq!(
+        set_with(&server, &ca, None).await,
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(
+        set_with(&server, &ca, Some("shoal_not-a-token")).await,
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(set_with(&server, &ca, Some(&token)).await, Ok(()));
+    // The probes' paths answer over HTTPS, as do the metrics.
+    for path in ["/readyz", "/healthz", "/metrics"] {
+        let (status, body) = shoal_tests::tls::https_get(server.admin_addr(), &ca, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+
+    // The Secrets change: the kubelet swaps ..data, and the server takes
+    // the new certificate and tokens without a restart.
+    let (files, new_ca, new_token) = secret_contents(&deployed, 2);
+    write_secrets(pod.path(), &files, 2);
+    let waited =
+        (config.tls.reload_interval_secs * 1000).max(config.auth.reload_interval_ms) + 20_000;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(waited);
+    loop {
+        if set_with(&server, &new_ca, Some(&new_token)).await == Ok(())
+            && set_with(&server, &new_ca, Some(&token)).await == Err(Code::Unauthenticated)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not take the rotated Secrets within {waited} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A compose service's named volume holding `path`: the volume and the
+/// path inside it, and whether it is mounted read-only.
+fn compose_volume(service: &Value, path: &str) -> (String, String, bool) {
+    array(service, "/volumes")
+        .iter()
+        .map(|volume| volume.as_str().expect("short volume syntax"))
+        .filter(|volume| !volume.starts_with("./"))
+        .find_map(|volume| {
+            let mut parts = volume.split(':');
+            let (name, target) = (parts.next()?, parts.next()?);
+            let inside = path.strip_prefix(target)?.strip_prefix('/')?;
+            Some((
+                name.to_owned(),
+                inside.to_owned(),
+                parts.next() == Some("ro"),
+            ))
+        })
+        .unwrap_or_else(|| panic!("no named volume holds {path}"))
+}
+
+/// Where a compose service mounts a named volume.
+fn compose_mount_target(service: &Value, volume: &str) -> String {
+    array(service, "/volumes")
+        .iter()
+        .filter_map(|mount| mount.as_str()?.strip_prefix(volume)?.strip_prefix(':'))
+        .map(|rest| rest.split(':').next().expect("a target").to_owned())
+        .next()
+        .unwrap_or_else(|| panic!("the volume {volume} is not mounted"))
+}
+
+/// The compose stack's shoal config, from the file mounted at SHOAL_CONFIG.
+fn compose_config(compose: &Value) -> (Config, String) {
+    let shoal = &compose["services"]["shoal"];
+    let target = text(&shoal["environment"], "/SHOAL_CONFIG");
+    let source = array(shoal, "/volumes")
+        .iter()
+        .filter_map(|volume| volume.as_str()?.strip_prefix("./"))
+        .find(|volume| volume.split(':').nth(1) == Some(target))
+        .and_then(|volume| volume.split(':').next())
+        .unwrap_or_else(|| panic!("nothing is mounted at SHOAL_CONFIG {target}"))
+        .to_owned();
+    let config = Config::from_toml(&read(&source), Path::new(&source))
+        .unwrap_or_else(|error| panic!("{source}: {error}"));
+    (config, source)
+}
+
+#[test]
+fn compose_runs_shoal_secured_on_the_files_shoal_init_writes() {
+    let compose = yaml("compose.yaml");
+    let services = compose["services"].as_object().expect("services");
+    let shoal = &services["shoal"];
+    let init = &services["shoal-init"];
+    let prometheus = &services["prometheus"];
+    let env = &shoal["environment"];
+
+    // On the image's listen address, the config passes protected mode, and
+    // protected mode is on.
+    let (mut config, source) = compose_config(&compose);
+    let image_env = dockerfile_instructions()
+        .iter()
+        .filter_map(|line| line.strip_prefix("ENV "))
+        .flat_map(|vars| {
+            vars.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .find_map(|var| var.strip_prefix("SHOAL_LISTEN=").map(str::to_owned))
+        .expect("the image sets SHOAL_LISTEN");
+    config.listen = image_env.parse().expect("an address");
+    assert!(
+        config.tls.enabled() && config.tls.admin_enabled(),
+        "{source}"
+    );
+    assert_eq!(config.unprotected_exposure(), None, "{source}");
+    assert!(is_false(text(env, "/SHOAL_INSECURE")));
+    for name in ["SHOAL_TLS_CERT", "SHOAL_TLS_KEY"] {
+        assert!(
+            env.get(name).is_none(),
+            "{name} would be the client certificate of the HEALTHCHECK and the CLI"
+        );
+    }
+
+    // shoal-init writes every file the config reads into a volume that
+    // shoal mounts read-only, and shoal starts once it has.
+    assert_eq!(
+        text(shoal, "/depends_on/shoal-init/condition"),
+        "service_completed_successfully"
+    );
+    let script = array(init, "/command")
+        .iter()
+        .map(|part| part.as_str().expect("a string"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let dev = tempfile::tempdir().expect("a directory");
+    let made = shoal_server::tls::dev_cert::write(dev.path()).expect("dev-cert");
+    let dev_cert_file = |path: &Path| {
+        path.strip_prefix(dev.path())
+            .expect("in the directory")
+            .to_str()
+            .expect("UTF-8")
+            .to_owned()
+    };
+    let in_init = |path: &str| -> (String, String) {
+        let (volume, inside, read_only) = compose_volume(shoal, path);
+        assert!(read_only, "shoal mounts {volume} read-only");
+        (compose_mount_target(init, &volume), inside)
+    };
+    for (path, made) in [
+        (config.tls.cert.as_ref(), &made.server_cert),
+        (config.tls.key.as_ref(), &made.server_key),
+    ] {
+        let path = path.and_then(|path| path.to_str()).expect("a path");
+        let (dir, file) = in_init(path);
+        assert_eq!(file, dev_cert_file(made), "{path} is what dev-cert writes");
+        assert!(
+            script.contains(&format!("dev-cert --out {dir}")),
+            "shoal-init writes the certificates to {dir}: {script}"
+        );
+    }
+    let tokens = config
+        .auth
+        .token_file
+        .as_ref()
+        .and_then(|path| path.to_str())
+        .expect("a token file");
+    let (dir, file) = in_init(tokens);
+    assert!(
+        script.contains("shoal-server token") && script.contains(&format!("{dir}/{file}")),
+        "shoal-init writes the token file {dir}/{file}: {script}"
+    );
+
+    // The image's HEALTHCHECK and the CLI in the container trust the CA
+    // beside the server's certificate, and dial TLS.
+    let cert_volume = compose_volume(
+        shoal,
+        config
+            .tls
+            .cert
+            .as_ref()
+            .and_then(|path| path.to_str())
+            .expect("cert"),
+    )
+    .0;
+    let ca = text(env, "/SHOAL_TLS_CA");
+    let (ca_volume, ca_file, _) = compose_volume(shoal, ca);
+    assert_eq!(ca_volume, cert_volume);
+    assert_eq!(ca_file, dev_cert_file(&made.ca));
+    assert_eq!(
+        text(env, "/SHOAL_ADDR"),
+        format!("https://127.0.0.1:{}", grpc_port())
+    );
+
+    // Prometheus scrapes over HTTPS with that CA, under a name the
+    // development certificate carries.
+    let job = array(&yaml("prometheus.yml"), "/scrape_configs")
+        .iter()
+        .find(|job| job["job_name"] == "shoal")
+        .cloned()
+        .expect("a shoal scrape job");
+    assert_eq!(text(&job, "/scheme"), "https");
+    let (volume, file, read_only) = compose_volume(prometheus, text(&job, "/tls_config/ca_file"));
+    assert!(read_only);
+    assert_eq!((volume, file), (ca_volume, ca_file));
+    assert!(["localhost", "127.0.0.1", "::1"].contains(&text(&job, "/tls_config/server_name")));
+
+    // Every named volume is declared.
+    let declared = compose["volumes"].as_object().expect("volumes");
+    for service in services.values() {
+        for volume in service
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let volume = volume.as_str().expect("short syntax");
+            if !volume.starts_with("./") {
+                let name = volume.split(':').next().expect("a name");
+                assert!(declared.contains_key(name), "undeclared volume {name}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_compose_config_serves_tls_and_tokens_from_the_init_services_files() {
+    use tonic::Code;
+    let (deployed, _) = compose_config(&yaml("compose.yaml"));
+    let root = tempfile::tempdir().expect("a directory");
+    let in_container = |path: &Option<PathBuf>| {
+        path.as_ref()
+            .map(|path| root.path().join(path.strip_prefix("/").expect("absolute")))
+    };
+    let mut config = deployed.clone();
+    config.tls.cert = in_container(&deployed.tls.cert);
+    config.tls.key = in_container(&deployed.tls.key);
+    config.auth.token_file = in_container(&deployed.auth.token_file);
+    // What shoal-init runs: dev-cert into the certificates' directory, and
+    // a token file.
+    let certs_dir = config
+        .tls
+        .cert
+        .as_ref()
+        .and_then(|path| path.parent())
+        .expect("dir");
+    let made = shoal_server::tls::dev_cert::write(certs_dir).expect("dev-cert");
+    assert_eq!(Some(&made.server_key), config.tls.key.as_ref());
+    let token = shoal_server::auth::generate_token().expect("a token");
+    let grant = shoal_server::auth::parse_grant("*=admin").expect("grant");
+    let stanza =
+        shoal_server::auth::token_stanza("ops", &token.digest, &[grant], None).expect("stanza");
+    let token_file = config.auth.token_file.as_ref().expect("token file");
+    std::fs::create_dir_all(token_file.parent().expect("dir")).expect("dir");
+    std::fs::write(token_file, stanza).expect("token file");
+
+    let ca = std::fs::read_to_string(&made.ca).expect("ca.pem");
+    let server = shoal_tests::tls::TlsServer::start(
+        config,
+        shoal_client::TlsConfig::new().ca_pem(ca.as_str()),
+    )
+    .await;
+    assert_eq!(
+        set_with(&server, &ca, None).await,
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(set_with(&server, &ca, Some(&token.secret)).await, Ok(()));
+    let (status, body) = shoal_tests::tls::https_get(server.admin_addr(), &ca, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
 }
