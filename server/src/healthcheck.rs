@@ -58,17 +58,19 @@ fn causes(error: &dyn std::error::Error) -> String {
 pub struct ProbeTls(ClientTlsConfig);
 
 impl ProbeTls {
-    /// Trusting the CA in `ca` (PEM; the system's roots when `None`) and
-    /// presenting `identity` (certificate and key files) when set; `None`
-    /// when neither is given.
+    /// Trusting the CA in `ca` (PEM; the system's roots when `None`),
+    /// presenting `identity` (certificate and key files) when set, and
+    /// verifying the server's certificate against `domain` rather than the
+    /// address's host when set; `None` when none is given.
     ///
     /// # Errors
     /// A message naming the file that cannot be read.
     pub fn from_files(
         ca: Option<&Path>,
         identity: Option<(&Path, &Path)>,
+        domain: Option<&str>,
     ) -> Result<Option<Self>, String> {
-        if ca.is_none() && identity.is_none() {
+        if ca.is_none() && identity.is_none() && domain.is_none() {
             return Ok(None);
         }
         let read = |path: &Path| {
@@ -81,6 +83,9 @@ impl ProbeTls {
         };
         if let Some((cert, key)) = identity {
             config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        if let Some(domain) = domain {
+            config = config.domain_name(domain);
         }
         Ok(Some(Self(config)))
     }

@@ -69,6 +69,11 @@ struct DevCertArgs {
     /// client-key.pem to (made if missing; files there are replaced).
     #[arg(long)]
     out: PathBuf,
+    /// Another name for the server certificate, beside localhost, 127.0.0.1
+    /// and ::1: a DNS name (such as a compose service or a Kubernetes
+    /// Service) or an IP address. Repeatable.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,12 +88,19 @@ struct HealthcheckArgs {
     /// CA certificate (PEM) to verify a TLS server with; implies https.
     #[arg(long, env = "SHOAL_TLS_CA")]
     tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for a server that requires one.
-    #[arg(long, env = "SHOAL_TLS_CERT", requires = "tls_key")]
+    /// Client certificate (PEM) for a server that requires one. Its
+    /// variable is not SHOAL_TLS_CERT, which is the server's own
+    /// certificate.
+    #[arg(long, env = "SHOAL_CLIENT_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long, env = "SHOAL_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "SHOAL_CLIENT_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The name to verify the server's certificate against, when the
+    /// address does not carry it (such as 127.0.0.1 for a certificate of
+    /// shoal.example.com).
+    #[arg(long, env = "SHOAL_TLS_DOMAIN")]
+    tls_domain: Option<String>,
 }
 
 /// Address of the admin listener, or `off`.
@@ -303,18 +315,37 @@ fn make_token(args: TokenArgs) -> ExitCode {
         args.expires.as_deref(),
     ) {
         Ok(stanza) => {
-            println!("{}", token.secret);
-            println!();
-            println!("# The line above is the secret: give it to the client now, it is not kept.");
-            println!("# Add this to the token file (the server reloads it on change or SIGHUP):");
-            print!("{stanza}");
-            ExitCode::SUCCESS
+            let text = format!(
+                "{}\n\n\
+                 # The line above is the secret: give it to the client now, it is not kept.\n\
+                 # Add this to the token file (the server reloads it on change or SIGHUP):\n\
+                 {stanza}",
+                token.secret
+            );
+            match write_stdout(&text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    // The secret exists nowhere else: say it was not delivered.
+                    eprintln!("error: cannot write the token: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes `text` to standard output at once. An error (such as a reader
+/// that closed the pipe early) is returned rather than a panic, which is
+/// what `println!` does.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 /// Reloads the TLS certificates on every SIGHUP, for ever.
@@ -336,40 +367,70 @@ async fn reload_on_hangup() {
 
 /// Writes development certificates and says how to use them.
 fn dev_cert(args: &DevCertArgs) -> ExitCode {
-    let files = match shoal_server::tls::dev_cert::write(&args.out) {
+    let files = match shoal_server::tls::dev_cert::write_with_names(&args.out, &args.names) {
         Ok(files) => files,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };
+    use std::fmt::Write as _;
     let dir = args.out.display();
-    println!("wrote a development CA and certificates to {dir} (not for production):");
-    println!("  {}  CA certificate: clients trust it", files.ca.display());
-    println!(
-        "  {}, {}  server certificate for localhost, 127.0.0.1, ::1 (key mode 0600)",
-        files.server_cert.display(),
-        files.server_key.display()
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "wrote a development CA and certificates to {dir} (not for production):"
     );
-    println!(
+    let _ = writeln!(
+        text,
+        "  {}  CA certificate: clients trust it",
+        files.ca.display()
+    );
+    let mut names = shoal_server::tls::dev_cert::DEV_SERVER_NAMES
+        .map(String::from)
+        .to_vec();
+    names.extend(args.names.iter().cloned());
+    let _ = writeln!(
+        text,
+        "  {}, {}  server certificate for {} (key mode 0600)",
+        files.server_cert.display(),
+        files.server_key.display(),
+        names.join(", ")
+    );
+    let _ = writeln!(
+        text,
         "  {}, {}  client certificate {} / {} (key mode 0600)",
         files.client_cert.display(),
         files.client_key.display(),
         shoal_server::tls::dev_cert::DEV_CLIENT_URI,
         shoal_server::tls::dev_cert::DEV_CLIENT_DNS
     );
-    println!();
-    println!("TLS:");
-    println!("  shoal-server --tls-cert {dir}/server.pem --tls-key {dir}/server-key.pem");
-    println!("  shoal --addr https://localhost:50051 --tls-ca {dir}/ca.pem get greeting");
-    println!("  grpcurl -cacert {dir}/ca.pem localhost:50051 list");
-    println!("mTLS (client certificates required):");
-    println!(
+    let _ = writeln!(text);
+    let _ = writeln!(text, "TLS:");
+    let _ = writeln!(
+        text,
+        "  shoal-server --tls-cert {dir}/server.pem --tls-key {dir}/server-key.pem"
+    );
+    let _ = writeln!(
+        text,
+        "  shoal --addr https://localhost:50051 --tls-ca {dir}/ca.pem get greeting"
+    );
+    let _ = writeln!(text, "  grpcurl -cacert {dir}/ca.pem localhost:50051 list");
+    let _ = writeln!(text, "mTLS (client certificates required):");
+    let _ = writeln!(
+        text,
         "  shoal-server --tls-cert {dir}/server.pem --tls-key {dir}/server-key.pem --tls-client-ca {dir}/ca.pem"
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  shoal --addr https://localhost:50051 --tls-ca {dir}/ca.pem --tls-cert {dir}/client.pem --tls-key {dir}/client-key.pem get greeting"
     );
+    // The files are written; a reader that stopped early lost only advice.
+    if let Err(error) = write_stdout(&text)
+        && error.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write to standard output: {error}");
+    }
     ExitCode::SUCCESS
 }
 
@@ -378,6 +439,7 @@ async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     let tls = match shoal_server::healthcheck::ProbeTls::from_files(
         args.tls_ca.as_deref(),
         args.tls_cert.as_deref().zip(args.tls_key.as_deref()),
+        args.tls_domain.as_deref(),
     ) {
         Ok(tls) => tls,
         Err(error) => {

@@ -1104,8 +1104,8 @@ fn compose_runs_shoal_secured_on_the_files_shoal_init_writes() {
         format!("https://127.0.0.1:{}", grpc_port())
     );
 
-    // Prometheus scrapes over HTTPS with that CA, under a name the
-    // development certificate carries.
+    // Prometheus scrapes over HTTPS with that CA, under the service's name,
+    // which shoal-init puts in the development certificate.
     let job = array(&yaml("prometheus.yml"), "/scrape_configs")
         .iter()
         .find(|job| job["job_name"] == "shoal")
@@ -1115,7 +1115,17 @@ fn compose_runs_shoal_secured_on_the_files_shoal_init_writes() {
     let (volume, file, read_only) = compose_volume(prometheus, text(&job, "/tls_config/ca_file"));
     assert!(read_only);
     assert_eq!((volume, file), (ca_volume, ca_file));
-    assert!(["localhost", "127.0.0.1", "::1"].contains(&text(&job, "/tls_config/server_name")));
+    let targets = array(&job, "/static_configs/0/targets");
+    let target = targets[0].as_str().expect("a target");
+    let host = target.split(':').next().expect("host:port");
+    assert!(
+        job.pointer("/tls_config/server_name").is_none(),
+        "the certificate names the target itself"
+    );
+    assert!(
+        script.contains(&format!("--name {host}")),
+        "dev-cert names the scrape target's host {host}: {script}"
+    );
 
     // Every named volume is declared.
     let declared = compose["volumes"].as_object().expect("volumes");

@@ -19,6 +19,10 @@ use crate::args::collections::CollectionCommand;
 /// Keys and values are taken as UTF-8 text. Output is text for people, or
 /// one JSON document per command with --json. Values that are not printable
 /// UTF-8 are shown quoted, with escapes such as \x00 and \n.
+/// The address of a server started with its defaults. Without a scheme, so
+/// that a --tls-* option makes it https:// and no option http://.
+const DEFAULT_ADDR: &str = "127.0.0.1:50051";
+
 #[derive(Debug, Parser)]
 #[command(name = "shoal", version, about, long_about)]
 pub struct Cli {
@@ -27,7 +31,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "SHOAL_ADDR",
-        default_value = shoal_client::DEFAULT_ENDPOINT,
+        default_value = DEFAULT_ADDR,
         global = true,
         help_heading = "Global options"
     )]
@@ -75,10 +79,11 @@ pub struct Cli {
     #[arg(long, env = "SHOAL_TLS_CA", global = true, help_heading = "TLS")]
     pub tls_ca: Option<PathBuf>,
 
-    /// Client certificate (PEM) for a server that asks for one (mTLS).
+    /// Client certificate (PEM) for a server that asks for one (mTLS). Its
+    /// variable is not SHOAL_TLS_CERT, which is the server's own certificate.
     #[arg(
         long,
-        env = "SHOAL_TLS_CERT",
+        env = "SHOAL_CLIENT_CERT",
         global = true,
         requires = "tls_key",
         help_heading = "TLS"
@@ -88,7 +93,7 @@ pub struct Cli {
     /// The client certificate's private key (PEM).
     #[arg(
         long,
-        env = "SHOAL_TLS_KEY",
+        env = "SHOAL_CLIENT_KEY",
         global = true,
         requires = "tls_cert",
         help_heading = "TLS"

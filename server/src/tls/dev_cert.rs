@@ -209,8 +209,23 @@ pub struct DevCertFiles {
 /// [`TlsError::DevCert`] when a certificate cannot be made,
 /// [`TlsError::Write`] (naming the file) when one cannot be written.
 pub fn write(dir: &Path) -> Result<DevCertFiles, TlsError> {
+    write_with_names(dir, &[])
+}
+
+/// The names every development server certificate carries.
+pub const DEV_SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// As [`write`], with `extra_names` (DNS names or IP addresses, such as a
+/// compose service's or a Kubernetes Service's name) in the server
+/// certificate beside [`DEV_SERVER_NAMES`].
+///
+/// # Errors
+/// As [`write`].
+pub fn write_with_names(dir: &Path, extra_names: &[String]) -> Result<DevCertFiles, TlsError> {
     let ca = DevCa::new("shoal development CA")?;
-    let server = ca.issue(&Leaf::server(&["localhost", "127.0.0.1", "::1"]))?;
+    let mut names: Vec<&str> = DEV_SERVER_NAMES.to_vec();
+    names.extend(extra_names.iter().map(String::as_str));
+    let server = ca.issue(&Leaf::server(&names))?;
     let client = ca.issue(&Leaf::client(&[DEV_CLIENT_URI], &[DEV_CLIENT_DNS]))?;
     std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
         path: dir.to_path_buf(),
