@@ -98,8 +98,6 @@ enum Who {
 }
 
 impl Who {
-    const ALL: [Who; 4] = [Who::Nobody, Who::Reader, Who::Writer, Who::Admin];
-
     fn secret(self) -> &'static str {
         match self {
             Who::Nobody => NOBODY,
@@ -116,16 +114,17 @@ impl Who {
             Who::Reader => matches!(namespace, "catalog" | "default").then_some(Need::Read),
             Who::Writer if namespace.starts_with("orders") => Some(Need::Write),
             // `ot?er`: any one byte between `ot` and `er`.
-            Who::Writer => (namespace.len() == 5
-                && namespace.starts_with("ot")
-                && namespace.ends_with("er"))
-            .then_some(Need::Read),
+            Who::Writer => {
+                (namespace.len() == 5 && namespace.starts_with("ot") && namespace.ends_with("er"))
+                    .then_some(Need::Read)
+            }
             Who::Admin => Some(Need::Admin),
         }
     }
 
     fn may(self, namespace: &str, need: Need) -> bool {
-        self.held(resolved(namespace)).is_some_and(|held| held >= need)
+        self.held(resolved(namespace))
+            .is_some_and(|held| held >= need)
     }
 }
 
@@ -158,8 +157,14 @@ struct Credential {
 
 fn credential() -> impl Strategy<Value = Credential> {
     let secret = || prop::sample::select(SECRETS);
+    let who = prop_oneof![
+        1 => Just(Who::Nobody),
+        2 => Just(Who::Reader),
+        3 => Just(Who::Writer),
+        3 => Just(Who::Admin),
+    ];
     let good = (
-        prop::sample::select(&Who::ALL[..]),
+        who,
         prop::sample::select(&["Bearer ", "bearer ", "BEARER   ", "Bearer  "][..]),
         prop::sample::select(&["", " ", "   "][..]),
     )
@@ -350,7 +355,11 @@ enum Op {
 }
 
 fn namespace() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(NAMESPACES)
+    prop_oneof![
+        6 => prop::sample::select(&NAMESPACES[..8]),
+        2 => prop::sample::select(&["orders", "orders-eu"][..]),
+        1 => prop::sample::select(&NAMESPACES[8..]),
+    ]
 }
 
 fn key() -> impl Strategy<Value = &'static str> {
@@ -464,6 +473,22 @@ impl Outcome {
         }
     }
 
+    /// Adds its leaves to `tally`: unauthenticated, denied, invalid, done.
+    fn count(&self, tally: &mut [u64; 4]) {
+        match self {
+            Outcome::Unauthenticated => tally[0] += 1,
+            Outcome::Denied { .. } => tally[1] += 1,
+            Outcome::Invalid => tally[2] += 1,
+            Outcome::Items(items, end) => {
+                items.iter().for_each(|item| item.count(tally));
+                if let Some(end) = end {
+                    end.count(tally);
+                }
+            }
+            _ => tally[3] += 1,
+        }
+    }
+
     /// Whether nothing of it was done: every item refused.
     fn refused(&self) -> bool {
         match self {
@@ -553,7 +578,9 @@ impl Model {
     }
 
     fn count(&self, namespace: &str) -> i64 {
-        self.store.get(resolved(namespace)).map_or(0, |keys| keys.len() as i64)
+        self.store
+            .get(resolved(namespace))
+            .map_or(0, |keys| keys.len() as i64)
     }
 
     /// What `cmd` by `who` answers, applying it.
@@ -631,7 +658,9 @@ impl Model {
                 };
                 let added = fields
                     .iter()
-                    .filter(|(field, value)| hash.insert(field.to_string(), value.clone()).is_none())
+                    .filter(|(field, value)| {
+                        hash.insert(field.to_string(), value.clone()).is_none()
+                    })
                     .count();
                 Outcome::Number(added as i64)
             }
@@ -1025,7 +1054,10 @@ async fn call(client: &mut Raw, credential: &Credential, cmd: &Cmd) -> Outcome {
             let pb::pipeline_request::Command::HGetAll(message) = pipeline_command(cmd) else {
                 unreachable!()
             };
-            let stream = client.collection.h_get_all(request(credential, message)).await;
+            let stream = client
+                .collection
+                .h_get_all(request(credential, message))
+                .await;
             let gathered = gather(stream, |chunk: pb::HGetAllResponse, items| {
                 items.push(fields_outcome(&chunk.entries));
             })
@@ -1070,7 +1102,10 @@ async fn call(client: &mut Raw, credential: &Credential, cmd: &Cmd) -> Outcome {
                 keys: keys_of(&keys),
                 ..Default::default()
             };
-            let stream = client.batch.delete_batch(request(credential, message)).await;
+            let stream = client
+                .batch
+                .delete_batch(request(credential, message))
+                .await;
             gather(stream, |chunk: pb::DeleteBatchResponse, items| {
                 items.extend(delete_batch_items(&chunk.items));
             })
@@ -1130,7 +1165,9 @@ async fn run(client: &mut Raw, credential: &Credential, op: &Op) -> (Outcome, Ve
             };
             let stream = client.cache.scan(request(credential, message)).await;
             let gathered = gather(stream, |page: pb::ScanResponse, items| {
-                items.push(Outcome::Keys(page.keys.iter().map(|key| text(key)).collect()));
+                items.push(Outcome::Keys(
+                    page.keys.iter().map(|key| text(key)).collect(),
+                ));
             })
             .await;
             whole(gathered, |pages| {
@@ -1348,7 +1385,13 @@ async fn reset(client: &mut Raw, seeds: &[Cmd]) -> Result<Model, TestCaseError> 
         };
         let want = model.eval(Who::Admin, seed);
         let got = call(client, &admin_credential, seed).await.normal();
-        prop_assert!(agrees(&want, &got), "seed {:?}: {:?}, not {:?}", seed, got, want);
+        prop_assert!(
+            agrees(&want, &got),
+            "seed {:?}: {:?}, not {:?}",
+            seed,
+            got,
+            want
+        );
     }
     Ok(model)
 }
@@ -1357,7 +1400,8 @@ async fn reset(client: &mut Raw, seeds: &[Cmd]) -> Result<Model, TestCaseError> 
 fn random_calls_with_random_credentials_get_the_modelled_answer_and_refusals_change_nothing() {
     let secured = secured();
     let client = secured.runtime.block_on(raw(&secured.server));
-    let seed = (namespace(), key(), value()).prop_map(|(ns, key, value)| Cmd::Set { ns, key, value });
+    let seed =
+        (namespace(), key(), value()).prop_map(|(ns, key, value)| Cmd::Set { ns, key, value });
     let case = (
         proptest::collection::vec(seed, 0..8),
         proptest::collection::vec((credential(), op()), 1..16),
@@ -1365,6 +1409,7 @@ fn random_calls_with_random_credentials_get_the_modelled_answer_and_refusals_cha
     let started = Instant::now();
     let calls = Cell::new(0u64);
     let refused = Cell::new(0u64);
+    let tally = Cell::new([0u64; 4]);
     runner()
         .run(&case, |(seeds, ops)| {
             let mut client = client.clone();
@@ -1379,6 +1424,9 @@ fn random_calls_with_random_credentials_get_the_modelled_answer_and_refusals_cha
                             .map_err(|_| fail(format!("{op:?}: no answer in time")))?;
                     calls.set(calls.get() + 1);
                     refused.set(refused.get() + u64::from(want.refused()));
+                    let mut counted = tally.get();
+                    want.count(&mut counted);
+                    tally.set(counted);
                     prop_assert!(
                         agrees(&want, &got),
                         "{:?} with {:?} answered\n  {:?}\nbut the model expects\n  {:?}",
@@ -1420,12 +1468,7 @@ fn random_calls_with_random_credentials_get_the_modelled_answer_and_refusals_cha
                     if let (Op::ListNamespaces, Some(who)) = (op, credential.who) {
                         let listed: BTreeSet<String> = listed.into_iter().collect();
                         for ns in &listed {
-                            prop_assert!(
-                                who.may(ns, Need::Read),
-                                "{:?} was listed {} ",
-                                who,
-                                ns
-                            );
+                            prop_assert!(who.may(ns, Need::Read), "{:?} was listed {} ", who, ns);
                         }
                         for ns in model.stored().keys() {
                             prop_assert!(
@@ -1442,13 +1485,235 @@ fn random_calls_with_random_credentials_get_the_modelled_answer_and_refusals_cha
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
     let elapsed = started.elapsed().as_secs_f64();
+    let [unauthenticated, denied, invalid, done] = tally.get();
     eprintln!(
-        "{} cases, {} calls ({} refused in whole) in {elapsed:.1}s: {:.0} calls/s",
+        "{} cases, {} calls ({} refused in whole) in {elapsed:.1}s: {:.0} calls/s; \
+         items and calls: {unauthenticated} unauthenticated, {denied} denied, \
+         {invalid} invalid, {done} done",
         cases(),
         calls.get(),
         refused.get(),
         calls.get() as f64 / elapsed
     );
+}
+
+// ---------------------------------------------------------------------------
+// Raw gRPC messages of random bytes, with random credentials.
+
+/// Methods of every shape, as raw HTTP/2 paths.
+const PATHS: &[&str] = &[
+    "/shoal.v1.CacheService/Get",
+    "/shoal.v1.CacheService/Set",
+    "/shoal.v1.CacheService/Delete",
+    "/shoal.v1.CacheService/Increment",
+    "/shoal.v1.CacheService/Scan",
+    "/shoal.v1.CollectionService/HSet",
+    "/shoal.v1.CollectionService/HGetAll",
+    "/shoal.v1.BatchService/GetBatch",
+    "/shoal.v1.BatchService/SetBatch",
+    "/shoal.v1.BatchService/DeleteBatch",
+    "/shoal.v1.BatchService/Pipeline",
+    "/shoal.v1.AdminService/Flush",
+    "/shoal.v1.AdminService/Stats",
+    "/shoal.v1.WatchService/Watch",
+    "/shoal.v1.Nothing/Here",
+];
+
+/// `%XX` escapes of a `grpc-message` undone.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%' && at + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[at + 1..at + 3]).ok())
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn header_status(headers: &http::HeaderMap) -> Option<(Code, String)> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    let message = headers
+        .get("grpc-message")
+        .and_then(|message| message.to_str().ok())
+        .map(percent_decoded)
+        .unwrap_or_default();
+    Some((Code::from(code), message))
+}
+
+/// What a call ended with, read off its response headers or trailers.
+async fn grpc_status(response: h2::client::ResponseFuture) -> Result<(Code, String), String> {
+    let response = response
+        .await
+        .map_err(|error| format!("response: {error}"))?;
+    if let Some(status) = header_status(response.headers()) {
+        return Ok(status);
+    }
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        let data = data.map_err(|error| format!("body: {error}"))?;
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    let trailers = body
+        .trailers()
+        .await
+        .map_err(|error| format!("trailers: {error}"))?
+        .ok_or("no trailers")?;
+    header_status(&trailers).ok_or_else(|| "no grpc-status".to_string())
+}
+
+/// A request body: random bytes, or gRPC messages of random bytes behind
+/// prefixes whose length may be the payload's, zero, short, long or huge,
+/// with the compressed flag sometimes set.
+fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
+    let message = (
+        prop_oneof![Just(0u8), Just(0u8), Just(1u8), any::<u8>()],
+        proptest::collection::vec(any::<u8>(), 0..120),
+        prop_oneof![
+            3 => Just(None),
+            1 => Just(Some(0u32)),
+            1 => Just(Some(u32::MAX)),
+            1 => (0u32..300).prop_map(Some),
+            1 => (16_000_000u32..20_000_000).prop_map(Some),
+        ],
+    )
+        .prop_map(|(flag, payload, declared)| {
+            let length = declared.unwrap_or(payload.len() as u32);
+            let mut bytes = vec![flag];
+            bytes.extend_from_slice(&length.to_be_bytes());
+            bytes.extend_from_slice(&payload);
+            bytes
+        });
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..16),
+        proptest::collection::vec(message, 1..3).prop_map(|messages| messages.concat()),
+    ]
+}
+
+#[test]
+fn raw_messages_with_random_credentials_are_refused_before_their_body_is_read() {
+    let secured = secured();
+    let client = secured.runtime.block_on(raw(&secured.server));
+    let case = proptest::collection::vec(
+        (
+            credential(),
+            prop::sample::select(PATHS),
+            hostile_body(),
+            any::<bool>(),
+        ),
+        1..6,
+    );
+    runner()
+        .run(&case, |calls| {
+            let mut client = client.clone();
+            secured.runtime.block_on(async {
+                let (before, _) = read_back(&mut client).await.map_err(fail)?;
+                let tcp = tokio::net::TcpStream::connect(secured.server.addr())
+                    .await
+                    .map_err(|error| fail(error.to_string()))?;
+                let (send, connection) = h2::client::handshake(tcp)
+                    .await
+                    .map_err(|error| fail(error.to_string()))?;
+                let driver = tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                let mut refused_all = true;
+                for (credential, path, body, end) in &calls {
+                    let mut builder = http::Request::builder()
+                        .method("POST")
+                        .uri(format!("http://localhost{path}"))
+                        .header("content-type", "application/grpc")
+                        .header("te", "trailers");
+                    if let Some(header) = &credential.header {
+                        builder = builder.header("authorization", header.as_str());
+                    }
+                    let request = builder.body(()).expect("request");
+                    let mut send = send
+                        .clone()
+                        .ready()
+                        .await
+                        .map_err(|error| fail(error.to_string()))?;
+                    let (response, mut stream) = send
+                        .send_request(request, false)
+                        .map_err(|error| fail(error.to_string()))?;
+                    let _ = stream.send_data(Bytes::from(body.clone()), *end);
+                    // A refusal comes without waiting for the body; a call
+                    // let through whose body does not end is cut off after
+                    // a moment, as a client that gives up would.
+                    let wait = if *end || credential.who.is_none() {
+                        PATIENCE
+                    } else {
+                        Duration::from_millis(200)
+                    };
+                    let answered = tokio::time::timeout(wait, grpc_status(response)).await;
+                    let (code, message) = match answered {
+                        Ok(Ok(status)) => status,
+                        Err(_) if !end && credential.who.is_some() => {
+                            stream.send_reset(h2::Reason::CANCEL);
+                            continue;
+                        }
+                        Err(_) => return Err(fail(format!("{path}: no answer in time"))),
+                        Ok(Err(error)) if credential.who.is_some() => {
+                            // The server may reset a stream it cannot parse.
+                            if error.contains("stream no longer needed") {
+                                continue;
+                            }
+                            return Err(fail(format!("{path}: {error}")));
+                        }
+                        Ok(Err(error)) => return Err(fail(format!("{path}: {error}"))),
+                    };
+                    if credential.who.is_none() {
+                        prop_assert_eq!(
+                            (code, message.as_str()),
+                            (Code::Unauthenticated, UNAUTHENTICATED_MESSAGE),
+                            "{} with {:?}",
+                            path,
+                            credential.header
+                        );
+                    } else {
+                        // The one INTERNAL the gRPC spec requires: a message
+                        // flagged compressed on a call with no grpc-encoding.
+                        let compressed_flag = body.len() >= 5 && body[0] == 1;
+                        prop_assert!(
+                            code != Code::Unknown
+                                && code != Code::Unauthenticated
+                                && (code != Code::Internal || compressed_flag),
+                            "{} with {:?} answered {:?} {:?} to {:?}",
+                            path,
+                            credential.header,
+                            code,
+                            message,
+                            body
+                        );
+                    }
+                    refused_all &= code != Code::Ok;
+                }
+                driver.abort();
+                let (after, _) = read_back(&mut client).await.map_err(fail)?;
+                if refused_all {
+                    prop_assert_eq!(&before, &after, "refused calls changed what is stored");
+                }
+                Ok(())
+            })
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1516,7 +1781,11 @@ fn role_in(grants: &[(NamespacePattern, Role)], namespace: &str) -> Option<Role>
 
 #[test]
 fn grants_parse_or_say_why_and_stanzas_parse_back_to_the_same_token() {
-    let grant = (pattern_text(), prop::sample::select(&[" ", "", "  "][..]), role_text());
+    let grant = (
+        pattern_text(),
+        prop::sample::select(&[" ", "", "  "][..]),
+        role_text(),
+    );
     let case = (
         proptest::collection::vec(grant, 0..5),
         "\\PC{0,16}",
@@ -1587,7 +1856,12 @@ fn grants_parse_or_say_why_and_stanzas_parse_back_to_the_same_token() {
                     return Ok(());
                 }
             };
-            prop_assert!(!blank_id && !bad_expiry, "{:?} / {:?} accepted", id, expires);
+            prop_assert!(
+                !blank_id && !bad_expiry,
+                "{:?} / {:?} accepted",
+                id,
+                expires
+            );
             let set = TokenSet::parse(&stanza)
                 .map_err(|error| fail(format!("{stanza} does not parse: {error}")))?;
             prop_assert_eq!(set.tokens(), 1);
@@ -1691,7 +1965,12 @@ fn token_entry() -> impl Strategy<Value = TokenEntry> {
         ],
         proptest::collection::vec(
             (
-                prop_oneof!["[a-z.:_-]{1,8}", "[a-z]{0,4}\\*", "[a-z]\\?[a-z]", Just("*".into())],
+                prop_oneof![
+                    "[a-z.:_-]{1,8}",
+                    "[a-z]{0,4}\\*",
+                    "[a-z]\\?[a-z]",
+                    Just("*".into())
+                ],
                 prop::sample::select(&["read", "write", "admin"][..]),
             ),
             0..3,
@@ -1908,7 +2187,11 @@ fn token_files_parse_to_what_they_list_or_name_their_fault() {
                                 }
                             }
                             Err(refusal) => {
-                                prop_assert!(expired && refusal == Refusal::Expired, "{:?}", refusal);
+                                prop_assert!(
+                                    expired && refusal == Refusal::Expired,
+                                    "{:?}",
+                                    refusal
+                                );
                             }
                         }
                     }
@@ -2015,7 +2298,9 @@ fn hostile_token_files_and_times_never_panic() {
             &time,
             |(year, month, day, hour, minute, second, nanos, offset)| {
                 let fraction = nanos.map_or(String::new(), |nanos| format!(".{nanos:09}"));
-                let base = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}");
+                let base = format!(
+                    "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}"
+                );
                 let utc = parse_rfc3339(&format!("{base}Z"));
                 let sign = if offset < 0 { '-' } else { '+' };
                 let shifted = parse_rfc3339(&format!(
