@@ -33,6 +33,7 @@ use shoal_server::auth::{
     NamespacePattern, Refusal, Role, TokenSet, UNAUTHENTICATED_MESSAGE, digest_hex, parse_grant,
     parse_rfc3339, secret_digest, token_stanza,
 };
+use shoal_server::engine::KeyPattern;
 use shoal_tests::{Raw, TestServer, raw};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -1818,6 +1819,22 @@ fn grants_parse_or_say_why_and_stanzas_parse_back_to_the_same_token() {
                         prop_assert_eq!(again.to_string(), parsed_pattern.to_string());
                         prop_assert_eq!(again_role, parsed_role);
                         prop_assert_eq!(parsed_role.name(), role.trim());
+                        let written = pattern.trim();
+                        prop_assert_eq!(parsed_pattern.as_str(), written, "as written");
+                        prop_assert_eq!(parsed_pattern.to_string(), written);
+                        // The fast shapes (`*`, names, `prefix*`) match as
+                        // the general glob does.
+                        if let Ok(glob) = KeyPattern::new(written) {
+                            for probe in probes(&[written.to_string()]) {
+                                prop_assert_eq!(
+                                    parsed_pattern.matches(&probe),
+                                    glob.matches(probe.as_bytes()),
+                                    "{:?} against {:?}",
+                                    written,
+                                    probe
+                                );
+                            }
+                        }
                         pattern_texts.push(pattern.trim().to_string());
                         parsed.push((parsed_pattern, parsed_role));
                     }
