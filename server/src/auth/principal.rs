@@ -71,7 +71,7 @@ pub enum NamespacePattern {
     Any,
     /// A name without glob characters.
     Exact(String),
-    /// `prefix*` with no other glob character.
+    /// `prefix*` with no other glob character, as written (with its `*`).
     Prefix(String),
     /// Anything else, matched as Scan patterns are.
     Glob(String, KeyPattern),
@@ -100,7 +100,7 @@ impl NamespacePattern {
         if let Some(prefix) = text.strip_suffix('*')
             && !prefix.contains(GLOB)
         {
-            return Ok(Self::Prefix(prefix.to_string()));
+            return Ok(Self::Prefix(text.to_string()));
         }
         KeyPattern::new(text)
             .map(|pattern| Self::Glob(text.to_string(), pattern))
@@ -113,7 +113,8 @@ impl NamespacePattern {
         match self {
             Self::Any => true,
             Self::Exact(name) => name == namespace,
-            Self::Prefix(prefix) => namespace.starts_with(prefix.as_str()),
+            // The `*` is one byte.
+            Self::Prefix(text) => namespace.starts_with(&text[..text.len() - 1]),
             Self::Glob(_, pattern) => pattern.matches(namespace.as_bytes()),
         }
     }
@@ -122,18 +123,14 @@ impl NamespacePattern {
     pub fn as_str(&self) -> &str {
         match self {
             Self::Any => "*",
-            Self::Exact(text) | Self::Glob(text, _) => text,
-            Self::Prefix(prefix) => prefix,
+            Self::Exact(text) | Self::Prefix(text) | Self::Glob(text, _) => text,
         }
     }
 }
 
 impl fmt::Display for NamespacePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Prefix(prefix) => write!(f, "{prefix}*"),
-            other => f.write_str(other.as_str()),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -345,10 +342,15 @@ mod tests {
         assert!(glob.matches("team-a-x"));
         assert!(!glob.matches("team-c-x"));
         assert_eq!(glob.to_string(), "team-[ab]-*");
+        let prefix = NamespacePattern::parse("orders*").unwrap();
+        assert_eq!(prefix.to_string(), "orders*");
         assert_eq!(
-            NamespacePattern::parse("orders*").unwrap().to_string(),
-            "orders*"
+            prefix.as_str(),
+            "orders*",
+            "as written, not the bare prefix"
         );
+        assert!(prefix.matches("orders") && prefix.matches("orders-eu"));
+        assert!(!prefix.matches("order"));
         assert!(NamespacePattern::parse("").is_err());
         assert!(NamespacePattern::parse("bad[").is_err());
     }
