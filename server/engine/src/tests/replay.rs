@@ -603,3 +603,36 @@ fn bad_records_are_refused_without_panicking() {
         0
     );
 }
+
+#[test]
+fn a_flush_during_writes_replays_to_the_same_keyspace() {
+    let clock = ManualClock::new(START_MS);
+    // Many shards make a flush long enough for writes to meet it.
+    let config = EngineConfig {
+        shards_per_namespace: 1024,
+        ..EngineConfig::default()
+    };
+    for _ in 0..20 {
+        let (a, log) = recorded_engine(&clock, config.clone());
+        let ns = a.namespace("n").expect("namespace");
+        std::thread::scope(|scope| {
+            for writer in 0..2 {
+                let ns = &ns;
+                scope.spawn(move || {
+                    for at in 0..300 {
+                        let key = format!("w{writer}-{}", at % 40);
+                        ns.set(key.as_bytes(), b("v"), SetOptions::default())
+                            .expect("set");
+                    }
+                });
+            }
+            for _ in 0..5 {
+                ns.flush();
+                std::thread::yield_now();
+            }
+        });
+        let b_engine = Engine::with_parts(config.clone(), Arc::new(clock.clone()), None);
+        replay(&b_engine, log.since(0));
+        assert_eq!(dump(&a), dump(&b_engine));
+    }
+}
