@@ -1,0 +1,117 @@
+//! Persistence: an append-only log of the engine's change records with
+//! group commit, snapshots, and the files that say which of them hold the
+//! state.
+//!
+//! The engine does no I/O: it hands every mutation to a
+//! [`ChangeSink`](crate::engine::ChangeSink) as a record of its effect,
+//! replays records with [`Engine::apply_change`](crate::engine::Engine::apply_change)
+//! and reads itself for a snapshot with
+//! [`Namespace::snapshot_reader`](crate::engine::Namespace::snapshot_reader).
+//! This module turns those into files and back, through the small
+//! [`FileSystem`] trait, so that tests can put a disk underneath that loses
+//! power ([`fault_fs`]). It lives in the server crate because only the
+//! server runs it; it depends on nothing of the network.
+//!
+//! # Files
+//!
+//! A data directory holds:
+//! - log segments `log-NNNNNNNNNNNNNNNNNNNN.seg`, numbered upward from 1
+//!   without gaps; a process writes a fresh segment from its start on and
+//!   never appends to an older one;
+//! - snapshot files, each self-contained;
+//! - `MANIFEST`: the snapshot to load, if any, and the first segment to
+//!   replay after it. It is replaced whole: written to `MANIFEST.tmp`,
+//!   fdatasynced, renamed over `MANIFEST`, then the directory fsynced.
+//!   Files it does not name are garbage, removed only after the manifest
+//!   that dropped them is durable.
+//!
+//! Every file begins with a 16-byte header (an 8-byte magic naming its
+//! kind, the format version, four reserved bytes); then come frames of
+//! `len | crc32(payload) | crc32(len, crc) | payload` ([`frame`]). The
+//! checksum is CRC-32 (IEEE) from `crc32fast`, which uses the CPU's
+//! carry-less multiply where there is one. The payloads are a compact
+//! hand-rolled binary layout rather than protobuf ([`record`] says why and
+//! gives the layout): records carry the engine's change records as they
+//! are, with absolute deadlines and the key's version (the record's
+//! sequence).
+//!
+//! # Acknowledgement and what each fsync policy can lose
+//!
+//! With the log on, a write is answered only once its record was handed to
+//! the kernel ([`LogWriter::wait`]); what reaches the disk when depends on
+//! `fsync`:
+//! - `always`: the write is answered after an fdatasync that covers its
+//!   record. A power loss loses no acknowledged write. Concurrent writers
+//!   share one fdatasync (group commit), so throughput falls by far less
+//!   than one sync per write.
+//! - `everysec` (the default): the log is fdatasynced about once a second.
+//!   A crash of the process loses nothing acknowledged (the kernel has it);
+//!   a power loss or kernel crash loses up to about the last second.
+//! - `no`: the kernel writes its cache back when it chooses (tens of
+//!   seconds on Linux by default). A process crash loses nothing
+//!   acknowledged; a power loss may lose everything since the kernel last
+//!   wrote back.
+//!
+//! In every mode a segment is fdatasynced before the next one begins, so
+//! only the last segment can end torn.
+//!
+//! # Recovery
+//!
+//! The manifest names a snapshot and the first segment after it. The
+//! snapshot is loaded with
+//! [`Engine::restore_entry`](crate::engine::Engine::restore_entry), then the
+//! segments are read in order ([`read_log`]) and every record replayed; a
+//! record the snapshot already reflects is recognised by the key's version
+//! and ignored, so the overlap between a snapshot and the log is harmless.
+//! Keys whose deadline has passed are dropped once the replay is done
+//! ([`Engine::drop_expired`](crate::engine::Engine::drop_expired)), not
+//! record by record: a later record may lift a deadline that had passed.
+//! A torn tail is cut off and reported; any other damage stops recovery
+//! with the file and offset named ([`reader`] has the rule).
+//!
+//! A snapshot begins by rolling the log ([`LogWriter::roll`]), then reads
+//! the namespaces: every record in the segments from the returned number
+//! on is then either in the snapshot or after it. The snapshot also
+//! records each shard's sequence when its reading began; records of a
+//! shard at or below it are already in the snapshot (only a flush, which
+//! has no sequence, needs the log replayed from the roll on).
+//!
+//! # Status
+//!
+//! This is the foundation: the record and file formats, the log writer
+//! with group commit and its three fsync policies, the log reader with
+//! torn-tail repair, the manifest, the engine's replay and snapshot
+//! reading, and the tests of all of them against a disk that loses power.
+//! Not yet built, for the next part: writing and loading snapshot files
+//! (the [`SnapshotRecord`] layout exists; the file needs a temp name, a
+//! trailer check and the manifest switch, then the removal of covered
+//! segments); the sink that appends each change record to the log and the
+//! acknowledgement wait in the service layer (through a
+//! `tokio::sync::watch` of the progress, or a blocking wait off the
+//! runtime); back-pressure when the buffer outgrows the disk; the config
+//! keys (`persistence = off | snapshot | log`, `fsync`, `data_dir` locked
+//! against a second process, snapshot triggers, per-namespace opt-out);
+//! start-up recovery before health turns SERVING with a progress line;
+//! `shoal-server repair`; Snapshot and persistence status in
+//! `AdminService`, Stats, /metrics and the CLI; the deploy volumes; the
+//! kill -9 checker; and the restart and throughput benchmarks.
+
+pub mod error;
+pub mod fault_fs;
+pub mod frame;
+pub mod fs;
+pub mod manifest;
+pub mod reader;
+pub mod record;
+pub mod segment;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::PersistenceError;
+pub use fs::{AppendFile, FileSystem, OsFileSystem};
+pub use manifest::{read_manifest, write_manifest};
+pub use reader::{LogReport, TornTail, read_log};
+pub use record::{LogRecord, Manifest, SnapshotRecord};
+pub use writer::{FsyncPolicy, LogConfig, LogPosition, LogProgress, LogWriter};
