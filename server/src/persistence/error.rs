@@ -52,6 +52,10 @@ pub enum PersistenceError {
     /// may already have dropped the pages it could not write.
     #[error("the log writer has failed: {0}")]
     WriterFailed(Box<PersistenceError>),
+    /// The engine already sends its change records to another sink, so
+    /// the log would miss them.
+    #[error("the engine already has a change sink; the log must be its only one")]
+    SinkAttached,
     /// The log writer was closed.
     #[error("the log writer is closed")]
     Closed,

@@ -66,6 +66,9 @@
 //! Keys whose deadline has passed are dropped once the replay is done
 //! ([`Engine::drop_expired`](crate::engine::Engine::drop_expired)), not
 //! record by record: a later record may lift a deadline that had passed.
+//! They are dropped after the new log is attached ([`start_log`]), so the
+//! drops are logged before any write of the new process, whose records
+//! take those keys as gone.
 //! A torn tail is cut off and reported; any other damage stops recovery
 //! with the file and offset named ([`reader`] has the rule).
 //!
@@ -103,9 +106,14 @@ pub mod fs;
 pub mod manifest;
 pub mod reader;
 pub mod record;
+pub mod recovery;
 pub mod segment;
+pub mod sink;
+pub mod snapshot;
 pub mod writer;
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;
 
@@ -114,4 +122,7 @@ pub use fs::{AppendFile, FileSystem, OsFileSystem};
 pub use manifest::{read_manifest, write_manifest};
 pub use reader::{LogReport, TornTail, read_log};
 pub use record::{LogRecord, Manifest, SnapshotRecord};
+pub use recovery::{RecoveryReport, recover, start_log, take_snapshot};
+pub use sink::LogSink;
+pub use snapshot::{SnapshotReport, load_snapshot, write_snapshot};
 pub use writer::{FsyncPolicy, LogConfig, LogPosition, LogProgress, LogWriter};
