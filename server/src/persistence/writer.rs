@@ -251,17 +251,19 @@ impl LogWriter {
     }
 
     /// Blocks until everything appended so far is on disk, whatever the
-    /// policy (a snapshot's cut, a clean shutdown).
+    /// policy, and every segment asked for by [`LogWriter::roll`] has
+    /// begun (a snapshot's cut, a clean shutdown).
     ///
     /// # Errors
     /// As [`LogWriter::wait`].
     pub fn sync(&self) -> Result<(), PersistenceError> {
         let mut state = self.shared.state.lock();
         let target = state.progress.appended;
+        let segment = state.next_segment - 1;
         state.sync_requested = true;
         self.shared.work.notify_one();
         loop {
-            if state.progress.durable >= target {
+            if state.progress.durable >= target && state.progress.segment >= segment {
                 return Ok(());
             }
             state.check()?;
