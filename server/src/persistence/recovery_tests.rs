@@ -236,3 +236,82 @@ fn a_damaged_or_unfinished_snapshot_stops_recovery() {
         }
     }
 }
+
+/// Runs the workload one command at a time until the disk loses power,
+/// taking snapshots now and then; returns the keyspace after the last
+/// acknowledged command and after the one in flight when the power went.
+fn run_until_power_loss(
+    engine: &Engine,
+    writer: &LogWriter,
+    fs: &FaultFs,
+    clock: &ManualClock,
+    rng: &mut fastrand::Rng,
+) -> (Dump, Dump) {
+    let mut acknowledged = dump(engine);
+    for _ in 0..400 {
+        if rng.u8(..40) == 0 && take_snapshot(fs, &dir(), engine, writer).is_err() {
+            break;
+        }
+        workload_one(engine, clock, rng);
+        let ok = LogSink::take_position().is_none_or(|position| writer.wait(position).is_ok());
+        if !ok {
+            return (acknowledged, dump(engine));
+        }
+        acknowledged = dump(engine);
+    }
+    (acknowledged.clone(), acknowledged)
+}
+
+/// One command of [`workload`], without its wait.
+fn workload_one(engine: &Engine, clock: &ManualClock, rng: &mut fastrand::Rng) {
+    let ns = engine
+        .namespace(["alpha", "beta"][rng.usize(..2)])
+        .expect("namespace");
+    let key = format!("k{}", rng.u8(..16)).into_bytes();
+    let value = Bytes::from(vec![b'v'; rng.usize(..60)]);
+    let _ = match rng.u8(..8) {
+        0..=2 => ns.set(&key, value, SetOptions::default()).map(drop),
+        3 => ns.delete(&[&key]).map(drop),
+        4 => ns
+            .push(
+                &key,
+                vec![value],
+                rng.bool(),
+                false,
+                Expiry::AfterMs(rng.i64(1..500)),
+            )
+            .map(drop),
+        5 => ns
+            .hset(&key, vec![(Bytes::from_static(b"f"), value)], Expiry::Keep)
+            .map(drop),
+        6 => {
+            clock.advance_ms(rng.u64(1..200));
+            Ok(())
+        }
+        _ => ns.update_expiry(&key, Expiry::Never).map(drop),
+    };
+}
+
+#[test]
+fn with_always_a_power_loss_keeps_every_acknowledged_command() {
+    for seed in 0..200 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let clock = ManualClock::new(START_MS);
+        let fs = FaultFs::new(seed);
+        let first = engine(&clock);
+        let writer = logged(&first, &fs, 1);
+        fs.lose_power_after(rng.u64(1..600));
+        let (acknowledged, in_flight) =
+            run_until_power_loss(&first, &writer, &fs, &clock, &mut rng);
+        let _ = writer.close();
+
+        let restarted = engine(&clock);
+        let report = recover(&fs.after_power_loss(), &dir(), &restarted)
+            .unwrap_or_else(|error| panic!("seed {seed}: recovery failed: {error}"));
+        let recovered = dump(&restarted);
+        assert!(
+            recovered == acknowledged || recovered == in_flight,
+            "seed {seed}: recovered {recovered:?}\nacknowledged {acknowledged:?}\nreport {report:?}"
+        );
+    }
+}
