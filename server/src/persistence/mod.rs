@@ -106,7 +106,11 @@
 //! damaged file; Snapshot on demand and persistence status in
 //! `AdminService`, Stats, /metrics and the CLI; volumes in deploy/; the
 //! kill -9 checker of 50 cycles; restart and throughput benchmarks against
-//! redis-server, and the README's Persistence section.
+//! redis-server, and the README's Persistence section. Two limits of what
+//! is here: segments and snapshots are read whole into memory (a large
+//! snapshot wants a streaming reader), and a write racing
+//! `Engine::drop_namespace` can be logged after the namespace's flush and
+//! come back on replay (the drop wants a record of its own).
 
 pub mod error;
 pub mod fault_fs;

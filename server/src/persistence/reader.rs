@@ -79,6 +79,20 @@ pub fn read_log(
         .filter(|number| *number >= first_segment)
         .collect();
     let mut report = LogReport::default();
+    // Segments from the first one on are only ever removed by a snapshot,
+    // after the manifest moved past them.
+    if let Some(&first) = numbers.first()
+        && first != first_segment.max(1)
+    {
+        return Err(PersistenceError::corrupt(
+            dir.join(segment_name(first_segment.max(1))),
+            0,
+            format!(
+                "segment {} is missing before segment {first}",
+                first_segment.max(1)
+            ),
+        ));
+    }
     for (index, &number) in numbers.iter().enumerate() {
         let path = dir.join(segment_name(number));
         if let Some(&previous) = report.segments.last()

@@ -486,9 +486,14 @@ fn wrong_versions_empty_files_and_gaps_are_told_apart() {
     assert_eq!((path, offset), (dir().join(segment_name(1)), 0));
 
     let fs = disk_with(std::slice::from_ref(&bytes));
-    fs.put(&dir().join(segment_name(3)), bytes);
+    fs.put(&dir().join(segment_name(3)), bytes.clone());
     let (path, _) = corrupt_offset(read_all(&fs, 1));
     assert_eq!(path, dir().join(segment_name(2)));
+    // The first segment the manifest names is missing too.
+    let fs = FaultFs::new(10);
+    fs.put(&dir().join(segment_name(5)), bytes);
+    let (path, _) = corrupt_offset(read_all(&fs, 4));
+    assert_eq!(path, dir().join(segment_name(4)));
 }
 
 /// One run of writers against a disk that loses power at a random
