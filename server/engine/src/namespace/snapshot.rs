@@ -14,7 +14,10 @@
 //! when its first chunk was read ([`SnapshotChunk::shard_sequence`]),
 //! applied with [`Namespace::apply_change`]. Records at or below it are
 //! already in the entries; records above it that the entries also reflect
-//! are recognised by the key's version and ignored.
+//! are recognised by the key's version and ignored. A flush has no
+//! sequence: when one may have happened during the walk, replay instead
+//! every record emitted since the walk began (those the entries reflect
+//! are ignored the same way), which is as exact.
 
 use std::sync::Arc;
 
