@@ -13,6 +13,8 @@
 //!   environment; [`error`]: why serving stopped.
 //! - [`observe`]: logs and OpenTelemetry traces, Prometheus metrics, per-RPC
 //!   statistics, and the admin HTTP listener serving them with the probes.
+//! - [`persistence`]: the append-only log of change records with group
+//!   commit, its file format and recovery (not yet wired into start-up).
 //! - [`process`]: settings of the process itself (its memory limit,
 //!   transparent huge pages).
 //! - [`tls`]: TLS and client certificates on the listeners, reloaded
@@ -37,6 +39,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod limits;
 pub mod observe;
+pub mod persistence;
 pub mod process;
 pub mod server;
 pub mod service;

@@ -52,7 +52,9 @@ pub use deadline::MAX_TTL_MS;
 pub use error::EngineError;
 pub use eviction::{EvictionPolicy, UnknownPolicy};
 pub use namespace::{
-    BatchRead, HashSnapshot, ListSnapshot, Namespace, NamespaceStats, SetOperation, SetSnapshot,
+    Applied, BatchRead, HashSnapshot, ListSnapshot, MAX_CHUNKS_PER_SHARD, MAX_REPLAYED_FIELD,
+    Namespace, NamespaceStats, ReplayError, SNAPSHOT_CHUNK_KEYS, SetOperation, SetSnapshot,
+    SnapshotChunk, SnapshotEntry, SnapshotReader, SnapshotValue,
 };
 pub use pattern::{KeyPattern, MAX_PATTERN_BYTES};
 pub use scan::{ScanCursor, ScanFilter, ScanPage};

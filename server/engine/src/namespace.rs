@@ -13,14 +13,21 @@ mod hashes;
 mod key_write;
 mod keys;
 mod lists;
+mod replay;
 mod sets;
+mod snapshot;
 mod stats;
 mod strings;
 
 pub use batch_read::BatchRead;
 pub use hashes::HashSnapshot;
 pub use lists::ListSnapshot;
+pub use replay::{Applied, MAX_REPLAYED_FIELD, ReplayError};
 pub use sets::{SetOperation, SetSnapshot};
+pub use snapshot::{
+    MAX_CHUNKS_PER_SHARD, SNAPSHOT_CHUNK_KEYS, SnapshotChunk, SnapshotEntry, SnapshotReader,
+    SnapshotValue,
+};
 pub use stats::NamespaceStats;
 
 use std::hash::BuildHasher;

@@ -202,8 +202,51 @@ impl ShardState {
         value: Value,
         expires_at_ms: u64,
     ) -> (u64, Option<Spilled>) {
-        debug_assert_eq!(slot, self.find_slot(hash, key));
         let version = self.next_sequence();
+        let replaced = self.store_at(slot, hash, key, value, expires_at_ms, version);
+        self.counters.sets += 1;
+        (version, replaced)
+    }
+
+    /// The last sequence number handed out; a snapshot of the shard
+    /// reflects every record up to it.
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.last_sequence
+    }
+
+    /// Makes later sequence numbers exceed `sequence`: replayed records
+    /// carry versions from before a restart, and every write after it must
+    /// get a higher one.
+    pub(crate) fn observe_sequence(&mut self, sequence: u64) {
+        self.last_sequence = self.last_sequence.max(sequence);
+    }
+
+    /// Stores `value` under `key` with the given `version`, which the
+    /// caller has made no higher than the shard's sequence (see
+    /// [`ShardState::observe_sequence`]); the write of a replayed record.
+    pub(crate) fn store_versioned(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        value: Value,
+        expires_at_ms: u64,
+        version: u64,
+    ) -> Option<Spilled> {
+        debug_assert!(version <= self.last_sequence);
+        let slot = self.find_slot(hash, key);
+        self.store_at(slot, hash, key, value, expires_at_ms, version)
+    }
+
+    fn store_at(
+        &mut self,
+        slot: Option<u32>,
+        hash: u64,
+        key: &[u8],
+        value: Value,
+        expires_at_ms: u64,
+        version: u64,
+    ) -> Option<Spilled> {
+        debug_assert_eq!(slot, self.find_slot(hash, key));
         let replaced = match slot {
             Some(slot) => {
                 let previous = self.table.entry(slot).header();
@@ -237,10 +280,9 @@ impl ShardState {
                 None
             }
         };
-        self.counters.sets += 1;
         self.rebuild_expiry_if_stale();
         self.settle();
-        (version, replaced)
+        replaced
     }
 
     /// Changes the deadline of an existing entry and bumps its version.
@@ -253,6 +295,28 @@ impl ShardState {
     ) -> Option<u64> {
         let slot = self.table.find_slot(hash, |entry| entry.key_is(key))?;
         let version = self.next_sequence();
+        self.write_deadline(slot, hash, expires_at_ms, version);
+        Some(version)
+    }
+
+    /// [`ShardState::set_deadline`] with the given `version` (see
+    /// [`ShardState::store_versioned`]); false when the key is absent.
+    pub(crate) fn set_deadline_versioned(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        expires_at_ms: u64,
+        version: u64,
+    ) -> bool {
+        debug_assert!(version <= self.last_sequence);
+        let Some(slot) = self.table.find_slot(hash, |entry| entry.key_is(key)) else {
+            return false;
+        };
+        self.write_deadline(slot, hash, expires_at_ms, version);
+        true
+    }
+
+    fn write_deadline(&mut self, slot: u32, hash: u64, expires_at_ms: u64, version: u64) {
         let previous = self.table.entry(slot).header();
         self.table.set_header(
             slot,
@@ -265,7 +329,6 @@ impl ShardState {
         self.expiry
             .schedule(hash, expires_at_ms, previous.expires_at_ms);
         self.rebuild_expiry_if_stale();
-        Some(version)
     }
 
     /// Runs `change` on the collection stored under `key`, keeping the

@@ -13,7 +13,7 @@ use crate::{CollectionChange, EngineError, Expiry, KeyType, Namespace, WriteOutc
 /// A point-in-time view of a hash, cheap to take and readable without
 /// holding any lock.
 #[derive(Debug, Clone)]
-pub struct HashSnapshot(Arc<HashValue>);
+pub struct HashSnapshot(pub(crate) Arc<HashValue>);
 
 impl HashSnapshot {
     /// Number of fields.

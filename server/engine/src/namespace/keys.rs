@@ -163,22 +163,32 @@ impl Namespace {
     }
 
     /// Removes every key; returns how many there were.
+    ///
+    /// Every shard's lock is held at once, taken in shard order, while the
+    /// tables are swapped for empty ones (no entry is freed under them) and
+    /// the flush is announced: a write then lands wholly before the flush
+    /// or wholly after it, in memory and in the order of change records
+    /// alike, which a replayed log depends on. No other path holds two
+    /// shard locks, so the order cannot deadlock.
     pub fn flush(&self) -> u64 {
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut state = shard.write();
-            let table = state.take_all();
-            state.counters.flushed += table.len() as u64;
-            drop(state);
-            removed += table.len() as u64;
-            drop(table);
-        }
+        let mut states: Vec<_> = self.shards.iter().map(|shard| shard.write()).collect();
+        let tables: Vec<_> = states
+            .iter_mut()
+            .map(|state| {
+                let table = state.take_all();
+                state.counters.flushed += table.len() as u64;
+                table
+            })
+            .collect();
+        let removed = tables.iter().map(|table| table.len() as u64).sum();
         if let Some(sink) = self.sink.get() {
             sink.flushed(FlushRecord {
                 namespace: Arc::clone(&self.name),
                 removed,
             });
         }
+        drop(states);
+        drop(tables);
         removed
     }
 

@@ -12,7 +12,7 @@ use crate::{CollectionChange, EngineError, Expiry, KeyType, Namespace, WriteOutc
 /// A point-in-time view of a list, cheap to take and readable without
 /// holding any lock.
 #[derive(Debug, Clone)]
-pub struct ListSnapshot(Arc<ListValue>);
+pub struct ListSnapshot(pub(crate) Arc<ListValue>);
 
 impl ListSnapshot {
     /// Number of elements.

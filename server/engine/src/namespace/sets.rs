@@ -12,7 +12,7 @@ use crate::{CollectionChange, EngineError, Expiry, KeyType, Namespace, WriteOutc
 /// A point-in-time view of a set, cheap to take and readable without
 /// holding any lock.
 #[derive(Debug, Clone)]
-pub struct SetSnapshot(Arc<SetValue>);
+pub struct SetSnapshot(pub(crate) Arc<SetValue>);
 
 impl SetSnapshot {
     /// Number of members.

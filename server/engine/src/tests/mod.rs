@@ -63,5 +63,6 @@ mod expiry;
 mod memory;
 mod model;
 mod namespaces;
+mod replay;
 mod scan;
 mod strings;

@@ -1,0 +1,88 @@
+//! The persistence layer's error type.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why a log, snapshot or manifest could not be written or read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PersistenceError {
+    /// A file operation failed.
+    #[error("{operation} {path}: {source}")]
+    Io {
+        /// What was being done (`write`, `fdatasync`, `rename`, ...).
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause, shared so that every waiter of a failed group commit
+        /// can be told.
+        source: Arc<std::io::Error>,
+    },
+    /// A file's content is damaged somewhere other than a torn tail.
+    #[error("{path} is corrupt at offset {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the first bad record or field.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// A file was written by an unknown format version.
+    #[error("{path} has format version {found}; this build reads version {supported}")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in its header.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// A record could not be replayed into the engine.
+    #[error("{path} at offset {offset}: cannot replay the record: {source}")]
+    Replay {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the record's frame.
+        offset: u64,
+        /// Why the engine refused it.
+        source: crate::engine::ReplayError,
+    },
+    /// The log writer stopped after an earlier failure; nothing appended
+    /// since is durable. A failed fdatasync is never retried: the kernel
+    /// may already have dropped the pages it could not write.
+    #[error("the log writer has failed: {0}")]
+    WriterFailed(Box<PersistenceError>),
+    /// The engine already sends its change records to another sink, so
+    /// the log would miss them.
+    #[error("the engine already has a change sink; the log must be its only one")]
+    SinkAttached,
+    /// The log writer was closed.
+    #[error("the log writer is closed")]
+    Closed,
+}
+
+impl PersistenceError {
+    pub(crate) fn io(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            operation,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Corrupt {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
