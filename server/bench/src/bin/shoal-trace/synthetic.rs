@@ -563,7 +563,7 @@ mod tests {
         assert!(
             trace
                 .iter()
-                .all(|&key| key < 2_000 || key >= ONEOFF_FRESH_BASE)
+                .all(|&key| !(2_000..ONEOFF_FRESH_BASE).contains(&key))
         );
         let hot = trace.len() - fresh.len();
         let top = trace.iter().filter(|&&key| key < 20).count();
