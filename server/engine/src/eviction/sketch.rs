@@ -17,13 +17,18 @@
 //!   make every key look seen before.
 //!
 //! Memory: 8 bytes per key the shard holds for the counters (16 nibbles a
-//! word, one word per key) and 2 for the doorkeeper.
+//! word, one word per key) and 2 for the doorkeeper; a shard of under 512
+//! keys keeps a doorkeeper of up to 1 KiB, so that it can hold one sample
+//! period's first sightings (`doorkeeper_words`).
 
 /// Bits of doorkeeper per key it remembers: past that many keys it is
 /// emptied early, since a fuller filter would let more and more first
 /// sightings pass for second ones (with 3 probes and 8 bits a key, about
 /// 3 % of them).
 const DOORKEEPER_BITS_PER_KEY: usize = 8;
+/// Words of doorkeeper a sketch of any width may have, whatever its
+/// share per counter word: 1 KiB, 1 024 keys at [`DOORKEEPER_BITS_PER_KEY`].
+const DOORKEEPER_FLOOR_WORDS: usize = 128;
 /// Highest count a counter holds.
 const MAX_COUNT: u64 = 15;
 /// Every nibble's low three bits, for halving all counters of a word.
@@ -54,7 +59,7 @@ impl FrequencySketch {
             return;
         }
         self.counters = vec![0; wanted];
-        self.doorkeeper = vec![0; (wanted / 4).max(1)];
+        self.doorkeeper = vec![0; doorkeeper_words(wanted)];
         self.recorded = 0;
         self.doorkeeper_keys = 0;
     }
@@ -171,6 +176,25 @@ impl FrequencySketch {
     }
 }
 
+/// Doorkeeper words for `width` counter words: a quarter word each (two
+/// keys a counter word), but never fewer than one sample period's first
+/// sightings need ([`FrequencySketch::sample_size`], 10 a word, at
+/// [`DOORKEEPER_BITS_PER_KEY`] each) up to [`DOORKEEPER_FLOOR_WORDS`].
+///
+/// A doorkeeper that fills before the counters are halved is emptied
+/// early, which takes one sighting from every key seen lately but not the
+/// counts above it, so rare keys sink against frequent ones between two
+/// halvings. In a large shard that costs little (two keys a counter word
+/// is many keys); in a small one, where a sample's distinct keys may be
+/// many times the shard's (a small cache under a stream of one-time keys),
+/// the doorkeeper would be emptied several times a period and the sketch
+/// would stop telling a key seen twice from one seen once.
+fn doorkeeper_words(width: usize) -> usize {
+    let per_word = width / 4;
+    let sample = (width * 10 * DOORKEEPER_BITS_PER_KEY).div_ceil(64);
+    per_word.max(sample.min(DOORKEEPER_FLOOR_WORDS)).max(1)
+}
+
 /// An independent-looking 64-bit hash of `hash` for `row` (a multiply and
 /// xor-shift finaliser, as in SplitMix64).
 fn mix(hash: u64, row: u64) -> u64 {
@@ -231,6 +255,38 @@ mod tests {
             twice < 250,
             "{twice} of 5000 keys seen once look seen twice"
         );
+    }
+
+    #[test]
+    fn a_small_sketch_tells_a_second_sighting_amid_one_time_keys() {
+        // A shard of 100 keys whose sample period sees 900 keys once
+        // between two sightings of 100 others: the doorkeeper must still
+        // hold the first sightings when the second ones come.
+        let mut sketch = sketch(100);
+        assert!(sketch.sample_size() > 1_100);
+        for key in 0..100 {
+            sketch.record(key);
+        }
+        for key in 1_000..1_900 {
+            sketch.record(key);
+        }
+        for key in 0..100 {
+            sketch.record(key);
+        }
+        let twice = (0..100).filter(|&key| sketch.estimate(key) >= 2).count();
+        assert!(twice >= 95, "{twice} of 100 keys seen twice look so");
+        let once = (1_000..1_900)
+            .filter(|&key| sketch.estimate(key) >= 2)
+            .count();
+        assert!(once < 90, "{once} of 900 keys seen once look seen twice");
+    }
+
+    #[test]
+    fn the_doorkeeper_is_a_quarter_word_a_counter_word_past_its_floor() {
+        assert_eq!(doorkeeper_words(16), 20);
+        assert_eq!(doorkeeper_words(128), DOORKEEPER_FLOOR_WORDS);
+        assert_eq!(doorkeeper_words(512), 128);
+        assert_eq!(doorkeeper_words(1 << 20), (1 << 20) / 4);
     }
 
     #[test]

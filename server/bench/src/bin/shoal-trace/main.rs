@@ -98,6 +98,9 @@ struct Args {
     /// `shift`: Zipf 0.9 over 10 000 keys, all replaced by new keys every
     /// 100 000 accesses.
     ///
+    /// `oneoff:N`: half the accesses Zipf 0.9 over N hot keys, half keys
+    /// never seen before, mixed at random.
+    ///
     /// Random shapes use a fixed seed, so every run sees the same keys.
     #[arg(long, value_name = "SPEC", value_parser = parse_shape)]
     synthetic: Vec<Shape>,

@@ -10,8 +10,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 
 /// Accesses of a synthetic trace unless `--synthetic-length` says otherwise:
@@ -50,6 +50,12 @@ pub const PHASE_LOOP_KEYS: u64 = 2_000;
 
 /// The first key of `phases`' loop, above every hot key.
 pub const PHASE_LOOP_BASE: u64 = 1 << 32;
+
+/// The Zipf exponent of `oneoff:N`'s hot set.
+pub const ONEOFF_HOT_EXPONENT: f64 = 0.9;
+
+/// The first key of `oneoff:N`'s one-time keys, above every hot key.
+pub const ONEOFF_FRESH_BASE: u64 = 1 << 40;
 
 /// The seed of every random shape.
 pub const SEED: u64 = 0x5ea1_0ad5;
@@ -101,10 +107,22 @@ pub enum Shape {
         /// The distribution within a phase.
         hot: Zipf<f64>,
     },
+    /// `oneoff:N`: every access is, with even odds, a key never seen
+    /// before (numbered upwards from [`ONEOFF_FRESH_BASE`]) or a draw from
+    /// Zipf [`ONEOFF_HOT_EXPONENT`] over N hot keys: a hot set read amid
+    /// a steady stream of one-time keys (a crawler, a batch job), so that
+    /// a frequency filter sees far more distinct keys per sample than the
+    /// cache holds.
+    OneOff {
+        /// N.
+        keys: u64,
+        /// The hot set's distribution.
+        hot: Zipf<f64>,
+    },
 }
 
 /// What `--synthetic` accepts, for error messages.
-const SPECS: &str = "loop:N, scan, zigzag, zigzag:N, zipf:S, phases or shift";
+const SPECS: &str = "loop:N, scan, zigzag, zigzag:N, zipf:S, phases, shift or oneoff:N";
 
 impl FromStr for Shape {
     type Err = String;
@@ -146,6 +164,16 @@ impl FromStr for Shape {
                     distribution: zipf(ZIPF_KEYS, exponent)?,
                 })
             }
+            ("oneoff", Some(keys)) => {
+                let keys = key_count(keys)?;
+                Ok(Shape::OneOff {
+                    keys,
+                    hot: zipf(keys, ONEOFF_HOT_EXPONENT)?,
+                })
+            }
+            ("oneoff", None) => {
+                Err("`oneoff` needs its number of hot keys, as in oneoff:2000".into())
+            }
             ("zipf", None) => Err("`zipf` needs its exponent, as in zipf:0.9".into()),
             _ => Err(format!(
                 "unknown synthetic trace {spec:?}: expected {SPECS}"
@@ -179,6 +207,7 @@ impl fmt::Display for Shape {
             Shape::Zipf { exponent, .. } => write!(f, "zipf:{exponent}"),
             Shape::Phases { .. } => f.write_str("phases"),
             Shape::Shift { .. } => f.write_str("shift"),
+            Shape::OneOff { keys, .. } => write!(f, "oneoff:{keys}"),
         }
     }
 }
@@ -214,6 +243,11 @@ impl Synthetic {
             Shape::Shift { hot } => Generator::Shift {
                 hot,
                 rng: StdRng::seed_from_u64(SEED),
+            },
+            Shape::OneOff { hot, .. } => Generator::OneOff {
+                hot,
+                rng: StdRng::seed_from_u64(SEED),
+                next_fresh: ONEOFF_FRESH_BASE,
             },
         };
         Keys {
@@ -255,6 +289,11 @@ enum Generator {
     Shift {
         hot: Zipf<f64>,
         rng: StdRng,
+    },
+    OneOff {
+        hot: Zipf<f64>,
+        rng: StdRng,
+        next_fresh: u64,
     },
 }
 
@@ -306,6 +345,19 @@ impl Iterator for Keys {
             Generator::Shift { hot, rng } => {
                 (at / PHASE_LENGTH) * PHASE_HOT_KEYS + ranked(hot.sample(rng))
             }
+            Generator::OneOff {
+                hot,
+                rng,
+                next_fresh,
+            } => {
+                if rng.random_bool(0.5) {
+                    let key = *next_fresh;
+                    *next_fresh += 1;
+                    key
+                } else {
+                    ranked(hot.sample(rng))
+                }
+            }
         })
     }
 
@@ -347,6 +399,7 @@ mod tests {
             ("zipf:0", "zipf:0"),
             ("phases", "phases"),
             ("shift", "shift"),
+            ("oneoff:2000", "oneoff:2000"),
         ] {
             assert_eq!(shape(spec).to_string(), printed);
         }
@@ -364,6 +417,8 @@ mod tests {
             ("shift:1", "no parameter"),
             ("zigzag:0", "at least 1"),
             ("zipf", "needs its exponent"),
+            ("oneoff", "needs its number of hot keys"),
+            ("oneoff:0", "at least 1"),
             ("zipf:-1", "at least 0"),
             ("zipf:nan", "at least 0"),
             ("zipf:inf", "at least 0"),
@@ -493,6 +548,26 @@ mod tests {
             let first = accesses.iter().filter(|&&key| key == base).count();
             assert!(first > length / 40, "{first}");
         }
+    }
+
+    #[test]
+    fn oneoff_mixes_a_hot_set_with_keys_never_seen_again() {
+        let trace = keys("oneoff:2000", 100_000);
+        let fresh: Vec<u64> = trace
+            .iter()
+            .copied()
+            .filter(|&key| key >= ONEOFF_FRESH_BASE)
+            .collect();
+        assert!((45_000..55_000).contains(&fresh.len()), "{}", fresh.len());
+        assert_eq!(fresh.iter().collect::<HashSet<_>>().len(), fresh.len());
+        assert!(
+            trace
+                .iter()
+                .all(|&key| !(2_000..ONEOFF_FRESH_BASE).contains(&key))
+        );
+        let hot = trace.len() - fresh.len();
+        let top = trace.iter().filter(|&&key| key < 20).count();
+        assert!(top > hot / 5, "{top} of {hot} hot reads on the top 1 %");
     }
 
     #[test]
