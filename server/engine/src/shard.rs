@@ -22,8 +22,9 @@ use super::value::Value;
 /// third of the index's load (under steady removal a hash table runs
 /// between a quarter and half full), its eviction-queue reference with the
 /// stale ones kept until compaction, and what the S3-FIFO ghost remembers
-/// for about one key each (which also covers W-TinyLFU's frequency sketch,
-/// at most 20 bytes a key).
+/// for about one key each (which also covers W-TinyLFU's frequency sketch:
+/// at most 20 bytes a key in shards of 512 keys or more; a smaller shard's
+/// doorkeeper has a 1 KiB floor, up to about 31 bytes a key at 65 keys).
 pub(crate) const KEY_CHARGE_BYTES: usize =
     (size_of::<u32>() + 1) * 3 + size_of::<QueueRef>() * 2 + GHOST_BYTES_PER_KEY;
 
