@@ -1520,43 +1520,10 @@ const PATHS: &[&str] = &[
     "/shoal.v1.Nothing/Here",
 ];
 
-/// `%XX` escapes of a `grpc-message` undone.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let escaped = (bytes[at] == b'%' && at + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[at + 1..at + 3]).ok())
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                at += 3;
-            }
-            None => {
-                out.push(bytes[at]);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// The status in `headers`, its message percent-decoded (tonic's reading).
 fn header_status(headers: &http::HeaderMap) -> Option<(Code, String)> {
-    let code = headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse::<i32>()
-        .ok()?;
-    let message = headers
-        .get("grpc-message")
-        .and_then(|message| message.to_str().ok())
-        .map(percent_decoded)
-        .unwrap_or_default();
-    Some((Code::from(code), message))
+    tonic::Status::from_header_map(headers)
+        .map(|status| (status.code(), status.message().to_owned()))
 }
 
 /// What a call ended with, read off its response headers or trailers.

@@ -119,9 +119,10 @@ impl Authenticator {
     ) -> Result<Arc<Principal>, Refusal> {
         let memo = connection.map(ConnectionInfo::credentials);
         if let Some(principal) = memo.and_then(|memo| memo.token(secret, self.store.generation())) {
-            return match principal.expires() {
-                Some(expires) if now >= expires => Err(Refusal::Expired),
-                _ => Ok(principal),
+            return if principal.is_expired(now) {
+                Err(Refusal::Expired)
+            } else {
+                Ok(principal)
             };
         }
         self.store.with_current_generation(|set, generation| {
@@ -303,20 +304,29 @@ mod tests {
     fn authenticator() -> &'static Authenticator {
         static AUTHENTICATOR: OnceLock<Authenticator> = OnceLock::new();
         AUTHENTICATOR.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("tokens.toml");
-            let text = format!(
+            let store = store_of(&format!(
                 "[[token]]\nid = \"known\"\nsha256 = \"{}\"\ngrants = [{{ namespaces = \"*\", role = \"read\" }}]\n",
                 digest_hex(&secret_digest(KNOWN.as_bytes()))
-            );
-            std::fs::write(&path, text).unwrap();
-            let store = Arc::new(TokenStore::load(&path).unwrap());
-            let limits = FailureLimits {
-                burst: u32::MAX,
-                refill_per_minute: 0,
-            };
-            Authenticator::new(store, limits, Arc::default())
+            ));
+            unlimited(store)
         })
+    }
+
+    /// The tokens of a token file holding `text`.
+    fn store_of(text: &str) -> Arc<TokenStore> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(&path, text).unwrap();
+        Arc::new(TokenStore::load(&path).unwrap())
+    }
+
+    /// An authenticator of `store` with no limit on failures.
+    fn unlimited(store: Arc<TokenStore>) -> Authenticator {
+        let limits = FailureLimits {
+            burst: u32::MAX,
+            refill_per_minute: 0,
+        };
+        Authenticator::new(store, limits, Arc::default())
     }
 
     fn authenticate(value: Option<&[u8]>) -> Result<Arc<Principal>, AuthError> {
@@ -358,21 +368,12 @@ mod tests {
 
     #[test]
     fn a_memoised_token_still_expires() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens.toml");
-        let text = format!(
+        let store = store_of(&format!(
             "[[token]]\nid = \"brief\"\nsha256 = \"{}\"\nexpires = \"2030-01-01T00:00:00Z\"\n\
              grants = [{{ namespaces = \"*\", role = \"read\" }}]\n",
             digest_hex(&secret_digest(KNOWN.as_bytes()))
-        );
-        std::fs::write(&path, text).unwrap();
-        let store = Arc::new(TokenStore::load(&path).unwrap());
-        let limits = FailureLimits {
-            burst: u32::MAX,
-            refill_per_minute: 0,
-        };
-        let authenticator =
-            Authenticator::new(Arc::clone(&store), limits, Arc::default()).with_clock(mock_now);
+        ));
+        let authenticator = unlimited(Arc::clone(&store)).with_clock(mock_now);
         let expiry = crate::auth::parse_rfc3339("2030-01-01T00:00:00Z").unwrap();
         let expiry = expiry
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -184,6 +184,11 @@ impl Principal {
         self.expires
     }
 
+    /// Whether the caller's credential is no longer accepted at `now`.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|expires| now >= expires)
+    }
+
     /// The highest role the caller holds in `namespace` (already resolved).
     pub fn role_in(&self, namespace: &str) -> Option<Role> {
         self.grants

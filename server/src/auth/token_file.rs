@@ -156,9 +156,10 @@ impl TokenSet {
         let Some((_, principal)) = found else {
             return Err(Refusal::Unknown);
         };
-        match principal.expires() {
-            Some(expires) if now >= expires => Err(Refusal::Expired),
-            _ => Ok(principal),
+        if principal.is_expired(now) {
+            Err(Refusal::Expired)
+        } else {
+            Ok(principal)
         }
     }
 

@@ -74,6 +74,29 @@ impl PersistenceError {
         }
     }
 
+    /// The error for a whole file at `path` whose header is not that of a
+    /// current file of its kind (`header`, from `check_file_header`); `None`
+    /// when it is. `not_what` says what it is not, such as "not a shoal
+    /// manifest".
+    pub(crate) fn from_header(
+        header: super::frame::HeaderCheck,
+        path: &std::path::Path,
+        not_what: &str,
+    ) -> Option<Self> {
+        use super::frame::{FORMAT_VERSION, HeaderCheck};
+        match header {
+            HeaderCheck::Valid => None,
+            HeaderCheck::WrongVersion(found) => Some(Self::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found,
+                supported: FORMAT_VERSION,
+            }),
+            HeaderCheck::Missing | HeaderCheck::WrongMagic => {
+                Some(Self::corrupt(path, 0, not_what))
+            }
+        }
+    }
+
     pub(crate) fn corrupt(
         path: impl Into<PathBuf>,
         offset: u64,

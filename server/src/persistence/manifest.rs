@@ -11,7 +11,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::error::PersistenceError;
-use super::frame::{FILE_HEADER_BYTES, FORMAT_VERSION, FileKind, FrameRead, HeaderCheck};
+use super::frame::{FILE_HEADER_BYTES, FileKind, FrameRead};
 use super::frame::{append_frame, check_file_header, read_frame, write_file_header};
 use super::fs::FileSystem;
 use super::record::Manifest;
@@ -62,18 +62,12 @@ pub fn read_manifest(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(PersistenceError::io("read", &path, error)),
     };
-    match check_file_header(FileKind::Manifest, &bytes) {
-        HeaderCheck::Valid => {}
-        HeaderCheck::WrongVersion(found) => {
-            return Err(PersistenceError::UnsupportedVersion {
-                path,
-                found,
-                supported: FORMAT_VERSION,
-            });
-        }
-        HeaderCheck::Missing | HeaderCheck::WrongMagic => {
-            return Err(PersistenceError::corrupt(path, 0, "not a shoal manifest"));
-        }
+    if let Some(error) = PersistenceError::from_header(
+        check_file_header(FileKind::Manifest, &bytes),
+        &path,
+        "not a shoal manifest",
+    ) {
+        return Err(error);
     }
     let (payload, next) = match read_frame(&bytes, FILE_HEADER_BYTES) {
         FrameRead::Frame { payload, next } => (payload, next),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::PersistenceError;
-use super::frame::{FILE_HEADER_BYTES, FORMAT_VERSION, FileKind, FrameRead, HeaderCheck};
+use super::frame::{FILE_HEADER_BYTES, FileKind, FrameRead};
 use super::frame::{append_frame, check_file_header, read_frame, write_file_header};
 use super::fs::FileSystem;
 use super::record::{SnapshotRecord, encode_entry};
@@ -147,18 +147,12 @@ pub fn load_snapshot(
         fs.read(&path)
             .map_err(|error| PersistenceError::io("read", &path, error))?,
     );
-    match check_file_header(FileKind::Snapshot, &bytes) {
-        HeaderCheck::Valid => {}
-        HeaderCheck::WrongVersion(found) => {
-            return Err(PersistenceError::UnsupportedVersion {
-                path,
-                found,
-                supported: FORMAT_VERSION,
-            });
-        }
-        HeaderCheck::Missing | HeaderCheck::WrongMagic => {
-            return Err(PersistenceError::corrupt(path, 0, "not a shoal snapshot"));
-        }
+    if let Some(error) = PersistenceError::from_header(
+        check_file_header(FileKind::Snapshot, &bytes),
+        &path,
+        "not a shoal snapshot",
+    ) {
+        return Err(error);
     }
     let mut report = SnapshotReport {
         name: name.to_owned(),
