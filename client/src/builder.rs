@@ -64,20 +64,47 @@ pub struct ClientBuilder {
     compression: Option<Compression>,
     shared_stream_max_keys: usize,
     token: Option<AccessToken>,
+    token_header: TokenHeader,
     tls: Option<TlsConfig>,
 }
 
-/// A bearer token as it is sent: the whole `authorization` value, marked
-/// sensitive (HTTP/2 never indexes it), and never printed.
+/// The header a [`ClientBuilder`] carries its token in.
+///
+/// The server accepts either. They differ in what HTTP/2 does with them:
+/// h2 (and nghttp2) never add `authorization` to a connection's header
+/// compression table, so a call carrying it sends the whole value, and the
+/// server decodes it, every time. `shoal-token` may be added: the first call
+/// of a connection sends the secret, later ones a one-byte reference to it.
+/// That is safe for shoal's secrets (RFC 7541, section 7.1.3: compression
+/// attacks confirm guesses of a whole value, and a 256-bit random secret
+/// cannot be guessed; the table belongs to one connection). Choose
+/// `Authorization` when a proxy on the way routes on, strips or redacts
+/// `authorization` and would not know `shoal-token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TokenHeader {
+    /// `shoal-token: <token>`, which HTTP/2 sends in full once per
+    /// connection (the default).
+    #[default]
+    ShoalToken,
+    /// `authorization: Bearer <token>`, the standard form, sent in full on
+    /// every call.
+    Authorization,
+}
+
+/// A token as it is sent, in both forms, and never printed: the
+/// `authorization` value marked sensitive (HTTP/2 never indexes it), the
+/// `shoal-token` value not (see [`TokenHeader`]).
 #[derive(Clone)]
-pub(crate) struct AccessToken(Result<http::HeaderValue, String>);
+pub(crate) struct AccessToken(Result<(http::HeaderValue, http::HeaderValue), String>);
 
 impl AccessToken {
     fn new(secret: &str) -> Self {
-        let value = http::HeaderValue::try_from(format!("Bearer {}", secret.trim()))
-            .map(|mut value| {
-                value.set_sensitive(true);
-                value
+        let secret = secret.trim();
+        let value = http::HeaderValue::try_from(format!("Bearer {secret}"))
+            .and_then(|mut bearer| {
+                bearer.set_sensitive(true);
+                Ok((bearer, http::HeaderValue::try_from(secret)?))
             })
             .map_err(|_| {
                 "the token holds characters a header cannot carry (control characters or \
@@ -94,9 +121,31 @@ impl AccessToken {
     pub(crate) fn header(&self) -> Result<http::HeaderValue> {
         self.0
             .clone()
+            .map(|(bearer, _)| bearer)
             .map_err(|message| Error::InvalidArgument { message })
     }
+
+    /// The header and value calls carry in the form `header` says.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the token cannot be a header value.
+    pub(crate) fn header_as(
+        &self,
+        header: TokenHeader,
+    ) -> Result<(http::HeaderName, http::HeaderValue)> {
+        let (bearer, raw) = self
+            .0
+            .clone()
+            .map_err(|message| Error::InvalidArgument { message })?;
+        Ok(match header {
+            TokenHeader::ShoalToken => (SHOAL_TOKEN_HEADER, raw),
+            TokenHeader::Authorization => (http::header::AUTHORIZATION, bearer),
+        })
+    }
 }
+
+/// The name of the header [`TokenHeader::ShoalToken`] sends.
+pub const SHOAL_TOKEN_HEADER: http::HeaderName = http::HeaderName::from_static("shoal-token");
 
 impl std::fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -220,6 +269,7 @@ impl Default for ClientBuilder {
             compression: None,
             shared_stream_max_keys: DEFAULT_SHARED_STREAM_MAX_KEYS,
             token: None,
+            token_header: TokenHeader::default(),
             tls: None,
         }
     }
@@ -288,10 +338,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Sends `token` as `authorization: Bearer <token>` on every call,
-    /// streams included, to a server that checks tokens (see
-    /// `shoal-server token`). The token is kept out of `Debug` output and
-    /// logs.
+    /// Sends `token` on every call, streams included, to a server that
+    /// checks tokens (see `shoal-server token`), in the header
+    /// [`token_header`](Self::token_header) chooses (`shoal-token` unless
+    /// told otherwise). The token is kept out of `Debug` output and logs.
     ///
     /// ```
     /// let builder = shoal_client::Client::builder().token("shoal_example");
@@ -302,9 +352,39 @@ impl ClientBuilder {
         self
     }
 
-    /// The `authorization` value calls carry, if a token was given: for
-    /// callers that make their own requests on a raw channel from
+    /// Which header carries the token: [`TokenHeader::ShoalToken`] (the
+    /// default, cheaper per call) or [`TokenHeader::Authorization`].
+    ///
+    /// ```
+    /// use shoal_client::TokenHeader;
+    ///
+    /// let builder = shoal_client::Client::builder()
+    ///     .token("shoal_example")
+    ///     .token_header(TokenHeader::Authorization);
+    /// let (name, _) = builder.credential_header().unwrap().unwrap();
+    /// assert_eq!(name, "authorization");
+    /// ```
+    pub fn token_header(mut self, header: TokenHeader) -> Self {
+        self.token_header = header;
+        self
+    }
+
+    /// The header and value calls carry, if a token was given, as
+    /// [`token_header`](Self::token_header) chose: for callers that make
+    /// their own requests on a raw channel from
     /// [`connect_channel`](Self::connect_channel).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the token cannot be a header value.
+    pub fn credential_header(&self) -> Result<Option<(http::HeaderName, http::HeaderValue)>> {
+        self.token
+            .as_ref()
+            .map(|token| token.header_as(self.token_header))
+            .transpose()
+    }
+
+    /// The `authorization: Bearer` value of the token, if one was given: for
+    /// callers that make their own requests and want the standard form.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when the token cannot be a header value.
@@ -482,7 +562,7 @@ impl ClientBuilder {
     }
 
     fn build_with_pool(self, pool: ChannelPool) -> Client {
-        let authorization = match self.authorization() {
+        let authorization = match self.credential_header() {
             Ok(authorization) => authorization,
             Err(error) => panic!("{error}"),
         };

@@ -140,7 +140,7 @@ mod watch;
 pub use batch::{BatchOptions, BatchSet, DEFAULT_BATCH_CHUNK_ITEMS, DEFAULT_BATCH_IN_FLIGHT};
 pub use builder::{
     ClientBuilder, DEFAULT_ENDPOINT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SHARED_STREAM_MAX_KEYS,
-    TlsConfig,
+    SHOAL_TOKEN_HEADER, TlsConfig, TokenHeader,
 };
 pub use client::Client;
 #[cfg(feature = "json")]

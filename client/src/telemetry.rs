@@ -34,16 +34,34 @@ use crate::pool::ChannelPool;
 
 /// The channel every generated client of a [`Client`](crate::Client) speaks
 /// through: the client's connections, with each call traced.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TracedChannel {
     inner: ChannelPool,
-    /// `Bearer <token>`, marked sensitive (its `Debug` prints `Sensitive`).
-    authorization: Option<http::HeaderValue>,
+    /// The token's header and value ([`TokenHeader`](crate::TokenHeader)).
+    /// The `shoal-token` value is not marked sensitive, so that HTTP/2 may
+    /// index it, and its own `Debug` would print it: this type's `Debug`
+    /// prints the header name only.
+    authorization: Option<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl std::fmt::Debug for TracedChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracedChannel")
+            .field("inner", &self.inner)
+            .field(
+                "token_header",
+                &self.authorization.as_ref().map(|(name, _)| name),
+            )
+            .finish()
+    }
 }
 
 impl TracedChannel {
     /// Traces the calls made on `pool`, each carrying `authorization`.
-    pub(crate) fn new(pool: ChannelPool, authorization: Option<http::HeaderValue>) -> Self {
+    pub(crate) fn new(
+        pool: ChannelPool,
+        authorization: Option<(http::HeaderName, http::HeaderValue)>,
+    ) -> Self {
         Self {
             inner: pool,
             authorization,
@@ -61,10 +79,8 @@ impl Service<http::Request<tonic::body::Body>> for TracedChannel {
     }
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
-        if let Some(authorization) = &self.authorization {
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, authorization.clone());
+        if let Some((name, value)) = &self.authorization {
+            request.headers_mut().insert(name.clone(), value.clone());
         }
         let span = call_span(request.uri().path());
         if !span.is_disabled() {

@@ -82,10 +82,15 @@ fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
 
 /// `message` with `value` as its `authorization` header.
 fn with_header<T>(value: &str, message: T) -> tonic::Request<T> {
+    with_named_header("authorization", value, message)
+}
+
+/// `message` with `value` as its header `name`.
+fn with_named_header<T>(name: &'static str, value: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()
-        .insert("authorization", value.parse().expect("header value"));
+        .insert(name, value.parse().expect("header value"));
     request
 }
 
@@ -164,6 +169,28 @@ async fn bad_credentials_are_all_refused_alike_and_change_nothing() {
                 .await,
         );
     }
+    // The other header takes the token alone, and never both at once.
+    for header in [
+        format!("Bearer {WRITER}"),
+        UNKNOWN.to_string(),
+        EXPIRED.to_string(),
+        format!("{WRITER} x"),
+        String::new(),
+    ] {
+        assert_unauthenticated(
+            raw.cache
+                .set(with_named_header(
+                    "shoal-token",
+                    &header,
+                    set("orders", "k", "after"),
+                ))
+                .await,
+        );
+    }
+    let mut both = with_token(WRITER, set("orders", "k", "after"));
+    both.metadata_mut()
+        .insert("shoal-token", WRITER.parse().expect("header value"));
+    assert_unauthenticated(raw.cache.set(both).await);
     assert_unauthenticated(raw.admin.flush(pb::FlushRequest::default()).await);
     let mut stream = raw
         .batch
@@ -193,7 +220,49 @@ async fn bad_credentials_are_all_refused_alike_and_change_nothing() {
         .await
         .expect("stats")
         .into_inner();
-    assert!(stats.auth_failures >= 11, "{}", stats.auth_failures);
+    assert!(stats.auth_failures >= 17, "{}", stats.auth_failures);
+}
+
+#[tokio::test]
+async fn a_token_is_accepted_in_either_header() {
+    let secured = secured().await;
+    let mut raw = raw(&secured.server).await;
+    raw.cache
+        .set(with_named_header(
+            "shoal-token",
+            WRITER,
+            set("orders", "k", "bare"),
+        ))
+        .await
+        .expect("shoal-token");
+    assert_eq!(
+        value_of(&secured.server, "orders", "k").await,
+        Some(b("bare"))
+    );
+    for header in [
+        shoal_client::TokenHeader::ShoalToken,
+        shoal_client::TokenHeader::Authorization,
+    ] {
+        let builder = shoal_client::Client::builder()
+            .endpoint(secured.server.endpoint())
+            .namespace("orders")
+            .token(WRITER)
+            .token_header(header);
+        let (name, _) = builder.credential_header().expect("header").expect("token");
+        let client = builder.connect().await.expect("connect");
+        // Many calls on one connection: the later ones find the token in
+        // the connection's header table (shoal-token) or in full.
+        for round in 0..20 {
+            client
+                .set("k", format!("{name}-{round}"))
+                .await
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+        }
+        assert_eq!(
+            client.get("k").await.expect("get"),
+            Some(b(&format!("{name}-19")))
+        );
+    }
 }
 
 #[tokio::test]

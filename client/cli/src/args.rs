@@ -49,8 +49,8 @@ pub struct Cli {
     )]
     pub namespace: String,
 
-    /// Access token, sent as `authorization: Bearer <token>` on every call
-    /// (see `shoal-server token`) [default: none].
+    /// Access token, sent on every call (see `shoal-server token`)
+    /// [default: none].
     #[arg(
         long,
         env = "SHOAL_TOKEN",
@@ -59,6 +59,19 @@ pub struct Cli {
         help_heading = "Global options"
     )]
     pub token: Option<Token>,
+
+    /// Header the token travels in: `shoal-token` (sent in full once per
+    /// connection) or `authorization` (`Bearer <token>`, in full on every
+    /// call; for proxies that only pass that one).
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_HEADER",
+        value_enum,
+        default_value_t = TokenHeaderArg::ShoalToken,
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub token_header: TokenHeaderArg,
 
     /// Deadline of each call, in milliseconds; 0 for none.
     #[arg(
@@ -110,6 +123,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The header `--token` travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenHeaderArg {
+    /// `shoal-token: <token>`.
+    ShoalToken,
+    /// `authorization: Bearer <token>`.
+    Authorization,
+}
+
 /// An access token as given; never printed.
 #[derive(Clone)]
 pub struct Token(pub String);
@@ -132,7 +154,12 @@ impl Cli {
     /// `builder` with this command line's token, if any.
     pub fn with_token(&self, builder: shoal_client::ClientBuilder) -> shoal_client::ClientBuilder {
         match &self.token {
-            Some(token) => builder.token(&token.0),
+            Some(token) => builder
+                .token(&token.0)
+                .token_header(match self.token_header {
+                    TokenHeaderArg::ShoalToken => shoal_client::TokenHeader::ShoalToken,
+                    TokenHeaderArg::Authorization => shoal_client::TokenHeader::Authorization,
+                }),
             None => builder,
         }
     }

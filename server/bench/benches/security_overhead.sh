@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# What securing shoal costs: three shoal-servers side by side, plaintext,
-# TLS (certificates from `shoal-server dev-cert`) and plaintext with a token
-# file, in one run.
+# What securing shoal costs: shoal-servers side by side, plaintext, TLS
+# (certificates from `shoal-server dev-cert`) and plaintext with a token
+# file, in one run. The token file's server is called twice: with the token
+# in `shoal-token` (the client's default, which HTTP/2 sends in full once
+# per connection) and in `authorization: Bearer` (sent in full on every
+# call), as the `tokens` and `bearer` columns.
 #
 # 1. Throughput: `shoal bench` (64-byte values, 50 in flight, two HTTP/2
 #    connections, two threads, 100 000 preloaded keys) against each server
@@ -10,7 +13,7 @@
 #    plaintext one. The client runs on the same cores, so its own TLS and
 #    header costs are in the figures too, as they would be for a caller.
 # 2. With --callgrind (needs valgrind): instructions the server spends per
-#    unary Get, which repeat from run to run on a shared machine where
+#    unary Get (the median of CALLGRIND_RUNS runs, 3 by default), which repeat from run to run on a shared machine where
 #    throughput moves by 10 to 20%. valgrind does not run the CPU's SHA and
 #    AES instructions natively; it emulates them, so the TLS row counts
 #    more than the hardware executes.
@@ -51,6 +54,7 @@ client_flags() {
     plaintext) echo "--addr 127.0.0.1:$2" ;;
     tls) echo "--addr https://localhost:$2 --tls-ca $out/certs/ca.pem" ;;
     tokens) echo "--addr 127.0.0.1:$2 --token $token" ;;
+    bearer) echo "--addr 127.0.0.1:$2 --token $token --token-header authorization" ;;
   esac
 }
 # The server flags for each kind.
@@ -58,7 +62,7 @@ server_flags() {
   case $1 in
     plaintext) echo "" ;;
     tls) echo "--tls-cert $out/certs/server.pem --tls-key $out/certs/server-key.pem" ;;
-    tokens) echo "--token-file $out/tokens.toml" ;;
+    tokens | bearer) echo "--token-file $out/tokens.toml" ;;
   esac
 }
 
@@ -93,37 +97,43 @@ print(round(report["items_per_sec"]))'
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-kinds=(plaintext tls tokens)
+kinds=(plaintext tls tokens bearer)
+# The servers: `bearer` calls the `tokens` one.
+servers=(plaintext tls tokens)
 declare -A ports
-for kind in "${kinds[@]}"; do
+for kind in "${servers[@]}"; do
   ports[$kind]=$(free_port)
   # shellcheck disable=SC2046
   "$bin/shoal-server" --listen "127.0.0.1:${ports[$kind]}" --admin-listen off \
     --config "$out/server.toml" $(server_flags "$kind") >"$out/$kind.log" 2>&1 &
   pids+=($!)
 done
-for kind in "${kinds[@]}"; do wait_serving "$kind" "${ports[$kind]}"; done
+ports[bearer]=${ports[tokens]}
+for kind in "${servers[@]}"; do wait_serving "$kind" "${ports[$kind]}"; done
 
+row() { printf '%-6s' "$1"; shift; printf ' %12s' "$@"; printf '\n'; }
 for workload in unary batch; do
   printf '\n%s Gets (%s per second)\n' "$workload" "$([ "$workload" = unary ] && echo requests || echo keys)"
-  printf '%-6s %12s %12s %12s\n' round "${kinds[@]}"
+  row round "${kinds[@]}"
   for round in $(seq 1 "$rounds"); do
     # Rotate who goes first, so that a load that changes during a round
     # does not always fall on the same server.
     declare -A got=()
-    for offset in 0 1 2; do
-      kind=${kinds[$(((round + offset) % 3))]}
+    for offset in $(seq 0 $((${#kinds[@]} - 1))); do
+      kind=${kinds[$(((round + offset) % ${#kinds[@]}))]}
       got[$kind]=$(bench "$kind" "${ports[$kind]}" "$workload")
       echo "${got[$kind]}" >>"$out/$workload.$kind"
     done
-    printf '%-6s %12s %12s %12s\n' "$round" "${got[plaintext]}" "${got[tls]}" "${got[tokens]}"
+    row "$round" "${got[plaintext]}" "${got[tls]}" "${got[tokens]}" "${got[bearer]}"
   done
   declare -A med=()
   for kind in "${kinds[@]}"; do med[$kind]=$(median <"$out/$workload.$kind"); done
-  printf '%-6s %12s %12s %12s\n' median "${med[plaintext]}" "${med[tls]}" "${med[tokens]}"
-  printf '%-6s %12s %12s %12s\n' ratio 1 \
-    "$(python3 -c "print(f'{${med[tls]} / ${med[plaintext]}:.3f}')")" \
-    "$(python3 -c "print(f'{${med[tokens]} / ${med[plaintext]}:.3f}')")"
+  row median "${med[plaintext]}" "${med[tls]}" "${med[tokens]}" "${med[bearer]}"
+  ratios=()
+  for kind in "${kinds[@]}"; do
+    ratios+=("$(python3 -c "print(f'{${med[$kind]} / ${med[plaintext]}:.3f}')")")
+  done
+  row ratio "${ratios[@]}"
 done
 
 for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -157,11 +167,16 @@ instructions() {
   callgrind_annotate "$out/$kind.$pid.1" 2>/dev/null |
     awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
 }
-printf '\nserver instructions per unary Get\n'
+# How the calls fall on the server's two threads moves the count by a few
+# hundred instructions from run to run: the median of RUNS.
+runs=${CALLGRIND_RUNS:-3}
+printf '\nserver instructions per unary Get (median of %s runs)\n' "$runs"
 declare -A counted=()
 for kind in "${kinds[@]}"; do
-  total=$(instructions "$kind")
-  counted[$kind]=$((total / calls))
+  for _ in $(seq 1 "$runs"); do
+    echo $(($(instructions "$kind") / calls)) >>"$out/callgrind.$kind"
+  done
+  counted[$kind]=$(median <"$out/callgrind.$kind")
 done
 for kind in "${kinds[@]}"; do
   printf '%-10s %10s   plaintext / %s = %s\n' "$kind" "${counted[$kind]}" "$kind" \

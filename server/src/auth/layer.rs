@@ -23,6 +23,12 @@ use crate::limits::connections::ConnectionInfo;
 /// Longest `authorization` value looked at; real ones are about 60 bytes.
 const MAX_CREDENTIAL_BYTES: usize = 1024;
 
+/// The other header a token may come in, alone, without a scheme: the Rust
+/// client's default, because HTTP/2 may add it to a connection's header
+/// table and then send it as a one-byte reference, where `authorization` is
+/// sent and decoded in full on every call (see [`super`], Model).
+pub const TOKEN_HEADER: http::HeaderName = http::HeaderName::from_static("shoal-token");
+
 /// How many authentication failures an address may make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureLimits {
@@ -91,12 +97,9 @@ impl Authenticator {
             self.counters.count_refusal(Refusal::RateLimited);
             return Err(AuthError::Unauthenticated(Refusal::RateLimited));
         }
-        let now = (self.clock)();
-        let result = match headers.get(http::header::AUTHORIZATION) {
-            Some(value) => match bearer(value.as_bytes()) {
-                Some(secret) => self.token(secret, connection, now),
-                None => Err(Refusal::Malformed),
-            },
+        let result = match credential(headers) {
+            Some(Some(secret)) => self.token(secret, connection),
+            Some(None) => Err(Refusal::Malformed),
             None => connection
                 .filter(|connection| !connection.client_identities().is_empty())
                 .and_then(|connection| self.certificate(connection))
@@ -115,18 +118,21 @@ impl Authenticator {
         &self,
         secret: &[u8],
         connection: Option<&ConnectionInfo>,
-        now: SystemTime,
     ) -> Result<Arc<Principal>, Refusal> {
         let memo = connection.map(ConnectionInfo::credentials);
         if let Some(principal) = memo.and_then(|memo| memo.token(secret, self.store.generation())) {
-            return if principal.is_expired(now) {
+            // The clock is read only for a token that expires.
+            let expired = principal
+                .expires()
+                .is_some_and(|expires| (self.clock)() >= expires);
+            return if expired {
                 Err(Refusal::Expired)
             } else {
                 Ok(principal)
             };
         }
         self.store.with_current_generation(|set, generation| {
-            let principal = set.authenticate(secret, now)?;
+            let principal = set.authenticate(secret, (self.clock)())?;
             if let Some(memo) = memo {
                 memo.remember_token(secret, generation, principal);
             }
@@ -162,6 +168,36 @@ impl Authenticator {
     }
 }
 
+/// The secret a call carries: `None` without any, `Some(None)` when what it
+/// carries is malformed (a bad value, or both headers at once, which could
+/// disagree).
+fn credential(headers: &HeaderMap) -> Option<Option<&[u8]>> {
+    match (
+        headers.get(http::header::AUTHORIZATION),
+        headers.get(TOKEN_HEADER),
+    ) {
+        (None, None) => None,
+        (Some(value), None) => Some(bearer(value.as_bytes())),
+        (None, Some(value)) => Some(bare_secret(value.as_bytes())),
+        (Some(_), Some(_)) => Some(None),
+    }
+}
+
+/// The secret of a `shoal-token` value: the token alone, without
+/// whitespace or control characters.
+fn bare_secret(value: &[u8]) -> Option<&[u8]> {
+    (!value.is_empty() && value.len() <= MAX_CREDENTIAL_BYTES && is_clean(value)).then_some(value)
+}
+
+/// Whether `secret` holds no whitespace or control character (the ASCII
+/// ones are the bytes up to the space, and DEL). A fold without an early
+/// exit, which the compiler turns into a few vector compares.
+fn is_clean(secret: &[u8]) -> bool {
+    secret
+        .iter()
+        .fold(true, |clean, byte| clean & (*byte > b' ' && *byte != 0x7f))
+}
+
 /// The secret of an `authorization: Bearer <secret>` value: the scheme in
 /// any case, then spaces, then a token without whitespace.
 fn bearer(value: &[u8]) -> Option<&[u8]> {
@@ -176,13 +212,7 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
     let start = rest.iter().position(|byte| *byte != b' ')?;
     let end = rest.iter().rposition(|byte| *byte != b' ')? + 1;
     let secret = &rest[start..end];
-    // No whitespace or control character inside (the ASCII ones are the
-    // bytes up to the space, and DEL). A fold without an early exit, which
-    // the compiler turns into a few vector compares.
-    let clean = secret
-        .iter()
-        .fold(true, |clean, byte| clean & (*byte > b' ' && *byte != 0x7f));
-    clean.then_some(secret)
+    is_clean(secret).then_some(secret)
 }
 
 /// Authenticates every call of the services it wraps (health and
@@ -237,7 +267,13 @@ where
         {
             match authenticator.authenticate(request.headers(), request.extensions()) {
                 Ok(principal) => {
-                    request.extensions_mut().insert(Access::Caller(principal));
+                    let access = Access::Caller(principal);
+                    match request.extensions_mut().get_mut::<ConnectionInfo>() {
+                        Some(connection) => connection.set_caller(access),
+                        None => {
+                            request.extensions_mut().insert(access);
+                        }
+                    }
                 }
                 Err(error) => {
                     return AuthFuture::Refused {
@@ -364,6 +400,46 @@ mod tests {
     fn mock_now() -> SystemTime {
         let seconds = MOCK_SECONDS.load(std::sync::atomic::Ordering::Relaxed);
         SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds)
+    }
+
+    fn authenticate_with(
+        name: http::HeaderName,
+        value: &[u8],
+    ) -> Result<Arc<Principal>, AuthError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, http::HeaderValue::from_bytes(value).unwrap());
+        authenticator().authenticate(&headers, &http::Extensions::new())
+    }
+
+    #[test]
+    fn the_token_header_carries_the_bare_token() {
+        let principal = authenticate_with(TOKEN_HEADER, KNOWN.as_bytes()).unwrap();
+        assert_eq!(principal.id(), "known");
+        for (value, refusal) in [
+            (format!("Bearer {KNOWN}"), Refusal::Malformed),
+            (format!("{KNOWN} "), Refusal::Malformed),
+            (String::new(), Refusal::Malformed),
+            ("shoal_other".to_string(), Refusal::Unknown),
+        ] {
+            match authenticate_with(TOKEN_HEADER, value.as_bytes()) {
+                Err(AuthError::Unauthenticated(got)) => assert_eq!(got, refusal, "{value:?}"),
+                other => panic!("{value:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn both_headers_at_once_are_refused_even_when_they_agree() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&format!("Bearer {KNOWN}")).unwrap(),
+        );
+        headers.insert(TOKEN_HEADER, http::HeaderValue::from_static(KNOWN));
+        assert!(matches!(
+            authenticator().authenticate(&headers, &http::Extensions::new()),
+            Err(AuthError::Unauthenticated(Refusal::Malformed))
+        ));
     }
 
     #[test]

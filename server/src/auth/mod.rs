@@ -4,14 +4,24 @@
 //!
 //! - A **token** is a random secret (`shoal_` and 32 bytes from the OS
 //!   RNG, base64url; made by `shoal-server token`) sent on every call as
-//!   `authorization: Bearer <secret>`. The server never holds the secret:
-//!   its token file lists each token's id, the hex SHA-256 of the secret, an
-//!   optional expiry (RFC 3339) and its grants. SHA-256 without salt or
+//!   `authorization: Bearer <secret>` (the standard form, which grpcurl and
+//!   every gRPC library can send) or as `shoal-token: <secret>` (the Rust
+//!   client's default; a call with both is refused as malformed). They
+//!   differ in cost only: HTTP/2 implementations never put `authorization`
+//!   in a connection's header compression table, so it is sent and decoded
+//!   in full on every call (about 1 700 of the server's instructions per
+//!   call, more than the check itself), while `shoal-token` is sent once
+//!   per connection and then as a one-byte reference. Indexing a secret is
+//!   safe when it cannot be guessed whole (RFC 7541, section 7.1.3), as
+//!   256 random bits cannot. The server stores no secret: it holds one
+//!   only while a connection that sent it is open (see
+//!   [`ConnectionCredentials`]), and its token file lists each token's id,
+//!   the hex SHA-256 of the secret, an optional expiry (RFC 3339) and its grants. SHA-256 without salt or
 //!   stretching is enough because secrets have 256 bits of entropy; there is
 //!   no dictionary to attack.
 //! - A **certificate identity** (a URI or DNS SAN of a verified mTLS client
 //!   certificate) may be listed in the same file with grants of its own. A
-//!   call that carries no `authorization` header but arrives on a connection
+//!   call that carries no token but arrives on a connection
 //!   with a listed identity gets that identity's grants.
 //! - A **grant** is a namespace pattern (a Redis-style glob, as Scan
 //!   patterns are: `orders*`, `catalog`, `*`) and a [`Role`]: `read`,
@@ -35,9 +45,8 @@
 //!    message ([`UNAUTHENTICATED_MESSAGE`]), so that a caller learns nothing
 //!    about which tokens exist. The resolved [`Access`] goes into the
 //!    request's extensions. Each connection remembers the last credential
-//!    it verified ([`ConnectionCredentials`]: a keyed fingerprint, never
-//!    the secret), so its later calls skip the digest and the shared token
-//!    set until the token file is read again.
+//!    it verified ([`ConnectionCredentials`]), so its later calls skip the
+//!    digest and the shared token set until the token file is read again.
 //! 2. Every handler then asks [`Access::check`] for each namespace it
 //!    touches, before it touches it: the one decision per (caller,
 //!    namespace, role). Each item of a batch and each command of a pipeline
@@ -111,9 +120,10 @@ const ERROR_DOMAIN: &str = "shoal.v1";
 /// answered alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// No `authorization` header, and no listed certificate identity.
+    /// No token header, and no listed certificate identity.
     Missing,
-    /// A header that is not `Bearer <token>`.
+    /// An `authorization` value that is not `Bearer <token>`, a
+    /// `shoal-token` value that is not a bare token, or both headers.
     Malformed,
     /// A token the file does not list.
     Unknown,

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::AuthError;
 use crate::engine::{DEFAULT_NAMESPACE, KeyPattern};
+use crate::limits::connections::ConnectionInfo;
 
 /// What a grant allows in the namespaces it matches; each role includes
 /// the ones before it.
@@ -216,7 +217,8 @@ impl Principal {
 
 /// What one call may do, as the handlers see it; the
 /// [`AuthLayer`](super::AuthLayer) puts it in each authenticated request's
-/// extensions.
+/// [`ConnectionInfo`] (or, for a request that has none, such as a
+/// pipeline's commands, in an extension of its own).
 #[derive(Debug, Clone)]
 pub enum Access {
     /// Auth is off: everything is allowed.
@@ -234,7 +236,10 @@ impl Access {
     pub fn of(extensions: &http::Extensions, enabled: bool) -> &Access {
         static OPEN: Access = Access::Open;
         static NOBODY: Access = Access::Nobody;
-        match extensions.get::<Access>() {
+        let caller = extensions
+            .get::<ConnectionInfo>()
+            .and_then(ConnectionInfo::caller);
+        match caller.or_else(|| extensions.get::<Access>()) {
             Some(access) => access,
             None if enabled => &NOBODY,
             None => &OPEN,

@@ -40,7 +40,7 @@ use tonic::transport::server::Connected;
 use super::byte_budget::ByteBudget;
 use super::tcp_keepalive::{self, KeepaliveSettings};
 use super::traffic::Traffic;
-use crate::auth::ConnectionCredentials;
+use crate::auth::{Access, ConnectionCredentials};
 use crate::tls::{HandshakeError, TlsListener};
 
 /// Bytes of the HTTP/2 client preface (RFC 9113, section 3.4).
@@ -70,6 +70,12 @@ pub struct ConnectionInfo {
     /// The peer's address.
     pub remote: Option<SocketAddr>,
     state: Arc<ConnectionState>,
+    /// The rights verified for the one call whose extensions hold this copy
+    /// (tonic puts a fresh copy in each request), set by the auth layer.
+    /// They travel here rather than in an extension of their own, which
+    /// would cost every call an allocation and, as the fourth entry, a
+    /// growth of its extensions map.
+    caller: Option<Access>,
 }
 
 impl ConnectionInfo {
@@ -84,6 +90,16 @@ impl ConnectionInfo {
     /// The credential last verified on this connection.
     pub fn credentials(&self) -> &ConnectionCredentials {
         &self.state.credentials
+    }
+
+    /// The rights verified for this copy's call, if the auth layer set them.
+    pub fn caller(&self) -> Option<&Access> {
+        self.caller.as_ref()
+    }
+
+    /// Sets the rights verified for this copy's call.
+    pub fn set_caller(&mut self, access: Access) {
+        self.caller = Some(access);
     }
 
     /// Whether the connection is TLS.
@@ -122,6 +138,7 @@ impl ConnectionInfo {
                 client_identities: Vec::new(),
                 credentials: ConnectionCredentials::default(),
             }),
+            caller: None,
         }
     }
 }
@@ -215,6 +232,7 @@ impl Connection {
                 client_identities,
                 credentials: ConnectionCredentials::default(),
             }),
+            caller: None,
         };
         Self {
             stream,

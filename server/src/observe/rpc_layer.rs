@@ -66,6 +66,24 @@ const SESSIONS: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
+/// Calls whose replies stream, and whose handlers read the deadline
+/// ([`CallDeadline`]) to give back what a reply holds once it passes.
+/// Unary calls do not carry it, which spares each of them an insertion into
+/// the request's extensions: an allocation, and the map's growth when the
+/// caller's rights make a fourth entry.
+const STREAMED_REPLIES: &[&str] = &[
+    "/shoal.v1.BatchService/GetBatch",
+    "/shoal.v1.BatchService/SetBatch",
+    "/shoal.v1.BatchService/DeleteBatch",
+    "/shoal.v1.CacheService/Scan",
+    "/shoal.v1.CollectionService/HGetAll",
+    "/shoal.v1.CollectionService/LRange",
+    "/shoal.v1.CollectionService/SMembers",
+    "/shoal.v1.CollectionService/SInter",
+    "/shoal.v1.CollectionService/SUnion",
+    "/shoal.v1.CollectionService/SDiff",
+];
+
 impl RpcLayer {
     /// Records each call's outcome into `stats` and counts it open in
     /// `traffic` while it runs. `server_timeout` is the longest the server
@@ -126,7 +144,9 @@ where
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let call = Call::start(&self.layer, &request);
-        if let ReplyBound::Deadline(Some(deadline)) = &call.bound {
+        if let ReplyBound::Deadline(Some(deadline)) = &call.bound
+            && STREAMED_REPLIES.contains(&request.uri().path())
+        {
             request.extensions_mut().insert(CallDeadline(*deadline));
         }
         let inner = {
@@ -312,8 +332,8 @@ pub(crate) const STREAM_DEADLINE_MESSAGE: &str = "the reply was still streaming 
      deadline (grpc-timeout, or grpc.request_timeout_secs)";
 
 /// The instant a call's deadline passes (its `grpc-timeout`, capped by the
-/// server's request timeout), put in the request's extensions for the
-/// services: a streamed reply that holds memory gives it back then, even if
+/// server's request timeout), put in the request's extensions of the calls
+/// whose replies stream (`STREAMED_REPLIES`): a streamed reply that holds memory gives it back then, even if
 /// the client has stopped reading and the reply is never polled again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallDeadline(pub tokio::time::Instant);
@@ -517,6 +537,28 @@ fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every method of the API whose reply streams is a session or carries
+    /// its deadline: a streaming handler added later cannot miss it.
+    #[test]
+    fn every_streamed_reply_carries_its_deadline() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(shoal_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let mut streamed: Vec<String> = Vec::new();
+        for file in set.file.iter().filter(|file| file.package() == "shoal.v1") {
+            for service in &file.service {
+                for method in service.method.iter().filter(|m| m.server_streaming()) {
+                    streamed.push(format!("/shoal.v1.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+        streamed.retain(|path| !SESSIONS.contains(&path.as_str()));
+        streamed.sort();
+        let mut listed: Vec<String> = STREAMED_REPLIES.iter().map(|p| p.to_string()).collect();
+        listed.sort();
+        assert_eq!(streamed, listed);
+    }
 
     fn headers(name: &'static str, value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();

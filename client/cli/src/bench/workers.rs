@@ -19,7 +19,7 @@ use shoal_client::proto::{
 use shoal_client::{BatchOptions, Client, DEFAULT_MAX_MESSAGE_SIZE};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::{Ascii, MetadataValue};
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -43,10 +43,10 @@ pub struct Shared {
 /// A connection whose calls carry the run's token.
 pub type Authorized = InterceptedService<Channel, Authorize>;
 
-/// Adds `authorization: Bearer <token>` to each call when the run has a
-/// token; does nothing otherwise.
+/// Adds the token's header to each call when the run has a token, in the
+/// form the client would send it; does nothing otherwise.
 #[derive(Clone)]
-pub struct Authorize(Option<MetadataValue<Ascii>>);
+pub struct Authorize(Option<(MetadataKey<Ascii>, MetadataValue<Ascii>)>);
 
 impl Authorize {
     /// The header `builder` would send.
@@ -54,10 +54,11 @@ impl Authorize {
     /// # Errors
     /// When the token cannot be a header value.
     pub fn new(builder: &shoal_client::ClientBuilder) -> Result<Self, shoal_client::Error> {
-        let value = builder.authorization()?.and_then(|header| {
+        let value = builder.credential_header()?.and_then(|(name, header)| {
+            let key = MetadataKey::from_bytes(name.as_str().as_bytes()).ok()?;
             let mut value: MetadataValue<Ascii> = header.to_str().ok()?.parse().ok()?;
-            value.set_sensitive(true);
-            Some(value)
+            value.set_sensitive(header.is_sensitive());
+            Some((key, value))
         });
         Ok(Self(value))
     }
@@ -75,10 +76,8 @@ impl std::fmt::Debug for Authorize {
 
 impl Interceptor for Authorize {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
+        if let Some((key, value)) = &self.0 {
+            request.metadata_mut().insert(key.clone(), value.clone());
         }
         Ok(request)
     }
