@@ -6,14 +6,18 @@
 # per connection) and in `authorization: Bearer` (sent in full on every
 # call), as the `tokens` and `bearer` columns.
 #
-# 1. Throughput: `shoal bench` (64-byte values, 50 in flight, two HTTP/2
+# 1. Throughput: `shoal bench` (64-byte values, 50 in flight over 50 HTTP/2
 #    connections, two threads, 100 000 preloaded keys) against each server
 #    in turn, ROUNDS times, rotating the order; unary Gets and batches of 16
 #    keys. Prints each run and the medians, and each median's ratio to the
 #    plaintext one. The client runs on the same cores, so its own TLS and
 #    header costs are in the figures too, as they would be for a caller.
-# 2. With --callgrind (needs valgrind): instructions the server spends per
-#    unary Get (the median of CALLGRIND_RUNS runs, 3 by default), which repeat from run to run on a shared machine where
+# 2. The server's CPU time per unary Get and per key of a batch (user and
+#    system ticks from /proc around each run, CPU_ROUNDS runs each): what
+#    throughput would show on an idle machine, with far less noise.
+# 3. With --callgrind (needs valgrind): instructions the server spends per
+#    unary Get and per key of a 16-key batch (the median of CALLGRIND_RUNS
+#    runs, 3 by default), which repeat from run to run on a shared machine where
 #    throughput moves by 10 to 20%. valgrind does not run the CPU's SHA and
 #    AES instructions natively; it emulates them, so the TLS row counts
 #    more than the hardware executes.
@@ -25,6 +29,8 @@ cd "$(dirname "$0")/../../.."
 cargo build --quiet --release -p shoal-server -p shoal-cli
 bin=target/release
 rounds=${ROUNDS:-3}
+# 50 HTTP/2 connections (CONNECTIONS), 50 calls in flight over them.
+connections=${CONNECTIONS:-50}
 requests=${REQUESTS:-100000}
 batches=${BATCHES:-20000}
 out=$(mktemp -d)
@@ -88,7 +94,7 @@ bench() {
   esac
   # shellcheck disable=SC2046
   "$bin/shoal" $(client_flags "$kind" "$port") --json bench "${load[@]}" -d 64 -c 50 \
-    -r 100000 --connections 2 --threads 2 -q |
+    -r 100000 --connections "$connections" --threads 2 -q |
     python3 -c 'import json, sys
 report = json.loads(sys.stdin.readline())
 assert report["errors"] == 0, report
@@ -136,15 +142,61 @@ for workload in unary batch; do
   row ratio "${ratios[@]}"
 done
 
+# Server CPU time per item: user + system ticks of the server's process
+# around a run (one key, so that the preload is one SetBatch), which a
+# loaded machine disturbs far less than throughput.
+declare -A server_pid
+for index in "${!servers[@]}"; do server_pid[${servers[$index]}]=${pids[$index]}; done
+server_pid[bearer]=${server_pid[tokens]}
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+cpu_runs=${CPU_ROUNDS:-3}
+for workload in unary batch; do
+  case $workload in
+    unary) load=(-t get -n $((requests * 3))) items=$((requests * 3)) unit="µs per call" ;;
+    batch) load=(-t mget -P 16 -n $((batches * 15))) items=$((batches * 15 * 16)) unit="µs per key" ;;
+  esac
+  printf '\nserver CPU, %s Gets (%s, median of %s)\n' "$workload" "$unit" "$cpu_runs"
+  row kind "${kinds[@]}"
+  declare -A cpu=()
+  for kind in "${kinds[@]}"; do
+    for _ in $(seq 1 "$cpu_runs"); do
+      before=$(ticks "${server_pid[$kind]}")
+      # shellcheck disable=SC2046
+      "$bin/shoal" $(client_flags "$kind" "${ports[$kind]}") bench "${load[@]}" -d 64 -c 50 \
+        -r 1 --connections "$connections" --threads 2 -q >/dev/null
+      after=$(ticks "${server_pid[$kind]}")
+      python3 -c "print(f'{($after - $before) / $hz / $items * 1e6:.3f}')" >>"$out/cpu.$workload.$kind"
+    done
+    cpu[$kind]=$(median <"$out/cpu.$workload.$kind")
+  done
+  row cpu "${cpu[plaintext]}" "${cpu[tls]}" "${cpu[tokens]}" "${cpu[bearer]}"
+  ratios=()
+  for kind in "${kinds[@]}"; do
+    ratios+=("$(python3 -c "print(f'{${cpu[plaintext]} / ${cpu[$kind]}:.3f}')")")
+  done
+  row ratio "${ratios[@]}"
+done
+
 for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 pids=()
 
 [[ "${1:-}" == "--callgrind" ]] || exit 0
 
 calls=20000
-# instructions KIND: instructions per unary Get of that kind of server.
+batches=2000
+# Two connections: each of the 50 TLS handshakes of 50 new connections would
+# weigh more in a 20 000-call window than the calls themselves.
+callgrind_connections=${CALLGRIND_CONNECTIONS:-2}
+# instructions KIND WORKLOAD: the server's instructions for `calls` unary
+# Gets, or for `batches` batches of 16 keys, of that kind of server.
 instructions() {
-  local kind=$1 port pid
+  local kind=$1 workload=$2 port pid
+  local -a load warm
+  case $workload in
+    unary) load=(-t get -n "$calls") warm=(-t get -n 2000) ;;
+    batch) load=(-t mget -P 16 -n "$batches") warm=(-t mget -P 16 -n 200) ;;
+  esac
   port=$(free_port)
   # shellcheck disable=SC2046
   valgrind --tool=callgrind --callgrind-out-file="$out/$kind.%p" \
@@ -154,12 +206,12 @@ instructions() {
   pids+=("$pid")
   wait_serving "$kind" "$port"
   # shellcheck disable=SC2046
-  "$bin/shoal" $(client_flags "$kind" "$port") bench -t get -n 2000 -r 1 -q -c 50 \
-    --connections 2 >/dev/null
+  "$bin/shoal" $(client_flags "$kind" "$port") bench "${warm[@]}" -r 1 -q -c 50 \
+    --connections "$callgrind_connections" >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1
   # shellcheck disable=SC2046
-  "$bin/shoal" $(client_flags "$kind" "$port") bench -t get -n "$calls" -r 1 -q -c 50 \
-    --connections 2 --threads 2 >/dev/null
+  "$bin/shoal" $(client_flags "$kind" "$port") bench "${load[@]}" -r 1 -q -c 50 \
+    --connections "$callgrind_connections" --threads 2 >/dev/null
   callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   kill "$pid"
@@ -170,15 +222,23 @@ instructions() {
 # How the calls fall on the server's two threads moves the count by a few
 # hundred instructions from run to run: the median of RUNS.
 runs=${CALLGRIND_RUNS:-3}
-printf '\nserver instructions per unary Get (median of %s runs)\n' "$runs"
-declare -A counted=()
-for kind in "${kinds[@]}"; do
-  for _ in $(seq 1 "$runs"); do
-    echo $(($(instructions "$kind") / calls)) >>"$out/callgrind.$kind"
+# report WORKLOAD DIVISOR KIND...: the median per call (or key) of each kind.
+report() {
+  local workload=$1 divisor=$2
+  shift 2
+  declare -A counted=()
+  for kind in "$@"; do
+    for _ in $(seq 1 "$runs"); do
+      echo $(($(instructions "$kind" "$workload") / divisor)) >>"$out/callgrind.$workload.$kind"
+    done
+    counted[$kind]=$(median <"$out/callgrind.$workload.$kind")
   done
-  counted[$kind]=$(median <"$out/callgrind.$kind")
-done
-for kind in "${kinds[@]}"; do
-  printf '%-10s %10s   plaintext / %s = %s\n' "$kind" "${counted[$kind]}" "$kind" \
-    "$(python3 -c "print(f'{${counted[plaintext]} / ${counted[$kind]}:.3f}')")"
-done
+  for kind in "$@"; do
+    printf '%-10s %10s   plaintext / %s = %s\n' "$kind" "${counted[$kind]}" "$kind" \
+      "$(python3 -c "print(f'{${counted[plaintext]} / ${counted[$kind]}:.3f}')")"
+  done
+}
+printf '\nserver instructions per unary Get (median of %s runs)\n' "$runs"
+report unary "$calls" "${kinds[@]}"
+printf '\nserver instructions per key of a 16-key batch (median of %s runs)\n' "$runs"
+report batch $((batches * 16)) plaintext tls
