@@ -23,17 +23,23 @@
 #
 # Settings (environment): RUNS (3), KEYS (1000000), CLIENTS (50), REQUESTS
 # (unary writes per run, 200000), BATCHES (batches of 16 per run, 50000),
-# ONLY (shoal or redis: measure one side alone, and print its figures
-# without ratios to the other).
+# PARTS (what to measure, comma-separated: shoal for the server, inprocess
+# for the persistence_restart example, redis; all three by default; a
+# figure whose peer is left out is printed without its ratio).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
-only=${ONLY:-}
-if [[ -n "$only" && "$only" != shoal && "$only" != redis ]]; then
-  echo "persistence.sh: ONLY is shoal or redis, not '$only'" >&2
-  exit 2
-fi
-want() { [[ -z "$only" || "$only" == "$1" ]]; }
+parts=${PARTS:-shoal,inprocess,redis}
+for part in ${parts//,/ }; do
+  case $part in
+    shoal | inprocess | redis) ;;
+    *)
+      echo "persistence.sh: PARTS names shoal, inprocess and redis, not '$part'" >&2
+      exit 2
+      ;;
+  esac
+done
+want() { [[ ",$parts," == *",$1,"* ]]; }
 if want redis; then
   for tool in redis-server redis-cli redis-benchmark; do
     if ! command -v "$tool" >/dev/null 2>&1; then
@@ -267,7 +273,7 @@ for run in $(seq 1 "$runs"); do
     if want shoal; then shoal_restart "$mode"; fi
     if want redis; then redis_restart "$mode"; fi
   done
-  if want shoal; then
+  if want inprocess; then
     for mode in snapshot log; do
       dir="$work/inproc-$mode"
       rm -rf "$dir"

@@ -10,6 +10,9 @@
 //! and written out in pieces of about [`WRITE_BYTES`], so the memory a
 //! snapshot takes beyond the engine's is one piece plus the collections
 //! that writes copy meanwhile (counted in the namespaces' snapshot bytes).
+//! It is loaded back piece by piece too ([`FrameReader`]), each entry
+//! copied out of the read buffer (see [`super::reader`]), and each shard
+//! record's namespace looked up once for the entries that follow it.
 
 use std::collections::HashMap;
 use std::path::Path;
