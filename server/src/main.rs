@@ -43,6 +43,22 @@ enum Command {
     /// client certificate to a directory, and says how to use them. Not for
     /// production.
     DevCert(DevCertArgs),
+    /// Salvages what is valid in a damaged data directory, with the server
+    /// stopped. Without --yes it only says what it would keep and drop and
+    /// changes nothing; exits 0 when nothing needs repair or the repair is
+    /// done, 1 when a dry run found damage, 2 on an error.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RepairArgs {
+    /// The data directory to repair.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Carry the repair out: salvaged copies replace damaged files, and
+    /// the originals are kept as NAME.damaged.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -434,6 +450,41 @@ fn dev_cert(args: &DevCertArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Plans a repair of a data directory, prints it, and carries it out with
+/// `--yes`.
+fn repair(args: &RepairArgs) -> ExitCode {
+    use shoal_server::persistence::{OsFileSystem, apply_repair, plan_repair};
+    let plan = match plan_repair(&OsFileSystem, &args.data_dir) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{plan}");
+    if !plan.needs_repair() {
+        println!("nothing to repair in {}", args.data_dir.display());
+        return ExitCode::SUCCESS;
+    }
+    if !args.yes {
+        println!("dry run: nothing changed; run again with --yes to repair");
+        return ExitCode::FAILURE;
+    }
+    match apply_repair(&OsFileSystem, &plan) {
+        Ok(()) => {
+            println!(
+                "repaired {}; the damaged originals are kept as *.damaged",
+                args.data_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Runs one health check and says what it found.
 async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     let tls = match shoal_server::healthcheck::ProbeTls::from_files(
@@ -483,6 +534,7 @@ async fn serve() -> ExitCode {
         Some(Command::Healthcheck(args)) => return healthcheck(args).await,
         Some(Command::Token(args)) => return make_token(args),
         Some(Command::DevCert(args)) => return dev_cert(&args),
+        Some(Command::Repair(args)) => return repair(&args),
         None => {}
     }
     let config = match cli.serve.into_config() {

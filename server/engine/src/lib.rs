@@ -341,7 +341,10 @@ impl Engine {
     /// them, and its slot under `max_namespaces` is free. Returns how many
     /// keys it held, or `None` when it did not exist. A write already under
     /// way when it is dropped may still land in the dropped namespace, and
-    /// is freed with it; later writes make a new, empty namespace.
+    /// is freed with it, unannounced: the change sink sees the drop as a
+    /// flush and nothing of the dropped namespace after it, so a replayed
+    /// log cannot bring such a write back. Later writes make a new, empty
+    /// namespace.
     ///
     /// # Errors
     /// [`EngineError::InvalidNamespace`] for a bad name.
@@ -352,7 +355,7 @@ impl Engine {
             .namespaces
             .write()
             .remove(canonical_namespace(name));
-        Ok(dropped.map(|namespace| namespace.flush()))
+        Ok(dropped.map(|namespace| namespace.flush_dropped()))
     }
 
     /// Reclaims the slots of namespaces that have held no key for

@@ -60,6 +60,12 @@ pub struct Namespace {
     /// When the reclaimer first found this namespace empty (ms on the
     /// engine's clock; 0 when it was not).
     empty_since_ms: std::sync::atomic::AtomicU64,
+    /// Set once the namespace is dropped from its engine, under every
+    /// shard's lock: a write still under way through an old handle lands
+    /// in the dropped keyspace, freed with it, and announces nothing, so
+    /// that no record of it can follow the drop's flush record and bring
+    /// the key back on replay.
+    dropped: std::sync::atomic::AtomicBool,
     /// The engine-wide key and memory budget.
     budget: Arc<Budget>,
     /// Where collection versions left behind for readers are charged.
@@ -99,6 +105,7 @@ impl Namespace {
             sink,
             cursor_secret: std::hash::RandomState::new().hash_one(&*name_for_secret),
             empty_since_ms: std::sync::atomic::AtomicU64::new(0),
+            dropped: std::sync::atomic::AtomicBool::new(false),
             pins: PinAccount::new(Arc::clone(&budget)),
             budget,
         }
@@ -156,6 +163,10 @@ impl Namespace {
     }
 
     fn emit(&self, shard: usize, sequence: u64, key: &[u8], kind: ChangeKind) {
+        // Relaxed is enough: the flag is set and read under a shard lock.
+        if self.dropped.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         if let Some(sink) = self.sink.get() {
             sink.record(ChangeRecord {
                 namespace: Arc::clone(&self.name),

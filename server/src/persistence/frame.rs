@@ -15,6 +15,7 @@
 //! one (which tells a torn tail from damage in the middle) does not trust
 //! garbage. All integers are little-endian.
 
+use std::io::Read;
 use std::ops::Range;
 
 /// The format version this build writes and reads.
@@ -187,6 +188,188 @@ pub fn find_valid_frame_after(buf: &[u8], at: usize) -> Option<usize> {
         .find(|&offset| matches!(read_frame(buf, offset), FrameRead::Frame { .. }))
 }
 
+/// Bytes a [`FrameReader`] reads at a time: large enough that a read
+/// call's cost is spread over thousands of records, small enough that
+/// reading a file of any size holds about this much (or one frame, when a
+/// frame is larger).
+pub const READ_CHUNK_BYTES: usize = 1 << 20;
+
+/// The frames of a file, read piece by piece with a bounded buffer rather
+/// than whole.
+pub struct FrameReader {
+    source: Box<dyn Read + Send>,
+    /// Bytes read and not yet handed out, from file offset `offset` on
+    /// (after the first `consumed`, which the last chunk handed out).
+    pending: Vec<u8>,
+    consumed: usize,
+    offset: u64,
+    /// Least bytes to hold before frames are looked for again: a frame
+    /// header, or a whole frame whose header said how long it is.
+    need: usize,
+    eof: bool,
+}
+
+/// What [`FrameReader::open`] found at the start of a file.
+pub struct OpenedFrames {
+    /// The reader, positioned after the header when the header is valid.
+    pub frames: FrameReader,
+    /// What the header says.
+    pub header: HeaderCheck,
+    /// The file's length when it is no longer than a header: what a crash
+    /// during its creation leaves.
+    pub short_len: Option<u64>,
+}
+
+/// A run of whole frames handed out by [`FrameReader::next_chunk`].
+pub struct FrameChunk<'a> {
+    /// The bytes the payload ranges index.
+    pub bytes: &'a [u8],
+    /// The file offset of `bytes[0]`.
+    pub base: u64,
+    /// The payloads of the valid frames, in order.
+    pub payloads: Vec<Range<usize>>,
+    /// What follows them.
+    pub end: ChunkEnd,
+}
+
+impl FrameChunk<'_> {
+    /// The file offset of the frame whose payload is `payload`.
+    pub fn frame_offset(&self, payload: &Range<usize>) -> u64 {
+        self.base + (payload.start - FRAME_HEADER_BYTES) as u64
+    }
+}
+
+/// What follows the frames of a [`FrameChunk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkEnd {
+    /// More of the file: ask for the next chunk.
+    More,
+    /// The end of the file, at a frame boundary.
+    End,
+    /// Not a valid frame, at file offset `offset`; nothing after it is
+    /// handed out.
+    Bad {
+        /// Where the bad frame starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+        /// Whether it runs past the end of the file.
+        incomplete: bool,
+    },
+}
+
+impl FrameReader {
+    /// Reads the start of `source` and checks its header against `kind`.
+    ///
+    /// # Errors
+    /// As `read`.
+    pub fn open(mut source: Box<dyn Read + Send>, kind: FileKind) -> std::io::Result<OpenedFrames> {
+        let mut pending = Vec::with_capacity(READ_CHUNK_BYTES);
+        let eof = fill(&mut source, &mut pending, READ_CHUNK_BYTES)?;
+        let header = check_file_header(kind, &pending);
+        let short_len = (eof && pending.len() <= FILE_HEADER_BYTES).then_some(pending.len() as u64);
+        let consumed = if header == HeaderCheck::Valid {
+            FILE_HEADER_BYTES
+        } else {
+            0
+        };
+        Ok(OpenedFrames {
+            frames: FrameReader {
+                source,
+                pending,
+                consumed,
+                offset: 0,
+                need: FRAME_HEADER_BYTES,
+                eof,
+            },
+            header,
+            short_len,
+        })
+    }
+
+    /// The next run of whole frames. After a chunk that ends
+    /// [`ChunkEnd::End`] or [`ChunkEnd::Bad`], every later one is empty
+    /// and ends the same way.
+    ///
+    /// # Errors
+    /// As `read`.
+    pub fn next_chunk(&mut self) -> std::io::Result<FrameChunk<'_>> {
+        if self.consumed > 0 {
+            self.pending.drain(..self.consumed);
+            self.offset += self.consumed as u64;
+            self.consumed = 0;
+        }
+        if !self.eof {
+            let want = READ_CHUNK_BYTES.max(self.need);
+            self.eof = fill(&mut self.source, &mut self.pending, want)?;
+        }
+        let buf = &self.pending;
+        let mut payloads = Vec::new();
+        let mut at = 0;
+        let end = loop {
+            match read_frame(buf, at) {
+                FrameRead::Frame { payload, next } => {
+                    payloads.push(payload);
+                    at = next;
+                }
+                FrameRead::End if self.eof => break ChunkEnd::End,
+                FrameRead::End => {
+                    self.need = FRAME_HEADER_BYTES;
+                    break ChunkEnd::More;
+                }
+                FrameRead::Bad { incomplete, .. } if incomplete && !self.eof => {
+                    self.need = frame_bytes_hint(&buf[at..]);
+                    break ChunkEnd::More;
+                }
+                FrameRead::Bad { reason, incomplete } => {
+                    break ChunkEnd::Bad {
+                        offset: self.offset + at as u64,
+                        reason,
+                        incomplete,
+                    };
+                }
+            }
+        };
+        // A bad frame stays pending, so that every later call reports it.
+        self.consumed = at;
+        Ok(FrameChunk {
+            bytes: &self.pending,
+            base: self.offset,
+            payloads,
+            end,
+        })
+    }
+}
+
+/// Reads from `source` into `buf` until it holds `want` bytes or the
+/// source ends; returns whether it ended.
+fn fill(
+    source: &mut Box<dyn Read + Send>,
+    buf: &mut Vec<u8>,
+    want: usize,
+) -> std::io::Result<bool> {
+    let missing = want.saturating_sub(buf.len());
+    if missing == 0 {
+        return Ok(false);
+    }
+    let read = source.by_ref().take(missing as u64).read_to_end(buf)?;
+    Ok(read < missing)
+}
+
+/// Bytes of the frame starting `bytes`, from its header when that is
+/// whole and checked; a frame header's worth otherwise.
+fn frame_bytes_hint(bytes: &[u8]) -> usize {
+    let Some(header) = bytes.get(..FRAME_HEADER_BYTES) else {
+        return FRAME_HEADER_BYTES;
+    };
+    let word =
+        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    if crc32fast::hash(&header[..8]) != word(8) {
+        return FRAME_HEADER_BYTES;
+    }
+    FRAME_HEADER_BYTES + (word(0) as usize).min(MAX_PAYLOAD_BYTES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +424,71 @@ mod tests {
         let second = FRAME_HEADER_BYTES + 5;
         assert_eq!(find_valid_frame_after(&buf, 0), Some(second));
         assert_eq!(find_valid_frame_after(&buf, second), None);
+    }
+
+    /// Every frame of `file`, read through a [`FrameReader`], with how
+    /// the file ended.
+    fn stream(file: Vec<u8>) -> (Vec<Vec<u8>>, ChunkEnd) {
+        let opened =
+            FrameReader::open(Box::new(std::io::Cursor::new(file)), FileKind::Log).expect("open");
+        assert_eq!(opened.header, HeaderCheck::Valid);
+        let mut frames = opened.frames;
+        let mut seen = Vec::new();
+        loop {
+            let chunk = frames.next_chunk().expect("read");
+            seen.extend(
+                chunk
+                    .payloads
+                    .iter()
+                    .map(|range| chunk.bytes[range.clone()].to_vec()),
+            );
+            if chunk.end != ChunkEnd::More {
+                return (seen, chunk.end);
+            }
+        }
+    }
+
+    #[test]
+    fn the_frame_reader_reads_frames_larger_than_its_buffer_and_finds_damage() {
+        let big = vec![7u8; READ_CHUNK_BYTES * 2 + 5];
+        let small: Vec<Vec<u8>> = (0..50_000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let mut file = Vec::new();
+        write_file_header(FileKind::Log, &mut file);
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        for payload in small
+            .iter()
+            .take(25_000)
+            .chain([&big])
+            .chain(small.iter().skip(25_000))
+        {
+            append_frame(&mut file, |out| out.extend_from_slice(payload));
+            expected.push(payload.clone());
+        }
+        let (seen, end) = stream(file.clone());
+        assert_eq!(end, ChunkEnd::End);
+        assert_eq!(seen, expected);
+
+        // A flipped byte in the last frame's payload: everything before it
+        // is handed out, then the damage at that frame's offset.
+        let last_frame = file.len() - FRAME_HEADER_BYTES - 4;
+        let mut damaged = file.clone();
+        damaged[last_frame + FRAME_HEADER_BYTES] ^= 1;
+        let (seen, end) = stream(damaged);
+        assert_eq!(seen.len(), expected.len() - 1);
+        assert!(
+            matches!(end, ChunkEnd::Bad { offset, incomplete: false, .. } if offset == last_frame as u64)
+        );
+
+        // Cut inside the big frame: a frame running past the end.
+        let (seen, end) = stream(file[..FILE_HEADER_BYTES + 25_000 * 16 + 100].to_vec());
+        assert_eq!(seen.len(), 25_000);
+        assert!(matches!(
+            end,
+            ChunkEnd::Bad {
+                incomplete: true,
+                ..
+            }
+        ));
     }
 
     #[test]

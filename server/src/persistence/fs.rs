@@ -1,13 +1,13 @@
 //! The file operations persistence needs, behind a trait so that tests can
 //! put a faulty file system underneath (see [`super::fault_fs`]).
 //!
-//! The set is small on purpose: appending, syncing data, whole-file reads,
-//! atomic renames, directory syncs, truncation and removal are all the
-//! log, snapshots and manifest do, and each has one meaning a fault model
-//! can reproduce.
+//! The set is small on purpose: appending, syncing data, whole-file and
+//! sequential reads, atomic renames, directory syncs, truncation and
+//! removal are all the log, snapshots and manifest do, and each has one
+//! meaning a fault model can reproduce.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// A file open for appending.
@@ -38,6 +38,15 @@ pub trait FileSystem: Send + Sync + 'static {
     /// # Errors
     /// As `read`; `NotFound` when it does not exist.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// `path` opened for reading from its start, so that a large file is
+    /// read piece by piece. By default it reads the whole file first, which
+    /// a test double, whose files are in memory anyway, can keep.
+    ///
+    /// # Errors
+    /// As [`FileSystem::read`].
+    fn open(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(io::Cursor::new(self.read(path)?)))
+    }
     /// The names of the files in `dir`.
     ///
     /// # Errors
@@ -100,6 +109,10 @@ impl FileSystem for OsFileSystem {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(File::open(path)?))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {

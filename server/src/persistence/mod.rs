@@ -90,7 +90,12 @@
 //! settings ([`settings`]); and, in the engine, replay, restore and the
 //! chunked snapshot reader. The tests run them against a disk that loses
 //! power (1 000 losses at the log level, 200 with an engine and snapshots
-//! under way) and against hand-made damage.
+//! under way) and against hand-made damage. Segments and snapshots are
+//! read piece by piece ([`frame::FrameReader`]); `shoal-server repair`
+//! salvages a damaged directory ([`repair`]); a write through a handle of a
+//! dropped namespace is not logged, so replay cannot bring it back. The
+//! `persistence_restart` example times a restart in process, and
+//! `server/bench/benches/persistence.sh` against redis-server.
 //!
 //! Left for the next part: reading `[persistence]` in the server's `Config`
 //! (and flags and environment), with the data directory locked against a
@@ -102,15 +107,12 @@
 //! back-pressure when the buffer outgrows the disk; snapshot triggers
 //! (interval, log growth) and `persistence = "snapshot"` without a log;
 //! per-namespace opt-out (`[namespaces.NAME] persistence = false`, a filter
-//! in the sink); `shoal-server repair` to salvage the valid records of a
-//! damaged file; Snapshot on demand and persistence status in
+//! in the sink); Snapshot on demand and persistence status in
 //! `AdminService`, Stats, /metrics and the CLI; volumes in deploy/; the
-//! kill -9 checker of 50 cycles; restart and throughput benchmarks against
-//! redis-server, and the README's Persistence section. Two limits of what
-//! is here: segments and snapshots are read whole into memory (a large
-//! snapshot wants a streaming reader), and a write racing
-//! `Engine::drop_namespace` can be logged after the namespace's flush and
-//! come back on replay (the drop wants a record of its own).
+//! kill -9 checker of 50 cycles; the server's figures from
+//! `persistence.sh` once the server takes its flags; `repair` taking the
+//! data directory's lock, so that it cannot run beside a server; and the
+//! README's Persistence section.
 
 pub mod error;
 pub mod fault_fs;
@@ -120,6 +122,7 @@ pub mod manifest;
 pub mod reader;
 pub mod record;
 pub mod recovery;
+pub mod repair;
 pub mod segment;
 pub mod settings;
 pub mod sink;
@@ -137,6 +140,7 @@ pub use manifest::{read_manifest, write_manifest};
 pub use reader::{LogReport, TornTail, read_log};
 pub use record::{LogRecord, Manifest, SnapshotRecord};
 pub use recovery::{RecoveryReport, recover, start_log, take_snapshot};
+pub use repair::{RepairPlan, apply_repair, plan_repair};
 pub use sink::LogSink;
 pub use snapshot::{SnapshotReport, load_snapshot, write_snapshot};
 pub use writer::{FsyncPolicy, LogConfig, LogPosition, LogProgress, LogWriter};

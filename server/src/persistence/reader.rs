@@ -8,16 +8,24 @@
 //! file and the offset: a bad frame in an earlier segment (segments are
 //! synced before the next one begins), or a bad frame followed by a valid
 //! one, which a torn write does not leave behind.
+//!
+//! Segments are read piece by piece ([`FrameReader`]), so a replay holds
+//! about [`READ_CHUNK_BYTES`](super::frame::READ_CHUNK_BYTES) of file
+//! however long the log. Each record is copied out of that buffer into an
+//! allocation of its own, which the values it sets then share: a value
+//! keeps its record (its key and a few bytes of header beside it) alive,
+//! never a whole piece of the file. Only when a bad frame is found in the
+//! last segment is that one segment read whole, to look past the damage.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
 use super::error::PersistenceError;
-use super::frame::{FILE_HEADER_BYTES, FORMAT_VERSION, read_frame};
-use super::frame::{FileKind, FrameRead, HeaderCheck, check_file_header, find_valid_frame_after};
+use super::frame::{ChunkEnd, FORMAT_VERSION, OpenedFrames};
+use super::frame::{FileKind, FrameReader, HeaderCheck, find_valid_frame_after};
 use super::fs::FileSystem;
-use super::record::LogRecord;
+use super::record::{LogRecord, NameCache};
 use super::segment::{segment_name, segment_numbers};
 use crate::engine::ReplayError;
 
@@ -108,18 +116,22 @@ pub fn read_log(
             ));
         }
         let last = index + 1 == numbers.len();
-        let bytes = Bytes::from(
-            fs.read(&path)
-                .map_err(|error| PersistenceError::io("read", &path, error))?,
-        );
+        let source = fs
+            .open(&path)
+            .map_err(|error| PersistenceError::io("read", &path, error))?;
+        let OpenedFrames {
+            mut frames,
+            header,
+            short_len,
+        } = FrameReader::open(source, FileKind::Log)
+            .map_err(|error| PersistenceError::io("read", &path, error))?;
         report.segments.push(number);
-        let header = check_file_header(FileKind::Log, &bytes);
         // A segment's header is synced before any frame is written to it,
         // so a last segment of no more than a header that is not valid is
         // one whose creation the crash cut short, unless it names another
         // version in full.
         let torn_header = last
-            && bytes.len() <= FILE_HEADER_BYTES
+            && short_len.is_some()
             && !matches!(header, HeaderCheck::Valid | HeaderCheck::WrongVersion(1..));
         match header {
             HeaderCheck::Valid => {}
@@ -131,7 +143,7 @@ pub fn read_log(
                 report.torn_tail = Some(TornTail {
                     path,
                     offset: 0,
-                    dropped_bytes: bytes.len() as u64,
+                    dropped_bytes: short_len.unwrap_or(0),
                     reason: "the segment has no complete header".into(),
                 });
                 report.segments.pop();
@@ -155,37 +167,63 @@ pub fn read_log(
                 });
             }
         }
-        let mut at = FILE_HEADER_BYTES;
+        let mut names = NameCache::default();
         loop {
-            match read_frame(&bytes, at) {
-                FrameRead::End => break,
-                FrameRead::Frame { payload, next } => {
-                    let record = LogRecord::decode(bytes.slice(payload))
-                        .map_err(|reason| PersistenceError::corrupt(&path, at as u64, reason))?;
-                    visit(record).map_err(|source| PersistenceError::Replay {
-                        path: path.clone(),
-                        offset: at as u64,
-                        source,
-                    })?;
-                    report.records += 1;
-                    at = next;
-                }
-                FrameRead::Bad { reason, .. } => {
-                    if !last || find_valid_frame_after(&bytes, at).is_some() {
-                        return Err(PersistenceError::corrupt(&path, at as u64, reason));
+            let chunk = frames
+                .next_chunk()
+                .map_err(|error| PersistenceError::io("read", &path, error))?;
+            for payload in &chunk.payloads {
+                let at = chunk.frame_offset(payload);
+                let record = Bytes::copy_from_slice(&chunk.bytes[payload.clone()]);
+                let record = LogRecord::decode_with(record, &mut names)
+                    .map_err(|reason| PersistenceError::corrupt(&path, at, reason))?;
+                visit(record).map_err(|source| PersistenceError::Replay {
+                    path: path.clone(),
+                    offset: at,
+                    source,
+                })?;
+                report.records += 1;
+            }
+            match chunk.end {
+                ChunkEnd::More => {}
+                ChunkEnd::End => break,
+                ChunkEnd::Bad { offset, reason, .. } => {
+                    if !last {
+                        return Err(PersistenceError::corrupt(&path, offset, reason));
                     }
-                    fs.truncate(&path, at as u64)
-                        .map_err(|error| PersistenceError::io("truncate", &path, error))?;
-                    report.torn_tail = Some(TornTail {
-                        path: path.clone(),
-                        offset: at as u64,
-                        dropped_bytes: (bytes.len() - at) as u64,
-                        reason,
-                    });
+                    report.torn_tail = Some(cut_torn_tail(fs, &path, offset, reason)?);
                     break;
                 }
             }
         }
     }
     Ok(report)
+}
+
+/// Cuts the last segment at `path` at the bad frame at `offset` when
+/// nothing valid follows it (a torn tail); fails naming the offset when
+/// something does. The segment is read whole here, once, to look.
+fn cut_torn_tail(
+    fs: &dyn FileSystem,
+    path: &Path,
+    offset: u64,
+    reason: String,
+) -> Result<TornTail, PersistenceError> {
+    let bytes = fs
+        .read(path)
+        .map_err(|error| PersistenceError::io("read", path, error))?;
+    let at = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    if find_valid_frame_after(&bytes, at).is_some() {
+        return Err(PersistenceError::corrupt(path, offset, reason));
+    }
+    fs.truncate(path, offset)
+        .map_err(|error| PersistenceError::io("truncate", path, error))?;
+    Ok(TornTail {
+        path: path.to_path_buf(),
+        offset,
+        dropped_bytes: (bytes.len() - at) as u64,
+        reason,
+    })
 }

@@ -125,11 +125,22 @@ impl LogRecord {
     /// # Errors
     /// What is wrong with it, for a corruption report.
     pub fn decode(payload: Bytes) -> Result<Self, String> {
+        Self::decode_with(payload, &mut NameCache::default())
+    }
+
+    /// Decodes a payload, taking its namespace's name from `names` when it
+    /// is the one the previous record named: a log holds runs of records
+    /// of one namespace, and a replay of millions of them should not
+    /// allocate a name for each.
+    ///
+    /// # Errors
+    /// What is wrong with it, for a corruption report.
+    pub fn decode_with(payload: Bytes, names: &mut NameCache) -> Result<Self, String> {
         let mut input = Decoder::new(payload);
         let record = match input.u8()? {
-            CHANGE => LogRecord::Change(input.change()?),
+            CHANGE => LogRecord::Change(input.change(names)?),
             FLUSH => LogRecord::Flush(FlushRecord {
-                namespace: input.name()?,
+                namespace: input.cached_name(names)?,
                 removed: input.varint()?,
             }),
             tag => return Err(format!("unknown log record tag {tag}")),
@@ -337,6 +348,11 @@ impl Manifest {
     }
 }
 
+/// The namespace name the last decoded record named, for
+/// [`LogRecord::decode_with`].
+#[derive(Debug, Default)]
+pub struct NameCache(Option<Arc<str>>);
+
 /// Reads a payload; byte strings are slices of it, not copies.
 struct Decoder {
     input: Bytes,
@@ -415,6 +431,27 @@ impl Decoder {
             .map_err(|_| "namespace is not UTF-8".to_string())
     }
 
+    /// As [`Decoder::name`], reusing the cached name when it is the same.
+    fn cached_name(&mut self, names: &mut NameCache) -> Result<Arc<str>, String> {
+        let len = self.varint()?;
+        let left = (self.input.len() - self.at) as u64;
+        if len > left {
+            return Err(format!("length {len} exceeds the {left} bytes left"));
+        }
+        let bytes = &self.input[self.at..self.at + len as usize];
+        self.at += len as usize;
+        if let Some(name) = &names.0
+            && name.as_bytes() == bytes
+        {
+            return Ok(Arc::clone(name));
+        }
+        let name: Arc<str> = std::str::from_utf8(bytes)
+            .map(Arc::from)
+            .map_err(|_| "namespace is not UTF-8".to_string())?;
+        names.0 = Some(Arc::clone(&name));
+        Ok(name)
+    }
+
     fn list(&mut self) -> Result<Vec<Bytes>, String> {
         let count = self.count()?;
         (0..count).map(|_| self.bytes()).collect()
@@ -437,8 +474,8 @@ impl Decoder {
         Ok(())
     }
 
-    fn change(&mut self) -> Result<ChangeRecord, String> {
-        let namespace = self.name()?;
+    fn change(&mut self, names: &mut NameCache) -> Result<ChangeRecord, String> {
+        let namespace = self.cached_name(names)?;
         let shard = self.u32()?;
         let sequence = self.varint()?;
         let key = self.bytes()?;

@@ -13,7 +13,7 @@ use super::segment::parse_segment_name;
 use super::sink::LogSink;
 use super::snapshot::{SnapshotReport, load_snapshot, parse_snapshot_name, write_snapshot};
 use super::writer::{LogConfig, LogWriter};
-use crate::engine::Engine;
+use crate::engine::{Engine, Namespace};
 
 /// What recovery did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,9 +46,23 @@ pub fn recover(
         .as_deref()
         .map(|name| load_snapshot(fs, dir, name, engine))
         .transpose()?;
+    // The namespace of the last change, kept rather than looked up for
+    // every record; a flush may remove it, so it is looked up again then.
+    let mut current: Option<Arc<Namespace>> = None;
     let log = read_log(fs, dir, first_segment, |record| match record {
-        LogRecord::Change(change) => engine.apply_change(change).map(drop),
-        LogRecord::Flush(flush) => engine.apply_flush(&flush).map(drop),
+        LogRecord::Change(change) => {
+            let namespace = match current.take() {
+                Some(namespace) if namespace.name() == &*change.namespace => namespace,
+                _ => engine.namespace(&change.namespace)?,
+            };
+            let applied = namespace.apply_change(change);
+            current = Some(namespace);
+            applied.map(drop)
+        }
+        LogRecord::Flush(flush) => {
+            current = None;
+            engine.apply_flush(&flush).map(drop)
+        }
     })?;
     Ok(RecoveryReport {
         snapshot,

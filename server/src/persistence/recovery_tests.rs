@@ -315,3 +315,41 @@ fn with_always_a_power_loss_keeps_every_acknowledged_command() {
         );
     }
 }
+
+#[test]
+fn a_write_through_a_handle_of_a_dropped_namespace_is_not_replayed() {
+    let clock = ManualClock::new(START_MS);
+    let fs = FaultFs::new(3);
+    let first = engine(&clock);
+    let writer = logged(&first, &fs, 1);
+    let orders = first.namespace("orders").expect("namespace");
+    orders
+        .set(b"before", Bytes::from_static(b"1"), SetOptions::default())
+        .expect("set");
+    first.drop_namespace("orders").expect("drop");
+    // A write that took its handle before the drop and lands after it: in
+    // memory it went into the dropped keyspace and is gone.
+    orders
+        .set(b"late", Bytes::from_static(b"2"), SetOptions::default())
+        .expect("set");
+    drop(orders);
+    // The namespace made again afterwards is a new, logged one.
+    first
+        .namespace("orders")
+        .expect("namespace")
+        .set(b"after", Bytes::from_static(b"3"), SetOptions::default())
+        .expect("set");
+    writer.sync().expect("sync");
+    writer.close().expect("close");
+
+    let second = engine(&clock);
+    recover(&fs.after_power_loss(), &dir(), &second).expect("recover");
+    assert_eq!(dump(&first), dump(&second));
+    let orders = second.namespace("orders").expect("namespace");
+    assert_eq!(orders.get(b"late").expect("get"), None);
+    assert_eq!(orders.get(b"before").expect("get"), None);
+    assert_eq!(
+        orders.get(b"after").expect("get"),
+        Some(Bytes::from_static(b"3"))
+    );
+}

@@ -10,6 +10,9 @@
 //! and written out in pieces of about [`WRITE_BYTES`], so the memory a
 //! snapshot takes beyond the engine's is one piece plus the collections
 //! that writes copy meanwhile (counted in the namespaces' snapshot bytes).
+//! It is loaded back piece by piece too ([`FrameReader`]), each entry
+//! copied out of the read buffer (see [`super::reader`]), and each shard
+//! record's namespace looked up once for the entries that follow it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,11 +21,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::PersistenceError;
-use super::frame::{FILE_HEADER_BYTES, FileKind, FrameRead};
-use super::frame::{append_frame, check_file_header, read_frame, write_file_header};
+use super::frame::{ChunkEnd, FILE_HEADER_BYTES, FRAME_HEADER_BYTES, FileKind, FrameReader};
+use super::frame::{OpenedFrames, append_frame, write_file_header};
 use super::fs::FileSystem;
 use super::record::{SnapshotRecord, encode_entry};
-use crate::engine::Engine;
+use crate::engine::{Engine, Namespace};
 
 /// Bytes gathered before they are handed to the file.
 pub const WRITE_BYTES: usize = 1 << 20;
@@ -143,70 +146,100 @@ pub fn load_snapshot(
     engine: &Engine,
 ) -> Result<SnapshotReport, PersistenceError> {
     let path = dir.join(name);
-    let bytes = Bytes::from(
-        fs.read(&path)
-            .map_err(|error| PersistenceError::io("read", &path, error))?,
-    );
-    if let Some(error) = PersistenceError::from_header(
-        check_file_header(FileKind::Snapshot, &bytes),
-        &path,
-        "not a shoal snapshot",
-    ) {
+    let read_error = |error| PersistenceError::io("read", &path, error);
+    let OpenedFrames {
+        mut frames, header, ..
+    } = FrameReader::open(fs.open(&path).map_err(read_error)?, FileKind::Snapshot)
+        .map_err(read_error)?;
+    if let Some(error) = PersistenceError::from_header(header, &path, "not a shoal snapshot") {
         return Err(error);
     }
     let mut report = SnapshotReport {
         name: name.to_owned(),
-        bytes: bytes.len() as u64,
+        bytes: FILE_HEADER_BYTES as u64,
         ..SnapshotReport::default()
     };
-    let mut namespace: Option<Arc<str>> = None;
-    let mut at = FILE_HEADER_BYTES;
+    // Resolved once per shard record, not per entry.
+    let mut namespace: Option<Arc<Namespace>> = None;
+    let mut ended = None;
     loop {
-        let (payload, next) = match read_frame(&bytes, at) {
-            FrameRead::Frame { payload, next } => (payload, next),
-            FrameRead::End => {
-                return Err(PersistenceError::corrupt(&path, at as u64, "no end record"));
+        let chunk = frames.next_chunk().map_err(read_error)?;
+        for payload in &chunk.payloads {
+            let at = chunk.frame_offset(payload);
+            if let Some((_, end_at)) = ended {
+                return Err(PersistenceError::corrupt(
+                    &path,
+                    end_at,
+                    format!("a record follows the end record, at offset {at}"),
+                ));
             }
-            FrameRead::Bad { reason, .. } => {
-                return Err(PersistenceError::corrupt(&path, at as u64, reason));
-            }
-        };
-        let corrupt = |reason: String| PersistenceError::corrupt(&path, at as u64, reason);
-        match SnapshotRecord::decode(bytes.slice(payload)).map_err(corrupt)? {
-            SnapshotRecord::Shard {
-                namespace: name,
-                shard,
-                shard_sequence,
-            } => {
-                report
-                    .shard_sequences
-                    .insert((Arc::clone(&name), shard), shard_sequence);
-                namespace = Some(name);
-            }
-            SnapshotRecord::Entry(entry) => {
-                let Some(name) = &namespace else {
-                    return Err(corrupt("an entry before any shard record".into()));
-                };
-                engine
-                    .restore_entry(name, entry)
-                    .map_err(|source| PersistenceError::Replay {
-                        path: path.clone(),
-                        offset: at as u64,
-                        source,
-                    })?;
-                report.entries += 1;
-            }
-            SnapshotRecord::End { entries } => {
-                if entries != report.entries || next != bytes.len() {
-                    return Err(corrupt(format!(
-                        "the end record counts {entries} entries, {} were read, {} bytes follow",
-                        report.entries,
-                        bytes.len() - next
-                    )));
+            report.bytes += (FRAME_HEADER_BYTES + payload.len()) as u64;
+            let corrupt = |reason: String| PersistenceError::corrupt(&path, at, reason);
+            // Copied out of the read buffer: see the reader's docs.
+            let record = Bytes::copy_from_slice(&chunk.bytes[payload.clone()]);
+            match SnapshotRecord::decode(record).map_err(corrupt)? {
+                SnapshotRecord::Shard {
+                    namespace: name,
+                    shard,
+                    shard_sequence,
+                } => {
+                    let resolved =
+                        engine
+                            .namespace(&name)
+                            .map_err(|source| PersistenceError::Replay {
+                                path: path.clone(),
+                                offset: at,
+                                source: source.into(),
+                            })?;
+                    namespace = Some(resolved);
+                    report.shard_sequences.insert((name, shard), shard_sequence);
                 }
-                return Ok(report);
+                SnapshotRecord::Entry(entry) => {
+                    let Some(namespace) = &namespace else {
+                        return Err(corrupt("an entry before any shard record".into()));
+                    };
+                    namespace
+                        .restore_entry(entry)
+                        .map_err(|source| PersistenceError::Replay {
+                            path: path.clone(),
+                            offset: at,
+                            source,
+                        })?;
+                    report.entries += 1;
+                }
+                SnapshotRecord::End { entries } => ended = Some((entries, at)),
             }
         }
-        at = next;
+        if let Some((entries, at)) = ended {
+            let follows = match &chunk.end {
+                ChunkEnd::More => continue,
+                ChunkEnd::End => "no",
+                ChunkEnd::Bad { .. } => "more",
+            };
+            if entries != report.entries || follows != "no" {
+                return Err(PersistenceError::corrupt(
+                    &path,
+                    at,
+                    format!(
+                        "the end record counts {entries} entries, {} were read, {follows} bytes follow",
+                        report.entries
+                    ),
+                ));
+            }
+            return Ok(report);
+        }
+        match chunk.end {
+            ChunkEnd::More => {}
+            ChunkEnd::End => {
+                return Err(PersistenceError::corrupt(
+                    &path,
+                    report.bytes,
+                    "no end record",
+                ));
+            }
+            ChunkEnd::Bad { offset, reason, .. } => {
+                return Err(PersistenceError::corrupt(&path, offset, reason));
+            }
+        }
     }
 }

@@ -171,7 +171,22 @@ impl Namespace {
     /// alike, which a replayed log depends on. No other path holds two
     /// shard locks, so the order cannot deadlock.
     pub fn flush(&self) -> u64 {
+        self.flush_all(false)
+    }
+
+    /// As [`Namespace::flush`] for a namespace its engine dropped: also
+    /// silences every later change through a handle still held (see the
+    /// `dropped` field), inside the same lock holds as the flush.
+    pub(crate) fn flush_dropped(&self) -> u64 {
+        self.flush_all(true)
+    }
+
+    fn flush_all(&self, dropping: bool) -> u64 {
         let mut states: Vec<_> = self.shards.iter().map(|shard| shard.write()).collect();
+        if dropping {
+            self.dropped
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let tables: Vec<_> = states
             .iter_mut()
             .map(|state| {
