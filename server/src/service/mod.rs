@@ -39,6 +39,8 @@ use crate::limits::traffic::Traffic;
 use crate::observe::metrics::MetricSources;
 use crate::observe::rpc_layer::RpcLayer;
 use crate::observe::rpc_stats::RpcStats;
+use crate::persistence::LogSink;
+use crate::persistence::runtime::Persistence;
 pub(crate) use rights::Scoped;
 use status::engine_status;
 
@@ -77,6 +79,7 @@ pub mod method {
         FLUSH = "/shoal.v1.AdminService/Flush";
         LIST_NAMESPACES = "/shoal.v1.AdminService/ListNamespaces";
         DROP_NAMESPACE = "/shoal.v1.AdminService/DropNamespace";
+        SNAPSHOT = "/shoal.v1.AdminService/Snapshot";
         HSET = "/shoal.v1.CollectionService/HSet";
         HGET = "/shoal.v1.CollectionService/HGet";
         HMGET = "/shoal.v1.CollectionService/HMGet";
@@ -134,6 +137,8 @@ pub struct ServiceState {
     stopping: tokio::sync::watch::Sender<bool>,
     /// Whether calls carry credentials, and the counts of refusals.
     pub(crate) auth: AuthState,
+    /// The log and snapshots, with persistence on.
+    pub(crate) persistence: Option<Arc<Persistence>>,
 }
 
 impl ServiceState {
@@ -151,6 +156,18 @@ impl ServiceState {
         config: &Config,
         auth: AuthState,
     ) -> Arc<Self> {
+        Self::with_persistence(engine, feed, config, auth, None)
+    }
+
+    /// As [`ServiceState::with_auth`], with writes answered only once
+    /// `persistence` acknowledged their records.
+    pub fn with_persistence(
+        engine: Engine,
+        feed: Arc<ChangeFeed>,
+        config: &Config,
+        auth: AuthState,
+        persistence: Option<Arc<Persistence>>,
+    ) -> Arc<Self> {
         let methods: Vec<&'static str> = method::ALL
             .iter()
             .chain(method::INFRASTRUCTURE)
@@ -166,6 +183,7 @@ impl ServiceState {
             inflight: Arc::new(ByteBudget::new(config.inflight_budget().server)),
             stopping: tokio::sync::watch::Sender::new(false),
             auth,
+            persistence,
         })
     }
 
@@ -192,6 +210,42 @@ impl ServiceState {
             inflight: self.inflight.clone(),
             feed: self.feed.clone(),
             auth: self.auth.counters.clone(),
+            persistence: self.persistence.clone(),
+        }
+    }
+
+    /// Completes once what this thread changed since it last asked is
+    /// acknowledged by the log. The position is taken now, before the
+    /// caller's next `.await`: call it right after the engine call, on the
+    /// thread that made it.
+    pub(crate) fn logged(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + Send + 'static + use<> {
+        let position = LogSink::take_position();
+        let waiting = self
+            .persistence
+            .as_ref()
+            .map(|persistence| persistence.acknowledged(position));
+        async move {
+            match waiting {
+                Some(waiting) => waiting.await.map_err(status::unlogged),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// `result`, answered once its changes are acknowledged by the log
+    /// (see [`ServiceState::logged`]): for unary handlers, called right
+    /// after their engine call.
+    pub(crate) fn acked<T: Send + 'static>(
+        &self,
+        result: Result<T, Status>,
+    ) -> impl std::future::Future<Output = Result<Response<T>, Status>> + Send + 'static + use<T>
+    {
+        let logged = self.logged();
+        async move {
+            logged.await?;
+            reply(result)
         }
     }
 

@@ -168,10 +168,11 @@ impl Pipeline {
                 .await
                 .map(Reply::GetBatch)
             }
-            Some(C::SetBatch(r)) => self
-                .batch
-                .set_chunk(&self.access, r, &mut 0)
-                .map(Reply::SetBatch),
+            Some(C::SetBatch(r)) => {
+                let reply = self.batch.set_chunk(&self.access, r, &mut 0);
+                self.state.logged().await?;
+                reply.map(Reply::SetBatch)
+            }
             Some(C::DeleteBatch(r)) => {
                 gather(self.batch.remove_batch(&self.access, r)?, |all, chunk| {
                     all.items.extend(chunk.items);
