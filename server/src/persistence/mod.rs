@@ -92,25 +92,33 @@
 //! power (1 000 losses at the log level, 200 with an engine and snapshots
 //! under way) and against hand-made damage.
 //!
-//! Left for the next part: reading `[persistence]` in the server's `Config`
-//! (and flags and environment), with the data directory locked against a
-//! second process; recovery at start-up before health turns SERVING, with
-//! a progress line, and the sweeper started after [`start_log`]; the
-//! acknowledgement wait in the service layer after each engine call (off
-//! the async runtime, or through a `tokio::sync::watch` of the writer's
-//! progress), batches and pipelines waiting once for their last position;
-//! back-pressure when the buffer outgrows the disk; snapshot triggers
-//! (interval, log growth) and `persistence = "snapshot"` without a log;
-//! per-namespace opt-out (`[namespaces.NAME] persistence = false`, a filter
-//! in the sink); `shoal-server repair` to salvage the valid records of a
-//! damaged file; Snapshot on demand and persistence status in
-//! `AdminService`, Stats, /metrics and the CLI; volumes in deploy/; the
-//! kill -9 checker of 50 cycles; restart and throughput benchmarks against
-//! redis-server, and the README's Persistence section. Two limits of what
-//! is here: segments and snapshots are read whole into memory (a large
-//! snapshot wants a streaming reader), and a write racing
-//! `Engine::drop_namespace` can be logged after the namespace's flush and
-//! come back on replay (the drop wants a record of its own).
+//! In the running server ([`runtime`]): `[persistence]` in the server's
+//! `Config`, with flags and environment (`--persistence`, `--fsync`,
+//! `--data-dir`, `--snapshot-interval`, `--snapshot-log-bytes`); the data
+//! directory locked against a second process; recovery before anything is
+//! served, with a progress line, the torn tail reported and damage
+//! stopping the start; the sweeper started after the log; the
+//! acknowledgement wait in the service layer (a `tokio::sync::watch` fed
+//! by a thread that waits on the writer), SetBatch and DeleteBatch waiting
+//! before each reply; snapshots on the interval, on log growth and on
+//! demand (`AdminService.Snapshot`, `shoal snapshot`), one at a time off
+//! the runtime; snapshot mode (the writer only numbers empty segments); a
+//! final snapshot (snapshot mode) or log sync at a clean shutdown; the
+//! per-namespace opt-out; the status in Stats, `/metrics` and
+//! `shoal stats`; volumes in deploy/; and end-to-end tests, the kill -9
+//! checker among them (tests/tests/persistence.rs).
+//!
+//! Left: `shoal-server repair` to salvage the valid records of a damaged
+//! file; restart and throughput benchmarks against redis-server; a
+//! pipeline waits for each write command's record before its reply
+//! rather than once for the commands it has in hand; and the handlers
+//! that read (Scan, whole-collection reads) do not take the position of
+//! a lazy expiry's delete, so the next write on that thread waits for it
+//! too (harmless, a little longer). Two limits of what is here: segments
+//! and snapshots are read whole into memory (a large snapshot wants a
+//! streaming reader), and a write racing `Engine::drop_namespace` can be
+//! logged after the namespace's flush and come back on replay (the drop
+//! wants a record of its own).
 
 pub mod error;
 pub mod fault_fs;
