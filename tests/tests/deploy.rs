@@ -909,6 +909,8 @@ async fn the_configmap_serves_tls_and_tokens_from_secret_volumes_and_takes_rotat
     config.tls.key = in_pod(&config.tls.key);
     config.tls.client_ca = in_pod(&config.tls.client_ca);
     config.auth.token_file = in_pod(&config.auth.token_file);
+    // The volume claim's data directory, likewise.
+    config.persistence.data_dir = in_pod(&config.persistence.data_dir);
     let server = shoal_tests::tls::TlsServer::start(
         config.clone(),
         shoal_client::TlsConfig::new().ca_pem(ca.as_str()),

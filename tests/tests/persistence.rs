@@ -555,3 +555,67 @@ async fn kill_9_loses_no_acknowledged_write_with_fsync_everysec() {
 async fn kill_9_loses_no_acknowledged_write_with_fsync_always() {
     kill_loop("always").await;
 }
+
+#[tokio::test]
+async fn pipelined_and_batched_writes_are_answered_once_logged_and_survive() {
+    use tokio_stream::StreamExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let section = "mode = \"log\"\nfsync = \"always\"";
+    let server = TestServer::start_with(config(dir.path(), section, "")).await;
+    let mut client = raw(&server).await;
+    let commands: Vec<pb::PipelineRequest> = (0..100u64)
+        .map(|id| pb::PipelineRequest {
+            id: id + 1,
+            command: Some(pb::pipeline_request::Command::Set(set_request(
+                &format!("p{id}"),
+                &format!("v{id}"),
+            ))),
+        })
+        .collect();
+    let mut replies = client
+        .batch
+        .pipeline(tokio_stream::iter(commands))
+        .await
+        .expect("pipeline")
+        .into_inner();
+    let mut answered = 0;
+    while let Some(reply) = replies.next().await {
+        let reply = reply.expect("reply");
+        assert!(
+            matches!(reply.result, Some(pb::pipeline_response::Result::Set(_))),
+            "{reply:?}"
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, 100);
+    let items = (0..50)
+        .map(|index| pb::SetBatchItem {
+            key: b(&format!("s{index}")),
+            value: b("batched"),
+            ..Default::default()
+        })
+        .collect();
+    let chunk = pb::SetBatchRequest {
+        items,
+        ..Default::default()
+    };
+    let mut results = client
+        .batch
+        .set_batch(tokio_stream::iter([chunk]))
+        .await
+        .expect("set batch")
+        .into_inner();
+    while let Some(reply) = results.next().await {
+        reply.expect("chunk reply");
+    }
+    drop(client);
+    server.stop().await.expect("clean stop");
+
+    let server = TestServer::start_with(config(dir.path(), section, "")).await;
+    let mut client = raw(&server).await;
+    assert_eq!(get(&mut client, "", "p99").await.as_deref(), Some("v99"));
+    assert_eq!(
+        get(&mut client, "", "s49").await.as_deref(),
+        Some("batched")
+    );
+}

@@ -117,6 +117,12 @@ pub mod method {
     }
 }
 
+tokio::task_local! {
+    /// In a pipeline's task: the last log position its commands wrote and
+    /// nobody has waited for yet (0 for none).
+    static DEFERRED_POSITION: std::cell::Cell<u64>;
+}
+
 /// What every service shares.
 #[derive(Debug)]
 pub struct ServiceState {
@@ -218,10 +224,50 @@ impl ServiceState {
     /// acknowledged by the log. The position is taken now, before the
     /// caller's next `.await`: call it right after the engine call, on the
     /// thread that made it.
+    ///
+    /// Inside a pipeline ([`ServiceState::deferring_acks`]) it completes
+    /// at once and leaves the position to the pipeline, which waits once
+    /// for the last one before it sends the replies of the commands run.
     pub(crate) fn logged(
         &self,
     ) -> impl std::future::Future<Output = Result<(), Status>> + Send + 'static + use<> {
-        let position = LogSink::take_position();
+        let mut position = LogSink::take_position();
+        if let Some(at) = position
+            && DEFERRED_POSITION
+                .try_with(|deferred| deferred.set(deferred.get().max(at)))
+                .is_ok()
+        {
+            position = None;
+        }
+        let waiting = self
+            .persistence
+            .as_ref()
+            .map(|persistence| persistence.acknowledged(position));
+        async move {
+            match waiting {
+                Some(waiting) => waiting.await.map_err(status::unlogged),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// Runs `task` with the acknowledgements of its writes deferred: see
+    /// [`ServiceState::logged`] and [`ServiceState::deferred_logged`].
+    pub(crate) fn deferring_acks<F: std::future::Future>(
+        task: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        DEFERRED_POSITION.scope(std::cell::Cell::new(0), task)
+    }
+
+    /// Completes once every write deferred so far in this task (see
+    /// [`ServiceState::deferring_acks`]) is acknowledged.
+    pub(crate) fn deferred_logged(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + Send + 'static + use<> {
+        let position = DEFERRED_POSITION
+            .try_with(|deferred| deferred.replace(0))
+            .ok()
+            .filter(|position| *position > 0);
         let waiting = self
             .persistence
             .as_ref()
