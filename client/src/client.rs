@@ -440,6 +440,26 @@ impl Client {
         Ok(response.dropped.then_some(response.removed))
     }
 
+    /// Asks the server to take a snapshot now (persistence must be on);
+    /// returns once it is durable. Not retried: a second snapshot would
+    /// only repeat the work.
+    ///
+    /// # Errors
+    ///
+    /// Transport and server errors: `FAILED_PRECONDITION` with persistence
+    /// off, `PERMISSION_DENIED` without the admin right on every namespace.
+    pub async fn snapshot(&self) -> Result<crate::types::SnapshotInfo> {
+        let response = self
+            .unary(
+                Idempotency::NotIdempotent,
+                &self.admin,
+                pb::SnapshotRequest {},
+                |mut c, r| async move { c.snapshot(r).await },
+            )
+            .await?;
+        Ok(convert::snapshot(response))
+    }
+
     /// Counters of every namespace, their total, and per-RPC counts.
     ///
     /// # Errors

@@ -11,7 +11,8 @@ use shoal_proto::v1 as pb;
 use crate::error::{Error, Result};
 use crate::types::{
     Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceBudget,
-    NamespaceStats, RpcStats, ScanOptions, ScanPage, SetResult, Stats,
+    NamespaceStats, PersistenceStatus, RpcStats, ScanOptions, ScanPage, SetResult, SnapshotInfo,
+    Stats,
 };
 
 /// Whole milliseconds in `d`, rounded up so that a nonzero duration never
@@ -227,6 +228,43 @@ pub(crate) fn stats(response: pb::StatsResponse) -> Stats {
         connections_open: response.connections_open,
         auth_failures: response.auth_failures,
         permission_denials: response.permission_denials,
+        persistence: response.persistence.map(persistence_status),
+    }
+}
+
+fn persistence_status(status: pb::PersistenceStatus) -> PersistenceStatus {
+    let last_snapshot = (!status.last_snapshot_name.is_empty()).then(|| SnapshotInfo {
+        name: status.last_snapshot_name,
+        keys: status.last_snapshot_keys,
+        bytes: status.last_snapshot_bytes,
+        duration: Duration::from_millis(status.last_snapshot_duration_ms),
+    });
+    PersistenceStatus {
+        mode: status.mode,
+        fsync: status.fsync,
+        data_dir: status.data_dir,
+        last_snapshot,
+        last_snapshot_unix_ms: status.last_snapshot_unix_ms,
+        snapshots: status.snapshots,
+        snapshot_failures: status.snapshot_failures,
+        log_bytes: status.log_bytes,
+        log_bytes_since_snapshot: status.log_bytes_since_snapshot,
+        fsyncs: status.fsyncs,
+        fsync_mean_us: status.fsync_mean_us,
+        fsync_max_us: status.fsync_max_us,
+        start_snapshot_keys: status.start_snapshot_keys,
+        start_replayed_records: status.start_replayed_records,
+        start_expired_keys: status.start_expired_keys,
+        start_recovery: Duration::from_millis(status.start_recovery_ms),
+    }
+}
+
+pub(crate) fn snapshot(response: pb::SnapshotResponse) -> SnapshotInfo {
+    SnapshotInfo {
+        name: response.name,
+        keys: response.keys,
+        bytes: response.bytes,
+        duration: Duration::from_millis(response.duration_ms),
     }
 }
 

@@ -156,8 +156,8 @@ pub use retry::RetryPolicy;
 pub use typed::Typed;
 pub use types::{
     Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceBudget,
-    NamespaceStats, ParseKeyTypeError, PushOptions, RpcStats, ScanOptions, ScanPage, SetOptions,
-    SetResult, Stats, Ttl,
+    NamespaceStats, ParseKeyTypeError, PersistenceStatus, PushOptions, RpcStats, ScanOptions,
+    ScanPage, SetOptions, SetResult, SnapshotInfo, Stats, Ttl,
 };
 
 pub use watch::{ChangeKind, WatchEvent, WatchOptions, WatchStream};

@@ -383,6 +383,65 @@ pub struct Stats {
     /// Calls, batch items and pipeline commands refused for want of a
     /// right.
     pub permission_denials: u64,
+    /// What survives a restart and how the log and snapshots are doing;
+    /// `None` when persistence is off (or the caller may not see
+    /// server-wide figures).
+    pub persistence: Option<PersistenceStatus>,
+}
+
+/// The server's persistence status, in [`Stats::persistence`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct PersistenceStatus {
+    /// `snapshot` or `log`.
+    pub mode: String,
+    /// When the log reaches the disk: `always`, `everysec` or `no`.
+    pub fsync: String,
+    /// The server's data directory.
+    pub data_dir: String,
+    /// The last snapshot the server took since it started, if any.
+    pub last_snapshot: Option<SnapshotInfo>,
+    /// When it finished, in milliseconds since the Unix epoch; 0 for none.
+    pub last_snapshot_unix_ms: u64,
+    /// Snapshots taken since start.
+    pub snapshots: u64,
+    /// Snapshots that failed since start.
+    pub snapshot_failures: u64,
+    /// Log bytes appended since start.
+    pub log_bytes: u64,
+    /// Log bytes appended since the last snapshot.
+    pub log_bytes_since_snapshot: u64,
+    /// fdatasync calls on the log.
+    pub fsyncs: u64,
+    /// Their mean time, in microseconds.
+    pub fsync_mean_us: u64,
+    /// The longest, in microseconds.
+    pub fsync_max_us: u64,
+    /// Keys restored from the snapshot at start-up.
+    pub start_snapshot_keys: u64,
+    /// Log records replayed at start-up.
+    pub start_replayed_records: u64,
+    /// Keys dropped at start-up because their deadline had passed.
+    pub start_expired_keys: u64,
+    /// Time recovery took at start-up.
+    #[serde(
+        rename = "start_recovery_ms",
+        serialize_with = "serde_ms::duration_required"
+    )]
+    pub start_recovery: Duration,
+}
+
+/// A snapshot the server took.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SnapshotInfo {
+    /// Its file name in the server's data directory.
+    pub name: String,
+    /// Keys written.
+    pub keys: u64,
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// Time it took.
+    #[serde(rename = "duration_ms", serialize_with = "serde_ms::duration_required")]
+    pub duration: Duration,
 }
 
 /// Counters of one namespace, or of all of them in [`Stats::total`].

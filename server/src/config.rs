@@ -68,6 +68,36 @@ pub struct Config {
     pub auth: AuthSettings,
     /// TLS and client certificates on the listeners.
     pub tls: TlsSettings,
+    /// What survives a restart: off by default.
+    pub persistence: crate::persistence::settings::PersistenceSettings,
+    /// Settings of some namespaces, as `[namespaces.NAME]` tables.
+    pub namespaces: BTreeMap<String, NamespaceSettings>,
+}
+
+/// A `[namespaces.NAME]` table.
+///
+/// ```
+/// use shoal_server::Config;
+///
+/// let text = "[persistence]\nmode = \"log\"\ndata_dir = \"/var/lib/shoal\"\n\
+///             [namespaces.scratch]\npersistence = false";
+/// let config = Config::from_toml(text, std::path::Path::new("shoal.toml")).unwrap();
+/// assert!(config.unpersisted_namespaces().contains("scratch"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NamespaceSettings {
+    /// Whether the namespace's keys survive a restart when persistence is
+    /// on; `false` for pure-cache data that is cheap to rebuild (its
+    /// changes are neither logged nor snapshotted).
+    pub persistence: bool,
+}
+
+impl Default for NamespaceSettings {
+    fn default() -> Self {
+        Self { persistence: true }
+    }
 }
 
 /// The `[engine]` section.
@@ -619,6 +649,8 @@ impl Default for Config {
             telemetry: TelemetrySettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
+            persistence: crate::persistence::settings::PersistenceSettings::default(),
+            namespaces: BTreeMap::new(),
         }
     }
 }
@@ -746,20 +778,27 @@ impl Config {
         if self.engine.max_key_bytes == 0 {
             return invalid("engine.max_key_bytes", "must be at least 1");
         }
-        for name in self.memory.namespaces.keys() {
-            if let Err(error) = crate::engine::resolve_namespace_name(name) {
-                return invalid(
-                    "memory.namespaces",
-                    &format!("{name:?} is not a namespace name: {error}"),
-                );
-            }
-            if name.is_empty() {
-                return invalid(
-                    "memory.namespaces",
-                    "name the default namespace \"default\", not \"\"",
-                );
+        let named = [
+            (
+                "memory.namespaces",
+                self.memory.namespaces.keys().collect::<Vec<_>>(),
+            ),
+            ("namespaces", self.namespaces.keys().collect()),
+        ];
+        for (setting, names) in named {
+            for name in names {
+                if let Err(error) = crate::engine::resolve_namespace_name(name) {
+                    return invalid(
+                        setting,
+                        &format!("{name:?} is not a namespace name: {error}"),
+                    );
+                }
+                if name.is_empty() {
+                    return invalid(setting, "name the default namespace \"default\", not \"\"");
+                }
             }
         }
+        self.persistence.validate()?;
         if self.engine.max_value_bytes > 1 << 30 {
             return invalid("engine.max_value_bytes", "must be at most 1 GiB");
         }
@@ -857,6 +896,16 @@ impl Config {
                 self.listen
             )
         })
+    }
+
+    /// Namespaces whose keys do not survive a restart
+    /// (`[namespaces.NAME] persistence = false`).
+    pub fn unpersisted_namespaces(&self) -> std::collections::BTreeSet<String> {
+        self.namespaces
+            .iter()
+            .filter(|(_, settings)| !settings.persistence)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The engine configuration these settings describe.

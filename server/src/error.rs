@@ -36,6 +36,9 @@ pub enum ServerError {
     /// The token file could not be used.
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
+    /// The data directory could not be locked, recovered or logged to.
+    #[error("persistence: {0}")]
+    Persistence(#[from] crate::persistence::PersistenceError),
     /// A tracing subscriber was already installed in this process.
     #[error("cannot install logging and tracing: {0}")]
     Subscriber(#[from] tracing_subscriber::util::TryInitError),

@@ -15,6 +15,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use shoal_server::config::{ClientAuth, Config, LogFormat, TlsSettings};
 use shoal_server::engine::EvictionPolicy;
+use shoal_server::persistence::FsyncPolicy;
+use shoal_server::persistence::settings::{PersistenceMode, PersistenceSettings};
 
 /// The shoal cache server: a sharded in-memory cache behind a gRPC API.
 #[derive(Debug, Parser)]
@@ -182,6 +184,64 @@ struct Args {
     trace_sampling_ratio: Option<f64>,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    persistence: PersistenceArgs,
+}
+
+/// Persistence flags; each overrides the `[persistence]` section of the file.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Persistence")]
+struct PersistenceArgs {
+    /// What survives a restart: off, snapshot (snapshots only; a restart
+    /// loses the writes since the last one) or log (every acknowledged
+    /// write) [default: off].
+    #[arg(long, env = "SHOAL_PERSISTENCE", value_parser = ["off", "snapshot", "log"])]
+    persistence: Option<String>,
+    /// When the log reaches the disk: always (before each write is
+    /// answered), everysec or no (when the kernel writes back) [default:
+    /// everysec].
+    #[arg(long, env = "SHOAL_FSYNC", value_parser = ["always", "everysec", "no"])]
+    fsync: Option<String>,
+    /// Directory of the log and snapshots, made if missing and locked
+    /// against a second server; required unless persistence is off.
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Time between snapshots, such as 30s, 5m or 1h; 0 for none on a
+    /// timer [default: 5m].
+    #[arg(long, env = "SHOAL_SNAPSHOT_INTERVAL", value_parser = shoal_server::persistence::settings::parse_interval)]
+    snapshot_interval: Option<Duration>,
+    /// Log bytes since the last snapshot that trigger the next one; 0 for
+    /// none on log growth [default: 268435456].
+    #[arg(long, env = "SHOAL_SNAPSHOT_LOG_BYTES")]
+    snapshot_log_bytes: Option<u64>,
+}
+
+impl PersistenceArgs {
+    fn apply(self, settings: &mut PersistenceSettings) {
+        if let Some(mode) = self.persistence {
+            settings.mode = match mode.as_str() {
+                "snapshot" => PersistenceMode::Snapshot,
+                "log" => PersistenceMode::Log,
+                _ => PersistenceMode::Off,
+            };
+        }
+        if let Some(fsync) = self.fsync {
+            settings.fsync = match fsync.as_str() {
+                "always" => FsyncPolicy::Always,
+                "no" => FsyncPolicy::No,
+                _ => FsyncPolicy::Everysec,
+            };
+        }
+        if let Some(dir) = self.data_dir {
+            settings.data_dir = Some(dir);
+        }
+        if let Some(interval) = self.snapshot_interval {
+            settings.snapshot_interval = interval;
+        }
+        if let Some(bytes) = self.snapshot_log_bytes {
+            settings.snapshot_log_bytes = bytes;
+        }
+    }
 }
 
 /// TLS flags; each overrides the `[tls]` section of the file.
@@ -286,6 +346,7 @@ impl Args {
             config.telemetry.sampling_ratio = ratio;
         }
         self.tls.apply(&mut config.tls);
+        self.persistence.apply(&mut config.persistence);
         config.validate()?;
         Ok(config)
     }

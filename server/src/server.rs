@@ -18,13 +18,16 @@ use tonic_health::ServingStatus;
 use crate::auth::{self, AuthLayer, AuthState, Authenticator, FailureLimits, TokenStore};
 use crate::change_feed::ChangeFeed;
 use crate::config::Config;
-use crate::engine::{Engine, ExpirySweeper};
+use crate::engine::{ChangeSink, Engine, ExpirySweeper};
 use crate::error::ServerError;
 use crate::limits::connections::{self, ConnectionLimits};
 use crate::limits::inflight::{InflightLayer, InflightLimits};
 use crate::limits::tcp_keepalive::KeepaliveSettings;
 use crate::observe::admin_http::{self, Readiness};
 use crate::observe::metrics::Metrics;
+use crate::persistence::PersistenceError;
+use crate::persistence::runtime::Persistence;
+use crate::persistence::settings::PersistenceMode;
 use crate::process::open_files;
 use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
 use crate::tls::TlsListener;
@@ -110,20 +113,31 @@ pub async fn serve_listeners(
         (config.tls.reload_interval_secs > 0)
             .then(|| Duration::from_secs(config.tls.reload_interval_secs)),
     );
+    let feed = ChangeFeed::new(config.watch.buffer_events, config.watch.max_watchers);
+    // Recovery comes first: the listener is bound but nothing is served,
+    // and health is not SERVING, until the data is back. The sweeper
+    // starts after it, so that expiry is logged after the drops of
+    // recovery.
+    let persistence = open_persistence(&config, &engine, &feed).await?;
     let sweeper = ExpirySweeper::start(
         engine.clone(),
         Duration::from_millis(config.expiry.sweep_interval_ms),
     )
     .map_err(ServerError::Sweeper)?;
-    let feed = ChangeFeed::new(config.watch.buffer_events, config.watch.max_watchers);
-    if !engine.attach_sink(feed.clone()) {
+    if persistence.is_none() && !engine.attach_sink(feed.clone()) {
         // An embedder's engine that already reports its changes elsewhere:
         // Watch streams then get UNAVAILABLE rather than a silent feed.
         tracing::warn!("the engine already has a change sink; Watch is unavailable");
         feed.close();
     }
     let (auth, token_watcher) = auth_state(&config)?;
-    let state = ServiceState::with_auth(engine, feed.clone(), &config, auth.clone());
+    let state = ServiceState::with_persistence(
+        engine,
+        feed.clone(),
+        &config,
+        auth.clone(),
+        persistence.clone(),
+    );
     let max_message = config.max_message_bytes();
     let readiness = Readiness::ready();
     let admin = admin.map(|listener| {
@@ -278,6 +292,15 @@ pub async fn serve_listeners(
         }
     };
     drop(sweeper);
+    if let Some(persistence) = persistence {
+        // In-flight calls are done: sync the log (and, in snapshot mode,
+        // take the last snapshot) so that a clean stop loses nothing.
+        match tokio::task::spawn_blocking(move || persistence.close()).await {
+            Ok(Ok(())) => tracing::info!("persistence closed: log synced"),
+            Ok(Err(error)) => tracing::error!(%error, "persistence did not close cleanly"),
+            Err(error) => tracing::error!(%error, "persistence did not close cleanly"),
+        }
+    }
     if let Some(watcher) = token_watcher {
         watcher.abort();
     }
@@ -288,6 +311,34 @@ pub async fn serve_listeners(
     }
     tracing::info!("shoal-server stopped");
     Ok(result?)
+}
+
+/// Recovers `engine` from the data directory and opens the log, as
+/// `config.persistence` asks, with the change feed behind the log's sink;
+/// `None` with persistence off. Runs off the async runtime.
+async fn open_persistence(
+    config: &Config,
+    engine: &Engine,
+    feed: &Arc<ChangeFeed>,
+) -> Result<Option<Arc<Persistence>>, ServerError> {
+    if config.persistence.mode == PersistenceMode::Off {
+        return Ok(None);
+    }
+    let settings = config.persistence.clone();
+    let engine = engine.clone();
+    let skipped = config.unpersisted_namespaces();
+    let next: Arc<dyn ChangeSink> = feed.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || Persistence::open(&settings, &engine, skipped, next))
+            .await
+            .map_err(|error| {
+                ServerError::Persistence(PersistenceError::io(
+                    "recover",
+                    config.persistence.data_dir.clone().unwrap_or_default(),
+                    std::io::Error::other(error.to_string()),
+                ))
+            })??;
+    Ok(Some(opened))
 }
 
 /// Authentication as `config.auth` asks: off without a token file;

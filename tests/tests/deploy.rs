@@ -909,6 +909,8 @@ async fn the_configmap_serves_tls_and_tokens_from_secret_volumes_and_takes_rotat
     config.tls.key = in_pod(&config.tls.key);
     config.tls.client_ca = in_pod(&config.tls.client_ca);
     config.auth.token_file = in_pod(&config.auth.token_file);
+    // The volume claim's data directory, likewise.
+    config.persistence.data_dir = in_pod(&config.persistence.data_dir);
     let server = shoal_tests::tls::TlsServer::start(
         config.clone(),
         shoal_client::TlsConfig::new().ca_pem(ca.as_str()),
@@ -1189,4 +1191,52 @@ async fn the_compose_config_serves_tls_and_tokens_from_the_init_services_files()
     assert_eq!(set_with(&server, &ca, Some(&token.secret)).await, Ok(()));
     let (status, body) = shoal_tests::tls::https_get(server.admin_addr(), &ca, "/metrics").await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn the_data_directory_is_on_a_volume_that_outlives_the_pod_and_the_container() {
+    use shoal_server::persistence::settings::PersistenceMode;
+
+    // Kubernetes: the ConfigMap's data directory is the mount of a volume
+    // claim template, so each pod keeps its claim across restarts.
+    let config = configmap_config();
+    assert_eq!(config.persistence.mode, PersistenceMode::Log);
+    let data_dir = config
+        .persistence
+        .data_dir
+        .clone()
+        .expect("a data directory");
+    let statefulset = yaml("k8s/statefulset.yaml");
+    let mount = array(shoal_container(&statefulset), "/volumeMounts")
+        .iter()
+        .find(|mount| Path::new(text(mount, "/mountPath")) == data_dir)
+        .expect("the data directory is mounted");
+    assert!(
+        mount
+            .get("readOnly")
+            .is_none_or(|read_only| read_only == false)
+    );
+    let claim = array(&statefulset, "/spec/volumeClaimTemplates")
+        .iter()
+        .find(|claim| claim.pointer("/metadata/name") == mount.get("name"))
+        .expect("the data directory's volume is a claim template");
+    assert!(!text(claim, "/spec/resources/requests/storage").is_empty());
+
+    // Compose: the data directory is a named volume.
+    let compose = yaml("compose.yaml");
+    let shoal = &compose["services"]["shoal"];
+    assert_eq!(text(shoal, "/environment/SHOAL_PERSISTENCE"), "log");
+    let data_dir = text(shoal, "/environment/SHOAL_DATA_DIR");
+    let volume = array(shoal, "/volumes")
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|volume| {
+            let (source, target) = volume.split_once(':')?;
+            (target == data_dir).then_some(source)
+        })
+        .expect("the data directory is mounted");
+    assert!(
+        compose["volumes"].get(volume).is_some(),
+        "{volume} is a named volume"
+    );
 }

@@ -271,8 +271,12 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Show per-namespace counters and per-RPC call counts.
+    /// Show per-namespace counters, per-RPC call counts and the
+    /// persistence status.
     Stats,
+    /// Take a snapshot now (the server needs --persistence snapshot or
+    /// log); prints its file name, keys, bytes and time.
+    Snapshot,
     /// List the namespaces the server knows, one per line.
     Namespaces,
     /// Generate load and report throughput and latency per test, as

@@ -175,6 +175,25 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 Ok(())
             }
         }
+        Command::Snapshot => {
+            let snapshot = client.snapshot().await?;
+            if json {
+                print_json(
+                    out,
+                    &serde_json::to_value(&snapshot).map_err(io::Error::other)?,
+                )
+            } else {
+                writeln!(
+                    out,
+                    "snapshot {}: {} keys, {} bytes, took {} ms",
+                    snapshot.name,
+                    snapshot.keys,
+                    snapshot.bytes,
+                    snapshot.duration.as_millis()
+                )?;
+                Ok(())
+            }
+        }
         Command::Bench(_) => unreachable!("bench runs before the client connects"),
         Command::Namespaces => {
             let namespaces = client.list_namespaces().await?;

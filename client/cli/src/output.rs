@@ -142,6 +142,42 @@ pub fn describe_table(infos: &[KeyInfo]) -> String {
 
 /// The `stats` report: a table per namespace with the total, then one per
 /// RPC method.
+/// The persistence paragraph of `shoal stats`.
+fn persistence_line(status: Option<&shoal_client::PersistenceStatus>) -> String {
+    let Some(status) = status else {
+        return "persistence off: a restart starts empty\n\n".to_owned();
+    };
+    let last = match &status.last_snapshot {
+        Some(last) => format!(
+            "last snapshot {} ({} keys, {}, took {})",
+            last.name,
+            last.keys,
+            size(last.bytes),
+            duration(last.duration)
+        ),
+        None => "no snapshot taken since start".to_owned(),
+    };
+    format!(
+        "persistence {} (fsync {}) in {}; {last}; {} snapshots, {} failed\n\
+         log {} written, {} since the last snapshot; {} fsyncs, mean {} us, max {} us\n\
+         at start: {} keys from the snapshot, {} log records replayed, {} expired, took {}\n\n",
+        status.mode,
+        status.fsync,
+        status.data_dir,
+        status.snapshots,
+        status.snapshot_failures,
+        size(status.log_bytes),
+        size(status.log_bytes_since_snapshot),
+        status.fsyncs,
+        status.fsync_mean_us,
+        status.fsync_max_us,
+        status.start_snapshot_keys,
+        status.start_replayed_records,
+        status.start_expired_keys,
+        duration(status.start_recovery),
+    )
+}
+
 pub fn stats_report(stats: &Stats) -> String {
     let limit = |max: u64, show: &dyn Fn(u64) -> String| {
         if max == 0 {
@@ -165,6 +201,7 @@ pub fn stats_report(stats: &Stats) -> String {
         stats.auth_failures,
         stats.permission_denials,
     );
+    out.push_str(&persistence_line(stats.persistence.as_ref()));
     let columns = [
         ("NAMESPACE", Align::Left),
         ("KEYS", Align::Right),

@@ -29,6 +29,14 @@
 //! | `shoal_watch_resyncs_total` | counter | |
 //! | `shoal_auth_failures_total` | counter | `reason` (`missing`, `malformed`, `unknown`, `expired`, `rate_limited`) |
 //! | `shoal_permission_denials_total` | counter | |
+//! | `shoal_persistence_info` | gauge (1), with persistence on | `mode`, `fsync` |
+//! | `shoal_persistence_log_written_bytes_total` | counter | |
+//! | `shoal_persistence_log_since_snapshot_bytes` | gauge | |
+//! | `shoal_persistence_fsyncs_total`, `shoal_persistence_fsync_seconds_total` | counter | |
+//! | `shoal_persistence_fsync_last_seconds`, `shoal_persistence_fsync_max_seconds` | gauge | |
+//! | `shoal_persistence_snapshots_total`, `shoal_persistence_snapshot_failures_total` | counter | |
+//! | `shoal_persistence_last_snapshot_timestamp_seconds`, `shoal_persistence_last_snapshot_keys`, `shoal_persistence_last_snapshot_bytes`, `shoal_persistence_last_snapshot_duration_seconds` | gauge | |
+//! | `shoal_persistence_start_replayed_records`, `shoal_persistence_start_restored_keys`, `shoal_persistence_start_recovery_seconds` | gauge | |
 
 use std::fmt;
 use std::sync::Arc;
@@ -46,6 +54,7 @@ use crate::engine::{Engine, NamespaceStats};
 use crate::limits::byte_budget::ByteBudget;
 use crate::limits::traffic::Traffic;
 use crate::observe::rpc_stats::{RpcStats, code_name};
+use crate::persistence::runtime::Persistence;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -73,6 +82,8 @@ pub struct MetricSources {
     pub feed: Arc<ChangeFeed>,
     /// Calls refused for their credentials or rights.
     pub auth: Arc<AuthCounters>,
+    /// The log and snapshots, with persistence on.
+    pub persistence: Option<Arc<Persistence>>,
 }
 
 impl Metrics {
@@ -146,7 +157,142 @@ impl Collector for ServerCollector {
             MetricType::Counter,
         )?;
         encode_counter(&mut resyncs, watch.resyncs())?;
-        self.encode_auth(&mut encoder)
+        self.encode_auth(&mut encoder)?;
+        self.encode_persistence(&mut encoder)
+    }
+}
+
+/// Microseconds as seconds.
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+impl ServerCollector {
+    /// The log, snapshots and recovery; nothing with persistence off.
+    fn encode_persistence(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let Some(persistence) = &self.state.persistence else {
+            return Ok(());
+        };
+        let status = persistence.status();
+        let labels = [
+            ("mode", crate::persistence::runtime::mode_name(status.mode)),
+            (
+                "fsync",
+                crate::persistence::runtime::fsync_name(status.fsync),
+            ),
+        ];
+        encoder
+            .encode_descriptor(
+                "shoal_persistence_info",
+                "What survives a restart (mode) and when the log reaches the disk (fsync); always 1.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_family(&labels)?
+            .encode_gauge(&1u64)?;
+        let counters: [(&str, &str, Option<&Unit>, f64); 5] = [
+            (
+                "shoal_persistence_log_written",
+                "Bytes appended to the log since start.",
+                Some(&Unit::Bytes),
+                status.log_bytes as f64,
+            ),
+            (
+                "shoal_persistence_fsyncs",
+                "fdatasync calls on log segments.",
+                None,
+                status.fsyncs as f64,
+            ),
+            (
+                "shoal_persistence_fsync",
+                "Time spent in fdatasync on log segments.",
+                Some(&Unit::Seconds),
+                seconds(status.fsync_total_us),
+            ),
+            (
+                "shoal_persistence_snapshots",
+                "Snapshots taken since start.",
+                None,
+                status.snapshots as f64,
+            ),
+            (
+                "shoal_persistence_snapshot_failures",
+                "Snapshots that failed (the previous one stays in force).",
+                None,
+                status.snapshot_failures as f64,
+            ),
+        ];
+        for (name, help, unit, value) in counters {
+            let mut counter = encoder.encode_descriptor(name, help, unit, MetricType::Counter)?;
+            encode_counter(&mut counter, value)?;
+        }
+        let last = status.last_snapshot.clone().unwrap_or_default();
+        let gauges: [(&str, &str, Option<&Unit>, f64); 10] = [
+            (
+                "shoal_persistence_log_since_snapshot",
+                "Log bytes appended since the last snapshot: what a restart replays beyond it.",
+                Some(&Unit::Bytes),
+                status.log_bytes_since_snapshot as f64,
+            ),
+            (
+                "shoal_persistence_fsync_last",
+                "The last fdatasync of a log segment.",
+                Some(&Unit::Seconds),
+                seconds(status.fsync_last_us),
+            ),
+            (
+                "shoal_persistence_fsync_max",
+                "The longest fdatasync of a log segment since start.",
+                Some(&Unit::Seconds),
+                seconds(status.fsync_max_us),
+            ),
+            (
+                "shoal_persistence_last_snapshot_timestamp",
+                "When this process's last snapshot finished, in Unix time; 0 for none yet.",
+                Some(&Unit::Seconds),
+                last.finished_unix_ms as f64 / 1e3,
+            ),
+            (
+                "shoal_persistence_last_snapshot_keys",
+                "Keys in this process's last snapshot.",
+                None,
+                last.keys as f64,
+            ),
+            (
+                "shoal_persistence_last_snapshot",
+                "Size of this process's last snapshot file.",
+                Some(&Unit::Bytes),
+                last.bytes as f64,
+            ),
+            (
+                "shoal_persistence_last_snapshot_duration",
+                "Time this process's last snapshot took.",
+                Some(&Unit::Seconds),
+                last.duration.as_secs_f64(),
+            ),
+            (
+                "shoal_persistence_start_replayed_records",
+                "Log records replayed at start-up.",
+                None,
+                status.start.replayed_records as f64,
+            ),
+            (
+                "shoal_persistence_start_restored_keys",
+                "Keys restored from the snapshot at start-up.",
+                None,
+                status.start.snapshot_keys as f64,
+            ),
+            (
+                "shoal_persistence_start_recovery",
+                "Time recovery took at start-up.",
+                Some(&Unit::Seconds),
+                status.start.elapsed.as_secs_f64(),
+            ),
+        ];
+        for (name, help, unit, value) in gauges {
+            gauge(encoder, name, help, unit, value)?;
+        }
+        Ok(())
     }
 }
 

@@ -59,6 +59,16 @@ pub enum PersistenceError {
     /// The log writer was closed.
     #[error("the log writer is closed")]
     Closed,
+    /// Another process holds the data directory.
+    #[error(
+        "data directory {} is in use by another shoal-server (its LOCK file is held); \
+         stop that one or give this one another --data-dir",
+        .dir.display()
+    )]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
 }
 
 impl PersistenceError {

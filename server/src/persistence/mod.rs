@@ -97,22 +97,30 @@
 //! `persistence_restart` example times a restart in process, and
 //! `server/bench/benches/persistence.sh` against redis-server.
 //!
-//! Left for the next part: reading `[persistence]` in the server's `Config`
-//! (and flags and environment), with the data directory locked against a
-//! second process; recovery at start-up before health turns SERVING, with
-//! a progress line, and the sweeper started after [`start_log`]; the
-//! acknowledgement wait in the service layer after each engine call (off
-//! the async runtime, or through a `tokio::sync::watch` of the writer's
-//! progress), batches and pipelines waiting once for their last position;
-//! back-pressure when the buffer outgrows the disk; snapshot triggers
-//! (interval, log growth) and `persistence = "snapshot"` without a log;
-//! per-namespace opt-out (`[namespaces.NAME] persistence = false`, a filter
-//! in the sink); Snapshot on demand and persistence status in
-//! `AdminService`, Stats, /metrics and the CLI; volumes in deploy/; the
-//! kill -9 checker of 50 cycles; the server's figures from
-//! `persistence.sh` once the server takes its flags; `repair` taking the
-//! data directory's lock, so that it cannot run beside a server; and the
-//! README's Persistence section.
+//! In the running server ([`runtime`]): `[persistence]` in the server's
+//! `Config`, with flags and environment (`--persistence`, `--fsync`,
+//! `--data-dir`, `--snapshot-interval`, `--snapshot-log-bytes`); the data
+//! directory locked against a second process; recovery before anything is
+//! served, with a progress line, the torn tail reported and damage
+//! stopping the start; the sweeper started after the log; the
+//! acknowledgement wait in the service layer (a `tokio::sync::watch` fed
+//! by a thread that waits on the writer), SetBatch and DeleteBatch waiting
+//! before each reply, a pipeline once for the commands it has in hand;
+//! snapshots on the interval, on log growth and on demand
+//! (`AdminService.Snapshot`, `shoal snapshot`), one at a time off the
+//! runtime; snapshot mode (the writer only numbers empty segments); a
+//! final snapshot (snapshot mode) or log sync at a clean shutdown; the
+//! per-namespace opt-out; the status in Stats, `/metrics` and
+//! `shoal stats`; volumes in deploy/; and end-to-end tests, the kill -9
+//! checker among them (tests/tests/persistence.rs).
+//!
+//! Left: the server's figures from `persistence.sh` (restart and write
+//! throughput against redis-server); `repair` taking the data directory's
+//! lock, so that it cannot run beside a server; in snapshot mode, the
+//! log-growth trigger (only the interval applies); and the handlers that
+//! read (Scan, whole-collection reads) do not take the position of a lazy
+//! expiry's delete, so the next write on that thread waits for it too
+//! (harmless, a little longer).
 
 pub mod error;
 pub mod fault_fs;
@@ -123,6 +131,7 @@ pub mod reader;
 pub mod record;
 pub mod recovery;
 pub mod repair;
+pub mod runtime;
 pub mod segment;
 pub mod settings;
 pub mod sink;
@@ -139,7 +148,7 @@ pub use fs::{AppendFile, FileSystem, OsFileSystem};
 pub use manifest::{read_manifest, write_manifest};
 pub use reader::{LogReport, TornTail, read_log};
 pub use record::{LogRecord, Manifest, SnapshotRecord};
-pub use recovery::{RecoveryReport, recover, start_log, take_snapshot};
+pub use recovery::{RecoveryReport, recover, start_log, take_snapshot, take_snapshot_of};
 pub use repair::{RepairPlan, apply_repair, plan_repair};
 pub use sink::LogSink;
 pub use snapshot::{SnapshotReport, load_snapshot, write_snapshot};

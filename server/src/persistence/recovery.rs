@@ -11,7 +11,7 @@ use super::reader::{LogReport, read_log};
 use super::record::{LogRecord, Manifest};
 use super::segment::parse_segment_name;
 use super::sink::LogSink;
-use super::snapshot::{SnapshotReport, load_snapshot, parse_snapshot_name, write_snapshot};
+use super::snapshot::{SnapshotReport, load_snapshot, parse_snapshot_name, write_snapshot_of};
 use super::writer::{LogConfig, LogWriter};
 use crate::engine::{Engine, Namespace};
 
@@ -115,8 +115,23 @@ pub fn take_snapshot(
     engine: &Engine,
     writer: &LogWriter,
 ) -> Result<SnapshotReport, PersistenceError> {
+    take_snapshot_of(fs, dir, engine, writer, &|_| true)
+}
+
+/// As [`take_snapshot`], with only the namespaces `keep` accepts (see
+/// [`write_snapshot_of`]).
+///
+/// # Errors
+/// As [`take_snapshot`].
+pub fn take_snapshot_of(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    engine: &Engine,
+    writer: &LogWriter,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<SnapshotReport, PersistenceError> {
     let number = writer.roll()?;
-    let report = write_snapshot(fs, dir, engine, number)?;
+    let report = write_snapshot_of(fs, dir, engine, number, keep)?;
     writer.sync()?;
     write_manifest(
         fs,

@@ -1,5 +1,5 @@
 //! The `[persistence]` settings, parsed and checked; the server's
-//! configuration does not read them yet (see the Status in [`super`]).
+//! [`Config`](crate::config::Config) holds them as `persistence`.
 //!
 //! ```
 //! use shoal_server::persistence::settings::{PersistenceMode, PersistenceSettings};
@@ -14,6 +14,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -48,6 +49,71 @@ pub struct PersistenceSettings {
     pub data_dir: Option<PathBuf>,
     /// Size at which a log segment is closed and the next begun.
     pub segment_bytes: u64,
+    /// Time between snapshots, written `"30s"`, `"5m"` or `"1h"` (a bare
+    /// number is seconds); `"0"` takes none on a timer.
+    #[serde(deserialize_with = "interval_setting")]
+    pub snapshot_interval: Duration,
+    /// Log bytes written since the last snapshot that trigger the next one
+    /// (with `mode = "log"`; a snapshot is what lets old segments go); 0
+    /// for none on log growth.
+    pub snapshot_log_bytes: u64,
+}
+
+/// Default [`PersistenceSettings::snapshot_interval`]: a restart in
+/// snapshot mode loses at most about this much.
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
+/// Default [`PersistenceSettings::snapshot_log_bytes`]: the log a restart
+/// replays beyond the snapshot stays around this size.
+pub const DEFAULT_SNAPSHOT_LOG_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Parses an interval such as `"90s"`, `"5m"`, `"1h"` or `"300"` (seconds).
+///
+/// ```
+/// use std::time::Duration;
+/// use shoal_server::persistence::settings::parse_interval;
+///
+/// assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
+/// assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+/// assert!(parse_interval("5 minutes").is_err());
+/// ```
+///
+/// # Errors
+/// A message saying the form expected.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    match digits.parse::<u64>() {
+        Ok(count) if scale > 0 => Ok(Duration::from_secs(count.saturating_mul(scale))),
+        _ => Err(format!(
+            "{text:?} is not an interval: write a whole number of seconds, minutes or hours \
+             such as \"30s\", \"5m\" or \"1h\""
+        )),
+    }
+}
+
+fn interval_setting<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Interval {
+        Seconds(u64),
+        Text(String),
+    }
+    match Interval::deserialize(deserializer)? {
+        Interval::Seconds(secs) => Ok(Duration::from_secs(secs)),
+        Interval::Text(text) => parse_interval(&text)
+            .map_err(|error| serde::de::Error::custom(format!("snapshot_interval: {error}"))),
+    }
 }
 
 impl Default for PersistenceSettings {
@@ -57,6 +123,8 @@ impl Default for PersistenceSettings {
             fsync: FsyncPolicy::Everysec,
             data_dir: None,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
+            snapshot_log_bytes: DEFAULT_SNAPSHOT_LOG_BYTES,
         }
     }
 }
@@ -97,6 +165,12 @@ impl PersistenceSettings {
         if self.segment_bytes < MIN_SEGMENT_BYTES {
             return invalid("persistence.segment_bytes", "must be at least 65536");
         }
+        if self.snapshot_interval > Duration::from_secs(7 * 24 * 3600) {
+            return invalid(
+                "persistence.snapshot_interval",
+                "must be at most 168h (a week)",
+            );
+        }
         Ok(())
     }
 }
@@ -136,7 +210,22 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        for text in ["mode = \"aof\"", "fsync = \"sometimes\"", "dir = \"/d\""] {
+        let settings =
+            parse("snapshot_interval = \"90s\"\nsnapshot_log_bytes = 0").expect("parses");
+        assert_eq!(settings.snapshot_interval, Duration::from_secs(90));
+        assert_eq!(
+            parse("snapshot_interval = 60")
+                .expect("parses")
+                .snapshot_interval
+                .as_secs(),
+            60
+        );
+        for text in [
+            "mode = \"aof\"",
+            "fsync = \"sometimes\"",
+            "dir = \"/d\"",
+            "snapshot_interval = \"5 minutes\"",
+        ] {
             assert!(parse(text).is_err(), "{text}");
         }
     }

@@ -68,6 +68,21 @@ pub fn write_snapshot(
     engine: &Engine,
     number: u64,
 ) -> Result<SnapshotReport, PersistenceError> {
+    write_snapshot_of(fs, dir, engine, number, &|_| true)
+}
+
+/// As [`write_snapshot`], with only the namespaces `keep` accepts (by
+/// name): those that opt out of persistence are left out.
+///
+/// # Errors
+/// As [`write_snapshot`].
+pub fn write_snapshot_of(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    engine: &Engine,
+    number: u64,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<SnapshotReport, PersistenceError> {
     let name = snapshot_name(number);
     let path = dir.join(&name);
     let temp = dir.join(format!("{name}.tmp"));
@@ -89,6 +104,9 @@ pub fn write_snapshot(
         written
     };
     for namespace in engine.namespaces() {
+        if !keep(namespace.name()) {
+            continue;
+        }
         let name: Arc<str> = Arc::from(namespace.name());
         let mut shard = None;
         for chunk in namespace.snapshot_reader() {

@@ -290,6 +290,11 @@ impl LogWriter {
         Ok(number)
     }
 
+    /// The policy this writer acknowledges by.
+    pub fn fsync(&self) -> FsyncPolicy {
+        self.shared.fsync
+    }
+
     /// How far the log has got.
     pub fn progress(&self) -> LogProgress {
         self.shared.state.lock().progress

@@ -11,6 +11,7 @@ use super::{ServiceState, reply};
 use crate::auth::{Access, Role};
 use crate::engine::NamespaceStats;
 use crate::observe::telemetry::record_call;
+use crate::persistence::runtime::{PersistenceStatus, fsync_name, mode_name};
 
 /// Implementation of `AdminService` over the engine.
 #[derive(Debug, Clone)]
@@ -110,6 +111,11 @@ impl AdminApi {
             connections_open: self.state.traffic.connections_open(),
             auth_failures: auth.failures(),
             permission_denials: auth.denials(),
+            persistence: self
+                .state
+                .persistence
+                .as_ref()
+                .map(|persistence| persistence_status(&persistence.status())),
         };
         if server_wide {
             return Ok(reply);
@@ -151,6 +157,32 @@ impl AdminApi {
         })
     }
 
+    /// Takes a snapshot on demand, off the async runtime.
+    async fn take_snapshot(&self, access: &Access) -> Result<pb::SnapshotResponse, Status> {
+        self.state
+            .check_server_admin(access, "take a snapshot of every namespace")?;
+        let Some(persistence) = self.state.persistence.clone() else {
+            return Err(Status::failed_precondition(
+                "persistence is off: start the server with --persistence snapshot or log \
+                 (and --data-dir) to take snapshots",
+            ));
+        };
+        let taken = tokio::task::spawn_blocking(move || persistence.snapshot())
+            .await
+            .map_err(|error| Status::internal(format!("the snapshot did not finish: {error}")))?;
+        let summary = taken.map_err(|error| {
+            Status::internal(format!(
+                "the snapshot failed; the previous one stays in force: {error}"
+            ))
+        })?;
+        Ok(pb::SnapshotResponse {
+            name: summary.name,
+            keys: summary.keys,
+            bytes: summary.bytes,
+            duration_ms: millis(summary.duration),
+        })
+    }
+
     /// The namespaces the caller may read.
     fn list_namespaces(&self, access: &Access) -> pb::ListNamespacesResponse {
         pb::ListNamespacesResponse {
@@ -186,8 +218,49 @@ fn namespace_stats(name: &str, stats: &NamespaceStats) -> pb::NamespaceStats {
     }
 }
 
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Stats' view of the persistence status.
+fn persistence_status(status: &PersistenceStatus) -> pb::PersistenceStatus {
+    let last = status.last_snapshot.clone().unwrap_or_default();
+    pb::PersistenceStatus {
+        mode: mode_name(status.mode).to_string(),
+        fsync: fsync_name(status.fsync).to_string(),
+        data_dir: status.data_dir.display().to_string(),
+        last_snapshot_name: last.name,
+        last_snapshot_unix_ms: last.finished_unix_ms,
+        last_snapshot_keys: last.keys,
+        last_snapshot_bytes: last.bytes,
+        last_snapshot_duration_ms: millis(last.duration),
+        snapshots: status.snapshots,
+        snapshot_failures: status.snapshot_failures,
+        log_bytes: status.log_bytes,
+        log_bytes_since_snapshot: status.log_bytes_since_snapshot,
+        fsyncs: status.fsyncs,
+        fsync_mean_us: status
+            .fsync_total_us
+            .checked_div(status.fsyncs)
+            .unwrap_or(0),
+        fsync_max_us: status.fsync_max_us,
+        start_snapshot_keys: status.start.snapshot_keys,
+        start_replayed_records: status.start.replayed_records,
+        start_expired_keys: status.start.expired_keys,
+        start_recovery_ms: millis(status.start.elapsed),
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminApi {
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let access = self.state.access(&request).clone();
+        self.take_snapshot(&access).await.map(Response::new)
+    }
+
     async fn stats(
         &self,
         request: Request<pb::StatsRequest>,
@@ -202,7 +275,9 @@ impl AdminService for AdminApi {
         request: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(AdminApi::flush(self, request.into_inner()))
+        self.state
+            .acked(AdminApi::flush(self, request.into_inner()))
+            .await
     }
 
     async fn drop_namespace(
@@ -210,7 +285,9 @@ impl AdminService for AdminApi {
         request: Request<pb::DropNamespaceRequest>,
     ) -> Result<Response<pb::DropNamespaceResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(AdminApi::drop_namespace(self, request.into_inner()))
+        self.state
+            .acked(AdminApi::drop_namespace(self, request.into_inner()))
+            .await
     }
 
     async fn list_namespaces(

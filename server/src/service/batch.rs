@@ -132,8 +132,9 @@ impl BatchApi {
             None => self.state.readable(&request.namespace)?,
         };
         let state = Arc::clone(&self.state);
+        let logging = Arc::clone(&self.state);
         let keys = request.keys;
-        Ok(stream_positions(
+        let replies = stream_positions(
             0..keys.len(),
             chunk,
             move |at| {
@@ -161,7 +162,16 @@ impl BatchApi {
                 Some((item, 0))
             },
             |items| pb::DeleteBatchResponse { items },
-        ))
+        );
+        // Each reply waits for the records of its deletes, taken as the
+        // chunk is built (on the thread that made them).
+        Ok(Box::pin(replies.then(move |reply| {
+            let logged = logging.logged();
+            async move {
+                logged.await?;
+                reply
+            }
+        })))
     }
 
     /// Applies each chunk of a SetBatch stream as it arrives and answers it
@@ -181,7 +191,15 @@ impl BatchApi {
             let reply = match chunk {
                 None => return,
                 Some(Err(status)) => Err(status),
-                Some(Ok(chunk)) => self.set_chunk(&access, chunk, &mut next_index),
+                Some(Ok(chunk)) => {
+                    let reply = self.set_chunk(&access, chunk, &mut next_index);
+                    // The chunk's reply waits for its last record.
+                    let logged = self.state.logged();
+                    match logged.await {
+                        Ok(()) => reply,
+                        Err(status) => Err(status),
+                    }
+                }
             };
             let failed = reply.is_err();
             if replies.send(reply).await.is_err() || failed {

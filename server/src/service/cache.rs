@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status::{engine_status, invalid};
-use super::{ServiceState, convert, reply, validate};
+use super::{ServiceState, convert, validate};
 use crate::engine::{EngineError, KeyPattern, Namespace, ScanFilter, SetOptions};
 use crate::observe::telemetry::record_call;
 
@@ -251,7 +251,9 @@ impl CacheService for CacheApi {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(CacheApi::get(self, request.into_inner()))
+        self.state
+            .acked(CacheApi::get(self, request.into_inner()))
+            .await
     }
 
     async fn set(
@@ -259,7 +261,9 @@ impl CacheService for CacheApi {
         request: Request<pb::SetRequest>,
     ) -> Result<Response<pb::SetResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(CacheApi::set(self, request.into_inner()))
+        self.state
+            .acked(CacheApi::set(self, request.into_inner()))
+            .await
     }
 
     async fn delete(
@@ -267,7 +271,9 @@ impl CacheService for CacheApi {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(CacheApi::delete(self, request.into_inner()))
+        self.state
+            .acked(CacheApi::delete(self, request.into_inner()))
+            .await
     }
 
     async fn describe(
@@ -275,7 +281,9 @@ impl CacheService for CacheApi {
         request: Request<pb::DescribeRequest>,
     ) -> Result<Response<pb::DescribeResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(CacheApi::describe(self, request.into_inner()))
+        self.state
+            .acked(CacheApi::describe(self, request.into_inner()))
+            .await
     }
 
     async fn increment(
@@ -283,7 +291,9 @@ impl CacheService for CacheApi {
         request: Request<pb::IncrementRequest>,
     ) -> Result<Response<pb::IncrementResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(CacheApi::increment(self, request.into_inner()))
+        self.state
+            .acked(CacheApi::increment(self, request.into_inner()))
+            .await
     }
 
     async fn update_ttl(
@@ -291,7 +301,9 @@ impl CacheService for CacheApi {
         request: Request<pb::UpdateTtlRequest>,
     ) -> Result<Response<pb::UpdateTtlResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(CacheApi::update_ttl(self, request.into_inner()))
+        self.state
+            .acked(CacheApi::update_ttl(self, request.into_inner()))
+            .await
     }
 
     type ScanStream = ReceiverStream<Result<pb::ScanResponse, Status>>;
@@ -301,7 +313,9 @@ impl CacheService for CacheApi {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
         self.state.authorize(&request)?;
-        reply(CacheApi::scan(self, request.into_inner()))
+        self.state
+            .acked(CacheApi::scan(self, request.into_inner()))
+            .await
     }
 
     async fn count(
@@ -309,7 +323,9 @@ impl CacheService for CacheApi {
         request: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
         self.state.authorize(&request)?;
-        reply(CacheApi::count(self, request.into_inner()))
+        self.state
+            .acked(CacheApi::count(self, request.into_inner()))
+            .await
     }
 }
 

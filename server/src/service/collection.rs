@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::chunks::{ResponseStream, chunk_size, stream_snapshot};
 use super::status::{engine_status, invalid};
 use super::validate::{self, MAX_ITEMS_PER_REQUEST, item_count, pop_count};
-use super::{ServiceState, convert, reply};
+use super::{ServiceState, convert};
 use crate::engine::{EngineError, Namespace, SetOperation};
 use crate::observe::rpc_layer::CallDeadline;
 use crate::observe::telemetry::record_call;
@@ -436,17 +436,17 @@ type Reply<T> = Result<Response<T>, Status>;
 impl CollectionService for CollectionApi {
     async fn h_set(&self, request: Request<pb::HSetRequest>) -> Reply<pb::HSetResponse> {
         self.state.authorize(&request)?;
-        reply(self.hset(request.into_inner()))
+        self.state.acked(self.hset(request.into_inner())).await
     }
 
     async fn h_get(&self, request: Request<pb::HGetRequest>) -> Reply<pb::HGetResponse> {
         self.state.authorize(&request)?;
-        reply(self.hget(request.into_inner()))
+        self.state.acked(self.hget(request.into_inner())).await
     }
 
     async fn hm_get(&self, request: Request<pb::HmGetRequest>) -> Reply<pb::HmGetResponse> {
         self.state.authorize(&request)?;
-        reply(self.hmget(request.into_inner()))
+        self.state.acked(self.hmget(request.into_inner())).await
     }
 
     type HGetAllStream = ResponseStream<pb::HGetAllResponse>;
@@ -454,27 +454,29 @@ impl CollectionService for CollectionApi {
     async fn h_get_all(&self, request: Request<pb::HGetAllRequest>) -> Reply<Self::HGetAllStream> {
         self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
-        reply(self.hgetall(request.into_inner(), deadline))
+        self.state
+            .acked(self.hgetall(request.into_inner(), deadline))
+            .await
     }
 
     async fn h_del(&self, request: Request<pb::HDelRequest>) -> Reply<pb::HDelResponse> {
         self.state.authorize(&request)?;
-        reply(self.hdel(request.into_inner()))
+        self.state.acked(self.hdel(request.into_inner())).await
     }
 
     async fn h_len(&self, request: Request<pb::HLenRequest>) -> Reply<pb::HLenResponse> {
         self.state.authorize(&request)?;
-        reply(self.hlen(request.into_inner()))
+        self.state.acked(self.hlen(request.into_inner())).await
     }
 
     async fn h_exists(&self, request: Request<pb::HExistsRequest>) -> Reply<pb::HExistsResponse> {
         self.state.authorize(&request)?;
-        reply(self.hexists(request.into_inner()))
+        self.state.acked(self.hexists(request.into_inner())).await
     }
 
     async fn h_incr_by(&self, request: Request<pb::HIncrByRequest>) -> Reply<pb::HIncrByResponse> {
         self.state.authorize(&request)?;
-        reply(self.hincrby(request.into_inner()))
+        self.state.acked(self.hincrby(request.into_inner())).await
     }
 
     async fn l_push(&self, request: Request<pb::LPushRequest>) -> Reply<pb::LPushResponse> {
@@ -490,7 +492,7 @@ impl CollectionService for CollectionApi {
                 r.expiry,
             )
             .map(|length| pb::LPushResponse { length });
-        reply(result)
+        self.state.acked(result).await
     }
 
     async fn r_push(&self, request: Request<pb::RPushRequest>) -> Reply<pb::RPushResponse> {
@@ -506,7 +508,7 @@ impl CollectionService for CollectionApi {
                 r.expiry,
             )
             .map(|length| pb::RPushResponse { length });
-        reply(result)
+        self.state.acked(result).await
     }
 
     async fn l_pop(&self, request: Request<pb::LPopRequest>) -> Reply<pb::LPopResponse> {
@@ -515,7 +517,7 @@ impl CollectionService for CollectionApi {
         let result = self
             .pop(&r.namespace, &r.key, r.count, true)
             .map(|values| pb::LPopResponse { values });
-        reply(result)
+        self.state.acked(result).await
     }
 
     async fn r_pop(&self, request: Request<pb::RPopRequest>) -> Reply<pb::RPopResponse> {
@@ -524,7 +526,7 @@ impl CollectionService for CollectionApi {
         let result = self
             .pop(&r.namespace, &r.key, r.count, false)
             .map(|values| pb::RPopResponse { values });
-        reply(result)
+        self.state.acked(result).await
     }
 
     type LRangeStream = ResponseStream<pb::LRangeResponse>;
@@ -532,42 +534,44 @@ impl CollectionService for CollectionApi {
     async fn l_range(&self, request: Request<pb::LRangeRequest>) -> Reply<Self::LRangeStream> {
         self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
-        reply(self.lrange(request.into_inner(), deadline))
+        self.state
+            .acked(self.lrange(request.into_inner(), deadline))
+            .await
     }
 
     async fn l_len(&self, request: Request<pb::LLenRequest>) -> Reply<pb::LLenResponse> {
         self.state.authorize(&request)?;
-        reply(self.llen(request.into_inner()))
+        self.state.acked(self.llen(request.into_inner())).await
     }
 
     async fn l_trim(&self, request: Request<pb::LTrimRequest>) -> Reply<pb::LTrimResponse> {
         self.state.authorize(&request)?;
-        reply(self.ltrim(request.into_inner()))
+        self.state.acked(self.ltrim(request.into_inner())).await
     }
 
     async fn l_index(&self, request: Request<pb::LIndexRequest>) -> Reply<pb::LIndexResponse> {
         self.state.authorize(&request)?;
-        reply(self.lindex(request.into_inner()))
+        self.state.acked(self.lindex(request.into_inner())).await
     }
 
     async fn l_set(&self, request: Request<pb::LSetRequest>) -> Reply<pb::LSetResponse> {
         self.state.authorize(&request)?;
-        reply(self.lset(request.into_inner()))
+        self.state.acked(self.lset(request.into_inner())).await
     }
 
     async fn l_rem(&self, request: Request<pb::LRemRequest>) -> Reply<pb::LRemResponse> {
         self.state.authorize(&request)?;
-        reply(self.lrem(request.into_inner()))
+        self.state.acked(self.lrem(request.into_inner())).await
     }
 
     async fn s_add(&self, request: Request<pb::SAddRequest>) -> Reply<pb::SAddResponse> {
         self.state.authorize(&request)?;
-        reply(self.sadd(request.into_inner()))
+        self.state.acked(self.sadd(request.into_inner())).await
     }
 
     async fn s_rem(&self, request: Request<pb::SRemRequest>) -> Reply<pb::SRemResponse> {
         self.state.authorize(&request)?;
-        reply(self.srem(request.into_inner()))
+        self.state.acked(self.srem(request.into_inner())).await
     }
 
     type SMembersStream = ResponseStream<pb::SMembersResponse>;
@@ -578,7 +582,9 @@ impl CollectionService for CollectionApi {
     ) -> Reply<Self::SMembersStream> {
         self.state.authorize(&request)?;
         let deadline = CallDeadline::of(&request);
-        reply(self.smembers(request.into_inner(), deadline))
+        self.state
+            .acked(self.smembers(request.into_inner(), deadline))
+            .await
     }
 
     async fn s_is_member(
@@ -592,7 +598,7 @@ impl CollectionService for CollectionApi {
             .map(|found| pb::SIsMemberResponse {
                 is_member: found.first().copied().unwrap_or(false),
             });
-        reply(result)
+        self.state.acked(result).await
     }
 
     async fn sm_is_member(
@@ -604,17 +610,17 @@ impl CollectionService for CollectionApi {
         let result = self
             .smismember(&r.namespace, &r.key, &r.members)
             .map(|is_member| pb::SmIsMemberResponse { is_member });
-        reply(result)
+        self.state.acked(result).await
     }
 
     async fn s_card(&self, request: Request<pb::SCardRequest>) -> Reply<pb::SCardResponse> {
         self.state.authorize(&request)?;
-        reply(self.scard(request.into_inner()))
+        self.state.acked(self.scard(request.into_inner())).await
     }
 
     async fn s_pop(&self, request: Request<pb::SPopRequest>) -> Reply<pb::SPopResponse> {
         self.state.authorize(&request)?;
-        reply(self.spop(request.into_inner()))
+        self.state.acked(self.spop(request.into_inner())).await
     }
 
     async fn s_rand_member(
@@ -622,7 +628,9 @@ impl CollectionService for CollectionApi {
         request: Request<pb::SRandMemberRequest>,
     ) -> Reply<pb::SRandMemberResponse> {
         self.state.authorize(&request)?;
-        reply(self.srandmember(request.into_inner()))
+        self.state
+            .acked(self.srandmember(request.into_inner()))
+            .await
     }
 
     type SInterStream = ResponseStream<pb::SInterResponse>;
@@ -639,7 +647,7 @@ impl CollectionService for CollectionApi {
             SetOperation::Intersection,
             |members| pb::SInterResponse { members },
         );
-        reply(result)
+        self.state.acked(result).await
     }
 
     type SUnionStream = ResponseStream<pb::SUnionResponse>;
@@ -656,7 +664,7 @@ impl CollectionService for CollectionApi {
             SetOperation::Union,
             |members| pb::SUnionResponse { members },
         );
-        reply(result)
+        self.state.acked(result).await
     }
 
     type SDiffStream = ResponseStream<pb::SDiffResponse>;
@@ -673,6 +681,6 @@ impl CollectionService for CollectionApi {
             SetOperation::Difference,
             |members| pb::SDiffResponse { members },
         );
-        reply(result)
+        self.state.acked(result).await
     }
 }

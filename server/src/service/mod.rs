@@ -39,6 +39,8 @@ use crate::limits::traffic::Traffic;
 use crate::observe::metrics::MetricSources;
 use crate::observe::rpc_layer::RpcLayer;
 use crate::observe::rpc_stats::RpcStats;
+use crate::persistence::LogSink;
+use crate::persistence::runtime::Persistence;
 pub(crate) use rights::Scoped;
 use status::engine_status;
 
@@ -77,6 +79,7 @@ pub mod method {
         FLUSH = "/shoal.v1.AdminService/Flush";
         LIST_NAMESPACES = "/shoal.v1.AdminService/ListNamespaces";
         DROP_NAMESPACE = "/shoal.v1.AdminService/DropNamespace";
+        SNAPSHOT = "/shoal.v1.AdminService/Snapshot";
         HSET = "/shoal.v1.CollectionService/HSet";
         HGET = "/shoal.v1.CollectionService/HGet";
         HMGET = "/shoal.v1.CollectionService/HMGet";
@@ -114,6 +117,12 @@ pub mod method {
     }
 }
 
+tokio::task_local! {
+    /// In a pipeline's task: the last log position its commands wrote and
+    /// nobody has waited for yet (0 for none).
+    static DEFERRED_POSITION: std::cell::Cell<u64>;
+}
+
 /// What every service shares.
 #[derive(Debug)]
 pub struct ServiceState {
@@ -134,6 +143,8 @@ pub struct ServiceState {
     stopping: tokio::sync::watch::Sender<bool>,
     /// Whether calls carry credentials, and the counts of refusals.
     pub(crate) auth: AuthState,
+    /// The log and snapshots, with persistence on.
+    pub(crate) persistence: Option<Arc<Persistence>>,
 }
 
 impl ServiceState {
@@ -151,6 +162,18 @@ impl ServiceState {
         config: &Config,
         auth: AuthState,
     ) -> Arc<Self> {
+        Self::with_persistence(engine, feed, config, auth, None)
+    }
+
+    /// As [`ServiceState::with_auth`], with writes answered only once
+    /// `persistence` acknowledged their records.
+    pub fn with_persistence(
+        engine: Engine,
+        feed: Arc<ChangeFeed>,
+        config: &Config,
+        auth: AuthState,
+        persistence: Option<Arc<Persistence>>,
+    ) -> Arc<Self> {
         let methods: Vec<&'static str> = method::ALL
             .iter()
             .chain(method::INFRASTRUCTURE)
@@ -166,6 +189,7 @@ impl ServiceState {
             inflight: Arc::new(ByteBudget::new(config.inflight_budget().server)),
             stopping: tokio::sync::watch::Sender::new(false),
             auth,
+            persistence,
         })
     }
 
@@ -192,6 +216,82 @@ impl ServiceState {
             inflight: self.inflight.clone(),
             feed: self.feed.clone(),
             auth: self.auth.counters.clone(),
+            persistence: self.persistence.clone(),
+        }
+    }
+
+    /// Completes once what this thread changed since it last asked is
+    /// acknowledged by the log. The position is taken now, before the
+    /// caller's next `.await`: call it right after the engine call, on the
+    /// thread that made it.
+    ///
+    /// Inside a pipeline ([`ServiceState::deferring_acks`]) it completes
+    /// at once and leaves the position to the pipeline, which waits once
+    /// for the last one before it sends the replies of the commands run.
+    pub(crate) fn logged(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + Send + 'static + use<> {
+        let mut position = LogSink::take_position();
+        if let Some(at) = position
+            && DEFERRED_POSITION
+                .try_with(|deferred| deferred.set(deferred.get().max(at)))
+                .is_ok()
+        {
+            position = None;
+        }
+        let waiting = self
+            .persistence
+            .as_ref()
+            .map(|persistence| persistence.acknowledged(position));
+        async move {
+            match waiting {
+                Some(waiting) => waiting.await.map_err(status::unlogged),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// Runs `task` with the acknowledgements of its writes deferred: see
+    /// [`ServiceState::logged`] and [`ServiceState::deferred_logged`].
+    pub(crate) fn deferring_acks<F: std::future::Future>(
+        task: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        DEFERRED_POSITION.scope(std::cell::Cell::new(0), task)
+    }
+
+    /// Completes once every write deferred so far in this task (see
+    /// [`ServiceState::deferring_acks`]) is acknowledged.
+    pub(crate) fn deferred_logged(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + Send + 'static + use<> {
+        let position = DEFERRED_POSITION
+            .try_with(|deferred| deferred.replace(0))
+            .ok()
+            .filter(|position| *position > 0);
+        let waiting = self
+            .persistence
+            .as_ref()
+            .map(|persistence| persistence.acknowledged(position));
+        async move {
+            match waiting {
+                Some(waiting) => waiting.await.map_err(status::unlogged),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// `result`, answered once its changes are acknowledged by the log
+    /// (see [`ServiceState::logged`]): for unary handlers, called right
+    /// after their engine call.
+    pub(crate) fn acked<T: Send + 'static>(
+        &self,
+        result: Result<T, Status>,
+    ) -> impl std::future::Future<Output = Result<Response<T>, Status>> + Send + 'static + use<T>
+    {
+        let logged = self.logged();
+        async move {
+            logged.await?;
+            reply(result)
         }
     }
 

@@ -1,12 +1,19 @@
 //! `BatchService.Pipeline`: any mix of commands over one stream, run in
 //! order, each answered as soon as it has run.
 //!
+//! With the log on, the commands that have arrived are run one after the
+//! other (up to [`REPLIES_IN_FLIGHT`]) and their replies held until the
+//! log acknowledges the last record they wrote: one wait for the lot
+//! rather than one per write. A failed log write turns every held reply
+//! into an UNAVAILABLE error, never OK.
+//!
 //! Every command runs through the same handler as its unary RPC, so a
 //! pipelined command validates and behaves exactly as if it had been called
 //! on its own. The per-RPC statistics count the Pipeline call once.
 
 use std::sync::Arc;
 
+use futures_util::FutureExt as _;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::cache_service_server::CacheService;
 use shoal_proto::v1::collection_service_server::CollectionService;
@@ -61,7 +68,7 @@ impl Pipeline {
         requests: Streaming<pb::PipelineRequest>,
     ) -> ReceiverStream<Result<pb::PipelineResponse, Status>> {
         let (sender, receiver) = mpsc::channel(REPLIES_IN_FLIGHT);
-        tokio::spawn(self.run(requests, sender));
+        tokio::spawn(ServiceState::deferring_acks(self.run(requests, sender)));
         ReceiverStream::new(receiver)
     }
 
@@ -82,32 +89,68 @@ impl Pipeline {
                 }
                 request = requests.next() => request,
             };
-            let request = match request {
-                None => return,
-                Some(Err(status)) => {
+            // Run what has arrived, then wait once for the log.
+            let mut held = Vec::new();
+            let mut next = Some(request);
+            let mut ending = None;
+            while let Some(request) = next.take() {
+                match request {
+                    None => {
+                        ending = Some(None);
+                        break;
+                    }
+                    Some(Err(status)) => {
+                        ending = Some(Some(status));
+                        break;
+                    }
+                    Some(Ok(request)) => held.push(self.answer(request, &mut last_id).await),
+                }
+                // Without a log there is nothing to wait for: answer at once.
+                if self.state.persistence.is_none() || held.len() >= REPLIES_IN_FLIGHT {
+                    break;
+                }
+                next = requests.next().now_or_never();
+            }
+            let logged = self.state.deferred_logged().await;
+            for mut reply in held {
+                if let Err(status) = &logged {
+                    reply.result = Some(Reply::Error(item_status(status)));
+                }
+                if replies.send(Ok(reply)).await.is_err() {
+                    return;
+                }
+            }
+            match ending {
+                None => {}
+                Some(None) => return,
+                Some(Some(status)) => {
                     let _ = replies.send(Err(status)).await;
                     return;
                 }
-                Some(Ok(request)) => request,
-            };
-            let id = request.id;
-            let result = match last_id {
-                Some(last) if id <= last => Err(invalid(
-                    "id",
-                    format!("id {id} is not greater than the previous id {last} on this stream"),
-                )),
-                _ => {
-                    last_id = Some(id);
-                    self.execute(request.command).await
-                }
-            };
-            let reply = pb::PipelineResponse {
-                id,
-                result: Some(result.unwrap_or_else(|status| Reply::Error(item_status(&status)))),
-            };
-            if replies.send(Ok(reply)).await.is_err() {
-                return;
             }
+        }
+    }
+
+    /// Runs one command and builds its reply.
+    async fn answer(
+        &self,
+        request: pb::PipelineRequest,
+        last_id: &mut Option<u64>,
+    ) -> pb::PipelineResponse {
+        let id = request.id;
+        let result = match *last_id {
+            Some(last) if id <= last => Err(invalid(
+                "id",
+                format!("id {id} is not greater than the previous id {last} on this stream"),
+            )),
+            _ => {
+                *last_id = Some(id);
+                self.execute(request.command).await
+            }
+        };
+        pb::PipelineResponse {
+            id,
+            result: Some(result.unwrap_or_else(|status| Reply::Error(item_status(&status)))),
         }
     }
 
@@ -168,10 +211,11 @@ impl Pipeline {
                 .await
                 .map(Reply::GetBatch)
             }
-            Some(C::SetBatch(r)) => self
-                .batch
-                .set_chunk(&self.access, r, &mut 0)
-                .map(Reply::SetBatch),
+            Some(C::SetBatch(r)) => {
+                let reply = self.batch.set_chunk(&self.access, r, &mut 0);
+                self.state.logged().await?;
+                reply.map(Reply::SetBatch)
+            }
             Some(C::DeleteBatch(r)) => {
                 gather(self.batch.remove_batch(&self.access, r)?, |all, chunk| {
                     all.items.extend(chunk.items);

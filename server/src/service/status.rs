@@ -115,6 +115,20 @@ fn precondition(reason: &str, message: String) -> Status {
     )
 }
 
+/// The status of a change the engine applied but the log could not
+/// acknowledge: UNAVAILABLE, since this server can no longer promise that
+/// writes survive a restart.
+pub(crate) fn unlogged(error: crate::persistence::PersistenceError) -> Status {
+    Status::with_error_details(
+        Code::Unavailable,
+        format!(
+            "the change was applied in memory but its log record was not acknowledged, so it \
+             may not survive a restart: {error}"
+        ),
+        ErrorDetails::with_error_info("NOT_LOGGED", ERROR_DOMAIN, HashMap::new()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
