@@ -226,8 +226,10 @@ fn a_damaged_snapshot_keeps_its_other_entries_and_the_log_after_it() {
         panic!("{plan}");
     };
     // One entry or one shard record's worth of entries is lost, no more
-    // than the shard it was in (4 shards).
-    assert!((150..200).contains(&kept), "{plan}");
+    // than the shard it was in: with 4 shards a shard holds about 50 of the
+    // 200 keys (which shard depends on the process's hash seed), and more
+    // than 100 is beyond eight standard deviations.
+    assert!((100..200).contains(&kept), "{plan}");
     let keys = recovered(&fs).expect("recover");
     assert_eq!(keys.len() as u64, kept + 20);
     assert!(keys.ends_with(&(200..220).collect::<Vec<_>>()));
