@@ -239,6 +239,15 @@ impl ServiceState {
         {
             position = None;
         }
+        self.acknowledged(position)
+    }
+
+    /// Completes once the log acknowledges `position` (at once for `None`
+    /// or with persistence off).
+    fn acknowledged(
+        &self,
+        position: Option<crate::persistence::LogPosition>,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + Send + 'static + use<> {
         let waiting = self
             .persistence
             .as_ref()
@@ -268,16 +277,7 @@ impl ServiceState {
             .try_with(|deferred| deferred.replace(0))
             .ok()
             .filter(|position| *position > 0);
-        let waiting = self
-            .persistence
-            .as_ref()
-            .map(|persistence| persistence.acknowledged(position));
-        async move {
-            match waiting {
-                Some(waiting) => waiting.await.map_err(status::unlogged),
-                None => Ok(()),
-            }
-        }
+        self.acknowledged(position)
     }
 
     /// `result`, answered once its changes are acknowledged by the log
