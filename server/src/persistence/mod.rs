@@ -153,4 +153,6 @@ pub use recovery::{RecoveryReport, recover, start_log, take_snapshot, take_snaps
 pub use repair::{RepairPlan, apply_repair, plan_repair};
 pub use sink::LogSink;
 pub use snapshot::{SnapshotReport, load_snapshot, write_snapshot};
-pub use writer::{FsyncPolicy, LogConfig, LogPosition, LogProgress, LogWriter};
+pub use writer::{
+    FsyncPolicy, LogAck, LogConfig, LogListener, LogPosition, LogProgress, LogWriter,
+};

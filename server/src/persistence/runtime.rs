@@ -20,9 +20,12 @@
 //!
 //! Acknowledgement: a handler takes [`LogSink::take_position`] right after
 //! its engine call, on the same thread, and awaits
-//! [`Persistence::acknowledged`]. A thread of this module (`shoal-log-ack`)
-//! waits on the writer and publishes how far it has acknowledged in a
-//! `tokio::sync::watch`, so no runtime thread ever blocks on the disk. A
+//! [`Persistence::acknowledged`]. With `everysec` and `no` that call
+//! first writes the log's buffer itself when nobody else is writing it
+//! ([`LogWriter::write_through`]: one `write` to the kernel's cache, never
+//! a sync or a new file), so most writes are acknowledged without waiting.
+//! Otherwise the handler waits on a `tokio::sync::watch` that the writer's
+//! listener advances, so no runtime thread ever blocks on the disk. A
 //! writer that failed makes every waiter not yet acknowledged fail with
 //! the writer's error. Memory stays bounded without a limit of its own:
 //! every write waits for its record before it is answered, so the writer's
@@ -59,7 +62,7 @@ use super::recovery::{recover, take_snapshot_of};
 use super::segment::parse_segment_name;
 use super::settings::{PersistenceMode, PersistenceSettings};
 use super::sink::LogSink;
-use super::writer::{FsyncPolicy, LogConfig, LogPosition, LogWriter};
+use super::writer::{FsyncPolicy, LogAck, LogConfig, LogPosition, LogWriter};
 use crate::engine::{ChangeRecord, ChangeSink, Engine, FlushRecord};
 
 /// Name of the lock file in the data directory.
@@ -90,7 +93,7 @@ impl ChangeSink for PersistSink {
         if self.persisted(&change.namespace) {
             self.changes.fetch_add(1, Ordering::Relaxed);
             if let Some(log) = &self.log {
-                log.record(change.clone());
+                log.append_change(&change);
             }
         }
         self.next.record(change);
@@ -100,7 +103,7 @@ impl ChangeSink for PersistSink {
         if self.persisted(&flush.namespace) {
             self.changes.fetch_add(1, Ordering::Relaxed);
             if let Some(log) = &self.log {
-                log.flushed(flush.clone());
+                log.append_flush(&flush);
             }
         }
         self.next.flushed(flush);
@@ -188,7 +191,7 @@ pub struct PersistenceStatus {
     pub fsync_max_us: u64,
 }
 
-/// How far the log has acknowledged, published by the ack thread.
+/// How far the log has acknowledged, published by the writer's listener.
 #[derive(Debug, Clone, Default)]
 struct Acked {
     position: LogPosition,
@@ -290,10 +293,12 @@ impl Persistence {
         }
         let mut config = LogConfig::new(&dir, settings.fsync);
         config.segment_bytes = settings.segment_bytes;
-        let writer = Arc::new(LogWriter::open(
+        let (acked_tx, acked) = tokio::sync::watch::channel(Acked::default());
+        let writer = Arc::new(LogWriter::open_with_listener(
             Arc::clone(&fs),
             config,
             report.next_segment,
+            Some(Box::new(move |ack| publish_ack(&acked_tx, ack))),
         )?);
         let skipped = Arc::new(skipped);
         let changes = Arc::new(AtomicU64::new(0));
@@ -334,7 +339,6 @@ impl Persistence {
             elapsed_ms = start.elapsed.as_millis() as u64,
             "recovery done"
         );
-        let (acked_tx, acked) = tokio::sync::watch::channel(Acked::default());
         let persistence = Arc::new(Self {
             settings: settings.clone(),
             dir,
@@ -359,12 +363,6 @@ impl Persistence {
             threads: Mutex::new(Vec::new()),
             _lock: lock,
         });
-        let ack_thread = std::thread::Builder::new()
-            .name("shoal-log-ack".into())
-            .spawn(move || publish_acks(&writer, &acked_tx))
-            .map_err(|error| {
-                PersistenceError::io("spawn ack thread for", &persistence.dir, error)
-            })?;
         let scheduler = {
             let scheduled = Arc::clone(&persistence);
             std::thread::Builder::new()
@@ -374,7 +372,7 @@ impl Persistence {
                     PersistenceError::io("spawn snapshot thread for", &persistence.dir, error)
                 })?
         };
-        persistence.threads.lock().extend([ack_thread, scheduler]);
+        persistence.threads.lock().push(scheduler);
         Ok(persistence)
     }
 
@@ -394,6 +392,8 @@ impl Persistence {
         &self,
         position: Option<LogPosition>,
     ) -> impl Future<Output = Result<(), PersistenceError>> + Send + 'static + use<> {
+        // Most often the caller writes its record itself, and need not wait.
+        let position = position.filter(|&position| !self.writer.write_through(position));
         let mut acked = position.map(|_| self.acked.clone());
         async move {
             let (Some(position), Some(acked)) = (position, acked.as_mut()) else {
@@ -568,26 +568,19 @@ pub fn fsync_name(fsync: FsyncPolicy) -> &'static str {
     }
 }
 
-/// Publishes the writer's acknowledged position until it fails or closes.
-fn publish_acks(writer: &LogWriter, acked: &tokio::sync::watch::Sender<Acked>) {
-    let mut position = 0;
-    loop {
-        match writer.wait(position + 1) {
-            Ok(()) => {
-                let progress = writer.progress();
-                position = match writer.fsync() {
-                    FsyncPolicy::Always => progress.durable,
-                    FsyncPolicy::Everysec | FsyncPolicy::No => progress.written,
-                }
-                .max(position + 1);
-                acked.send_modify(|state| state.position = position);
-            }
-            Err(error) => {
-                acked.send_modify(|state| state.failure = Some(error));
-                return;
-            }
-        }
-    }
+/// Publishes what the writer acknowledged to the tasks waiting for it.
+fn publish_ack(acked: &tokio::sync::watch::Sender<Acked>, ack: LogAck) {
+    match ack {
+        LogAck::Upto(position) => acked.send_if_modified(|state| {
+            let advanced = position > state.position;
+            state.position = state.position.max(position);
+            advanced
+        }),
+        LogAck::Stopped(error) => acked.send_if_modified(|state| {
+            state.failure.get_or_insert(error);
+            true
+        }),
+    };
 }
 
 /// Creates `dir/LOCK` and locks it for this process.

@@ -4,7 +4,8 @@
 //! shard's lock, so the records of a shard reach the log in sequence
 //! order. The sink remembers, per thread, the position of the last record
 //! it appended: after an engine call, the caller takes it
-//! ([`LogSink::take_position`]) and waits for it ([`LogWriter::wait`])
+//! ([`LogSink::take_position`]) and waits for it ([`LogWriter::wait`],
+//! or the listener of [`LogWriter::open_with_listener`])
 //! before answering, which is the acknowledgement rule.
 
 use std::cell::Cell;
@@ -40,6 +41,16 @@ impl LogSink {
         (position != 0).then_some(position)
     }
 
+    /// Appends `change`, remembering its position for this thread.
+    pub fn append_change(&self, change: &ChangeRecord) {
+        self.appended(self.writer.append(|out| encode_change(change, out)));
+    }
+
+    /// Appends `flush`, remembering its position for this thread.
+    pub fn append_flush(&self, flush: &FlushRecord) {
+        self.appended(self.writer.append(|out| encode_flush(flush, out)));
+    }
+
     fn appended(&self, result: Result<LogPosition, super::PersistenceError>) {
         LAST_POSITION.set(result.unwrap_or(u64::MAX));
     }
@@ -47,10 +58,10 @@ impl LogSink {
 
 impl ChangeSink for LogSink {
     fn record(&self, change: ChangeRecord) {
-        self.appended(self.writer.append(|out| encode_change(&change, out)));
+        self.append_change(&change);
     }
 
     fn flushed(&self, flush: FlushRecord) {
-        self.appended(self.writer.append(|out| encode_flush(&flush, out)));
+        self.append_flush(&flush);
     }
 }

@@ -586,3 +586,132 @@ fn the_real_file_system_round_trips_a_log_and_a_manifest() {
         Some(manifest)
     );
 }
+
+#[test]
+fn with_everysec_the_waiting_writer_writes_its_own_record() {
+    let fs = FaultFs::new(8);
+    let log = writer(&fs, FsyncPolicy::Everysec, u64::MAX);
+    let position = append(&log, &record("mine", 1));
+    // Handed to the kernel by this call, on this thread: no flusher
+    // round trip, and nothing synced.
+    assert!(log.write_through(position));
+    assert!(log.progress().written >= position);
+    assert_eq!(log.progress().durable, 0);
+    let (records, _) = read_all(&fs, 1).expect("read");
+    assert_eq!(keys(&records), vec!["mine"]);
+}
+
+#[test]
+fn with_always_writing_through_only_looks() {
+    let fs = FaultFs::new(9);
+    let log = writer(&fs, FsyncPolicy::Always, u64::MAX);
+    fs.hold_syncs();
+    let position = append(&log, &record("synced", 1));
+    // The flusher holds the record inside its sync: not acknowledged yet,
+    // and the caller does not write or sync it itself.
+    while fs.held_syncs() == 0 {
+        std::thread::yield_now();
+    }
+    assert!(!log.write_through(position));
+    fs.release_syncs();
+    log.wait(position).expect("acknowledged after its sync");
+    assert!(log.write_through(position));
+}
+
+#[test]
+fn records_nobody_waits_for_still_reach_the_kernel() {
+    let fs = FaultFs::new(10);
+    let log = writer(&fs, FsyncPolicy::No, u64::MAX);
+    // Both appends land while the flusher ticks and after it fell asleep.
+    for (at, key) in ["early", "late"].into_iter().enumerate() {
+        let position = append(&log, &record(key, at as u64 + 1));
+        eventually(|| log.progress().written >= position);
+        eventually(|| log.flusher_is_asleep());
+    }
+    let (records, _) = read_all(&fs, 1).expect("read");
+    assert_eq!(keys(&records), vec!["early", "late"]);
+}
+
+/// Waits for `condition`, failing the test after a minute rather than
+/// hanging it.
+fn eventually(condition: impl Fn() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the condition never held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn the_listener_hears_every_acknowledgement_and_the_end() {
+    let fs = FaultFs::new(11);
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let listener: LogListener = {
+        let heard = Arc::clone(&heard);
+        Box::new(move |ack| heard.lock().push(ack))
+    };
+    let log = LogWriter::open_with_listener(
+        Arc::new(fs.clone()),
+        LogConfig::new(dir(), FsyncPolicy::Always),
+        1,
+        Some(listener),
+    )
+    .expect("open log");
+    let first = append(&log, &record("first", 1));
+    log.wait(first).expect("acknowledged");
+    let second = append(&log, &record("second", 2));
+    log.wait(second).expect("acknowledged");
+    log.close().expect("close");
+    let heard = heard.lock();
+    let upto: Vec<u64> = heard
+        .iter()
+        .filter_map(|ack| match ack {
+            LogAck::Upto(position) => Some(*position),
+            LogAck::Stopped(_) => None,
+        })
+        .collect();
+    assert!(upto.windows(2).all(|pair| pair[0] < pair[1]), "{upto:?}");
+    assert!(upto.contains(&first) && upto.last() == Some(&second));
+    assert!(matches!(
+        heard.last(),
+        Some(LogAck::Stopped(PersistenceError::Closed))
+    ));
+}
+
+#[test]
+fn a_failed_write_through_fails_its_waiter_the_listener_and_later_appends() {
+    let fs = FaultFs::new(12);
+    let stopped = Arc::new(Mutex::new(None));
+    let listener: LogListener = {
+        let stopped = Arc::clone(&stopped);
+        Box::new(move |ack| {
+            if let LogAck::Stopped(error) = ack {
+                *stopped.lock() = Some(error);
+            }
+        })
+    };
+    let log = LogWriter::open_with_listener(
+        Arc::new(fs.clone()),
+        LogConfig::new(dir(), FsyncPolicy::Everysec),
+        1,
+        Some(listener),
+    )
+    .expect("open log");
+    let kept = append(&log, &record("kept", 1));
+    assert!(log.write_through(kept));
+    fs.lose_power_after(1);
+    let lost = append(&log, &record("lost", 2));
+    assert!(matches!(
+        log.wait(lost),
+        Err(PersistenceError::WriterFailed(_))
+    ));
+    assert!(matches!(*stopped.lock(), Some(PersistenceError::Io { .. })));
+    assert!(matches!(
+        log.append(|_| {}),
+        Err(PersistenceError::WriterFailed(_))
+    ));
+    log.wait(kept).expect("an earlier acknowledgement stands");
+}

@@ -2,13 +2,23 @@
 //! commit.
 //!
 //! Writers encode their record straight into one shared buffer, under a
-//! short mutex, and get back the position just past it. One flusher thread
-//! takes the whole buffer at a time, writes it with one call and, as the
-//! fsync policy says, makes it durable with one `fdatasync`: records
-//! appended while a sync is under way wait for the next one, so concurrent
-//! writers share it. A writer is acknowledged when its position has reached
-//! the kernel (`everysec`, `no`) or the disk (`always`); see the module
-//! docs of [`super`] for what each policy can lose.
+//! short mutex, and get back the position just past it. Whoever holds the
+//! segment takes the whole buffer at a time and writes it with one call:
+//! - with `always`, the flusher thread, which then makes it durable with
+//!   one `fdatasync`: records appended while a sync is under way wait for
+//!   the next one, so concurrent writers share it;
+//! - with `everysec` and `no`, the first writer that waits for its record
+//!   and finds the segment free ([`LogWriter::write_through`]), on its own
+//!   thread, which spares it being woken by another thread; the flusher
+//!   syncs once a second (`everysec`), rolls segments and writes what
+//!   nobody waits for.
+//!
+//! A writer is acknowledged when its position has reached the kernel
+//! (`everysec`, `no`) or the disk (`always`); see the module docs of
+//! [`super`] for what each policy can lose. Waiters either block
+//! ([`LogWriter::wait`]) or are told by a listener
+//! ([`LogWriter::open_with_listener`]), called on the thread that
+//! advanced the log.
 //!
 //! The first write or sync that fails stops the writer for good: a failed
 //! `fdatasync` is not retried, since the kernel may have dropped the pages
@@ -89,6 +99,19 @@ pub struct LogProgress {
     pub syncs: u64,
 }
 
+/// What the writer tells its listener (see [`LogWriter::open_with_listener`]).
+#[derive(Debug, Clone)]
+pub enum LogAck {
+    /// Every record ending at or before this position is acknowledged.
+    Upto(LogPosition),
+    /// The writer stopped: with the failure, or [`PersistenceError::Closed`].
+    Stopped(PersistenceError),
+}
+
+/// Called with each advance of the acknowledged position, on the thread
+/// that made it; it must be quick and must not call back into the writer.
+pub type LogListener = Box<dyn Fn(LogAck) + Send + Sync>;
+
 struct State {
     buffer: Vec<u8>,
     /// Offsets in `buffer` at which a new segment begins.
@@ -99,15 +122,26 @@ struct State {
     sync_requested: bool,
     closing: bool,
     failed: Option<PersistenceError>,
+    /// When the segment was last made durable.
+    last_sync: Instant,
+    /// The flusher sleeps until woken: an append must wake it even when
+    /// callers write through (see [`Flusher::wait_for_work`]).
+    flusher_asleep: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// The segment being written. Whoever holds it writes: the flusher,
+    /// or a caller of [`LogWriter::write_through`]. Taken before `state`
+    /// whenever both are held, and buffers are taken from `state` only
+    /// under it, so they reach the file in the order they were appended.
+    file: Mutex<FileSide>,
     /// Wakes the flusher.
     work: Condvar,
     /// Wakes the waiters.
     done: Condvar,
     fsync: FsyncPolicy,
+    listener: Option<LogListener>,
 }
 
 /// The append-only log; see the module docs.
@@ -125,7 +159,7 @@ impl std::fmt::Debug for LogWriter {
     }
 }
 
-/// A segment being written by the flusher.
+/// A segment being written.
 struct OpenSegment {
     file: Box<dyn AppendFile>,
     path: PathBuf,
@@ -172,6 +206,22 @@ impl LogWriter {
         config: LogConfig,
         first_segment: u64,
     ) -> Result<Self, PersistenceError> {
+        Self::open_with_listener(fs, config, first_segment, None)
+    }
+
+    /// As [`LogWriter::open`], telling `listener` of every advance of the
+    /// acknowledged position and of the writer's end, so that waiters
+    /// that must not block (an async runtime's tasks) can be woken without
+    /// a thread of their own.
+    ///
+    /// # Errors
+    /// As [`LogWriter::open`].
+    pub fn open_with_listener(
+        fs: Arc<dyn FileSystem>,
+        config: LogConfig,
+        first_segment: u64,
+        listener: Option<LogListener>,
+    ) -> Result<Self, PersistenceError> {
         let first_segment = first_segment.max(1);
         let segment = create_segment(fs.as_ref(), &config.dir, first_segment)?;
         let shared = Arc::new(Shared {
@@ -186,18 +236,23 @@ impl LogWriter {
                 sync_requested: false,
                 closing: false,
                 failed: None,
+                last_sync: Instant::now(),
+                flusher_asleep: false,
+            }),
+            file: Mutex::new(FileSide {
+                fs,
+                dir: config.dir.clone(),
+                segment_bytes: config.segment_bytes,
+                segment,
+                spare: Vec::new(),
             }),
             work: Condvar::new(),
             done: Condvar::new(),
             fsync: config.fsync,
+            listener,
         });
         let flusher = Flusher {
             shared: Arc::clone(&shared),
-            fs,
-            dir: config.dir.clone(),
-            segment_bytes: config.segment_bytes,
-            segment,
-            last_sync: Instant::now(),
         };
         let handle = std::thread::Builder::new()
             .name("shoal-log".into())
@@ -212,6 +267,12 @@ impl LogWriter {
     /// Appends one record whose payload `encode` writes into the shared
     /// buffer; returns the position to wait for.
     ///
+    /// With `always` the flusher is woken when the buffer was empty. With
+    /// `everysec` and `no` it is woken only from its idle sleep: the caller
+    /// writes the buffer itself when it waits ([`LogWriter::write_through`]),
+    /// and records nobody waits for reach the kernel on the flusher's next
+    /// tick ([`FLUSH_TICK`]).
+    ///
     /// # Errors
     /// [`PersistenceError::WriterFailed`] after a failure,
     /// [`PersistenceError::Closed`] after [`LogWriter::close`].
@@ -225,11 +286,63 @@ impl LogWriter {
         let len = append_frame(&mut state.buffer, encode) as u64;
         state.progress.appended += len;
         let position = state.progress.appended;
+        let wake = was_empty && (!self.shared.writes_through() || state.flusher_asleep);
+        state.flusher_asleep &= !wake;
         drop(state);
-        if was_empty {
+        if wake {
             self.shared.work.notify_one();
         }
         Ok(position)
+    }
+
+    /// Whether the record ending at `position` is acknowledged, after
+    /// writing what was appended on this thread if that is what it takes
+    /// and nobody else is writing.
+    ///
+    /// With `everysec` and `no`, an acknowledgement needs only a `write`
+    /// to the kernel's cache, so the caller makes it itself rather than
+    /// wake the flusher and be woken by it: two thread switches a write
+    /// saved, which on a small machine is most of what the log costs. It
+    /// never waits: when another thread holds the segment, that thread
+    /// writes this record too (it looks at the buffer again after letting
+    /// the segment go), and the caller waits for the listener or
+    /// [`LogWriter::wait`]. A roll, a sync and a close are left to the
+    /// flusher, so no caller ever creates a file or waits for the disk.
+    /// With `always` it only looks.
+    pub fn write_through(&self, position: LogPosition) -> bool {
+        let shared = &*self.shared;
+        if shared.writes_through() {
+            while let Some(mut file) = shared.file.try_lock() {
+                let taken = {
+                    let mut state = shared.state.lock();
+                    if shared.acknowledged(&state.progress) >= position {
+                        return true;
+                    }
+                    if state.failed.is_some()
+                        || state.closing
+                        || state.sync_requested
+                        || state.buffer.is_empty()
+                    {
+                        None
+                    } else if !state.rolls.is_empty() {
+                        shared.work.notify_one();
+                        None
+                    } else {
+                        Some(state.take_batch(std::mem::take(&mut file.spare)))
+                    }
+                };
+                let Some(batch) = taken else { break };
+                let written = file.write_batch(shared, batch);
+                drop(file);
+                if let Err(error) = written {
+                    shared.fail(error);
+                    break;
+                }
+                // A writer that found the segment taken meanwhile left its
+                // record to this one: look again now that it is free.
+            }
+        }
+        shared.acknowledged(&shared.state.lock().progress) >= position
     }
 
     /// Blocks until the record ending at `position` is acknowledged: on
@@ -240,12 +353,16 @@ impl LogWriter {
     /// acknowledging it; [`PersistenceError::Closed`] when it was closed
     /// first.
     pub fn wait(&self, position: LogPosition) -> Result<(), PersistenceError> {
+        if self.write_through(position) {
+            return Ok(());
+        }
         let mut state = self.shared.state.lock();
         loop {
-            if self.acknowledged(&state.progress) >= position {
+            if self.shared.acknowledged(&state.progress) >= position {
                 return Ok(());
             }
             state.check()?;
+            self.shared.work.notify_one();
             self.shared.done.wait(&mut state);
         }
     }
@@ -290,6 +407,12 @@ impl LogWriter {
         Ok(number)
     }
 
+    /// Whether the flusher sleeps until an append wakes it.
+    #[cfg(test)]
+    pub(crate) fn flusher_is_asleep(&self) -> bool {
+        self.shared.state.lock().flusher_asleep
+    }
+
     /// The policy this writer acknowledges by.
     pub fn fsync(&self) -> FsyncPolicy {
         self.shared.fsync
@@ -318,18 +441,61 @@ impl LogWriter {
             Some(error) => Err(PersistenceError::WriterFailed(Box::new(error.clone()))),
         }
     }
-
-    fn acknowledged(&self, progress: &LogProgress) -> u64 {
-        match self.shared.fsync {
-            FsyncPolicy::Always => progress.durable,
-            FsyncPolicy::Everysec | FsyncPolicy::No => progress.written,
-        }
-    }
 }
 
 impl Drop for LogWriter {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// How often the flusher looks at the buffer when callers write it
+/// themselves (`everysec`, `no`): the longest a record nobody waits for
+/// (an expiry, an eviction) stays in memory before it reaches the kernel.
+pub const FLUSH_TICK: Duration = Duration::from_millis(10);
+
+impl Shared {
+    /// Whether callers write the buffer themselves: see
+    /// [`LogWriter::write_through`].
+    fn writes_through(&self) -> bool {
+        self.fsync != FsyncPolicy::Always
+    }
+
+    fn acknowledged(&self, progress: &LogProgress) -> u64 {
+        match self.fsync {
+            FsyncPolicy::Always => progress.durable,
+            FsyncPolicy::Everysec | FsyncPolicy::No => progress.written,
+        }
+    }
+
+    /// Applies `change` to the progress, then wakes the waiters and tells
+    /// the listener how far the log has acknowledged.
+    fn publish(&self, change: impl FnOnce(&mut LogProgress)) {
+        let mut state = self.state.lock();
+        let before = self.acknowledged(&state.progress);
+        change(&mut state.progress);
+        let after = self.acknowledged(&state.progress);
+        drop(state);
+        self.done.notify_all();
+        if after > before
+            && let Some(listener) = &self.listener
+        {
+            listener(LogAck::Upto(after));
+        }
+    }
+
+    /// Stops the writer for good with `error`; see the module docs.
+    fn fail(&self, error: PersistenceError) {
+        let mut state = self.state.lock();
+        let first = state.failed.is_none();
+        state.failed.get_or_insert(error);
+        let failed = state.failed.clone();
+        drop(state);
+        self.done.notify_all();
+        self.work.notify_one();
+        if first && let (Some(listener), Some(failed)) = (&self.listener, failed) {
+            listener(LogAck::Stopped(failed));
+        }
     }
 }
 
@@ -352,16 +518,20 @@ impl State {
             Some(error) => Err(PersistenceError::WriterFailed(Box::new(error.clone()))),
         }
     }
-}
 
-/// The flusher thread's own state.
-struct Flusher {
-    shared: Arc<Shared>,
-    fs: Arc<dyn FileSystem>,
-    dir: PathBuf,
-    segment_bytes: u64,
-    segment: OpenSegment,
-    last_sync: Instant,
+    /// Takes everything appended (and the rolls and requests with it),
+    /// leaving `spare` as the new buffer.
+    fn take_batch(&mut self, mut spare: Vec<u8>) -> Batch {
+        spare.clear();
+        std::mem::swap(&mut spare, &mut self.buffer);
+        Batch {
+            buffer: spare,
+            rolls: std::mem::take(&mut self.rolls),
+            end: self.progress.appended,
+            sync: std::mem::take(&mut self.sync_requested),
+            closing: self.closing,
+        }
+    }
 }
 
 /// One round's work, taken from the shared state.
@@ -373,101 +543,53 @@ struct Batch {
     closing: bool,
 }
 
-impl Flusher {
-    fn run(mut self) {
-        let mut spare = Vec::new();
-        loop {
-            let Some(batch) = self.next_batch(std::mem::take(&mut spare)) else {
-                return;
-            };
-            let closing = batch.closing;
-            match self.flush(batch) {
-                Ok(buffer) => spare = buffer,
-                Err(error) => {
-                    self.fail(error);
-                    return;
-                }
-            }
-            if closing {
-                let mut state = self.shared.state.lock();
-                if state.buffer.is_empty() && state.rolls.is_empty() {
-                    state.failed.get_or_insert(PersistenceError::Closed);
-                    self.shared.done.notify_all();
-                    return;
-                }
-            }
-        }
-    }
+/// The segment and what writing it needs, behind [`Shared::file`].
+struct FileSide {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    segment_bytes: u64,
+    segment: OpenSegment,
+    /// The buffer last written, emptied, for the next round.
+    spare: Vec<u8>,
+}
 
-    /// Waits for work and takes it, leaving `spare` as the new buffer;
-    /// `None` once the writer has failed.
-    fn next_batch(&mut self, spare: Vec<u8>) -> Option<Batch> {
-        let mut state = self.shared.state.lock();
-        loop {
-            if state.failed.is_some() {
-                return None;
-            }
-            let unsynced = state.progress.written > state.progress.durable;
-            let sync_due = self.shared.fsync == FsyncPolicy::Everysec
-                && unsynced
-                && self.last_sync.elapsed() >= EVERYSEC_INTERVAL;
-            if !state.buffer.is_empty()
-                || !state.rolls.is_empty()
-                || state.sync_requested
-                || state.closing
-                || sync_due
-            {
-                break;
-            }
-            if self.shared.fsync == FsyncPolicy::Everysec && unsynced {
-                let left = EVERYSEC_INTERVAL.saturating_sub(self.last_sync.elapsed());
-                self.shared.work.wait_for(&mut state, left);
-            } else {
-                self.shared.work.wait(&mut state);
-            }
-        }
-        let mut buffer = spare;
-        buffer.clear();
-        std::mem::swap(&mut buffer, &mut state.buffer);
-        let batch = Batch {
-            buffer,
-            rolls: std::mem::take(&mut state.rolls),
-            end: state.progress.appended,
-            sync: std::mem::take(&mut state.sync_requested),
-            closing: state.closing,
-        };
-        Some(batch)
-    }
-
-    /// Writes a batch, rolling segments where asked, and syncs it as the
-    /// policy says; returns the emptied buffer for reuse.
-    fn flush(&mut self, batch: Batch) -> Result<Vec<u8>, PersistenceError> {
+impl FileSide {
+    /// Writes a batch, rolling segments where asked, and syncs it when the
+    /// batch or the policy says so (a caller writing through takes no
+    /// batch that does); keeps the emptied buffer for reuse.
+    fn write_batch(&mut self, shared: &Shared, batch: Batch) -> Result<(), PersistenceError> {
         let mut from = 0;
         for &at in &batch.rolls {
             self.write(&batch.buffer[from..at])?;
-            self.roll()?;
+            self.roll(shared)?;
             from = at;
         }
         self.write(&batch.buffer[from..])?;
-        self.publish(|progress| progress.written = batch.end);
-        let sync = match self.shared.fsync {
-            FsyncPolicy::Always => true,
-            FsyncPolicy::Everysec => self.last_sync.elapsed() >= EVERYSEC_INTERVAL,
-            FsyncPolicy::No => false,
-        } || batch.sync
-            || batch.closing;
-        if sync && self.shared.state.lock().progress.durable < batch.end {
-            self.sync_segment()?;
-            self.publish(|progress| progress.durable = batch.end);
+        shared.publish(|progress| progress.written = batch.end);
+        let sync = shared.fsync == FsyncPolicy::Always || batch.sync || batch.closing;
+        if sync {
+            self.sync_to(shared, batch.end)?;
         }
         if self.segment.bytes >= self.segment_bytes {
             // Roll before whatever was appended meanwhile, as `roll` would
-            // have, taking the next number; the next round does it.
-            let mut state = self.shared.state.lock();
+            // have, taking the next number; the flusher does it.
+            let mut state = shared.state.lock();
             state.rolls.insert(0, 0);
             state.next_segment += 1;
+            shared.work.notify_one();
         }
-        Ok(batch.buffer)
+        self.spare = batch.buffer;
+        Ok(())
+    }
+
+    /// Makes everything written up to `end` durable, unless it is already.
+    fn sync_to(&mut self, shared: &Shared, end: u64) -> Result<(), PersistenceError> {
+        if shared.state.lock().progress.durable >= end {
+            return Ok(());
+        }
+        self.sync_segment(shared)?;
+        shared.publish(|progress| progress.durable = progress.durable.max(end));
+        Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), PersistenceError> {
@@ -482,37 +604,127 @@ impl Flusher {
         Ok(())
     }
 
-    fn sync_segment(&mut self) -> Result<(), PersistenceError> {
+    fn sync_segment(&mut self, shared: &Shared) -> Result<(), PersistenceError> {
         self.segment
             .file
             .sync_data()
             .map_err(|error| PersistenceError::io("fdatasync", &self.segment.path, error))?;
-        self.last_sync = Instant::now();
-        self.shared.state.lock().progress.syncs += 1;
+        let mut state = shared.state.lock();
+        state.last_sync = Instant::now();
+        state.progress.syncs += 1;
         Ok(())
     }
 
     /// Seals the current segment (synced whatever the policy, so that
     /// only the last segment can ever end torn) and begins the next one.
-    fn roll(&mut self) -> Result<(), PersistenceError> {
-        self.sync_segment()?;
-        let number = self.shared.state.lock().progress.segment + 1;
+    fn roll(&mut self, shared: &Shared) -> Result<(), PersistenceError> {
+        self.sync_segment(shared)?;
+        let number = shared.state.lock().progress.segment + 1;
         self.segment = create_segment(self.fs.as_ref(), &self.dir, number)?;
-        self.publish(|progress| progress.segment = number);
+        shared.publish(|progress| progress.segment = number);
         Ok(())
     }
+}
 
-    fn publish(&self, change: impl FnOnce(&mut LogProgress)) {
-        let mut state = self.shared.state.lock();
-        change(&mut state.progress);
-        drop(state);
-        self.shared.done.notify_all();
+/// The flusher thread: writes what nobody else writes (everything, with
+/// `always`), syncs as the policy says, rolls segments and closes.
+struct Flusher {
+    shared: Arc<Shared>,
+}
+
+impl Flusher {
+    fn run(self) {
+        let shared = &*self.shared;
+        loop {
+            if !self.wait_for_work() {
+                return;
+            }
+            let mut file = shared.file.lock();
+            let (batch, sync_due) = {
+                let mut state = shared.state.lock();
+                if state.failed.is_some() {
+                    return;
+                }
+                let sync_due = shared.fsync == FsyncPolicy::Everysec
+                    && state.last_sync.elapsed() >= EVERYSEC_INTERVAL;
+                let spare = std::mem::take(&mut file.spare);
+                (state.take_batch(spare), sync_due)
+            };
+            let closing = batch.closing;
+            let end = batch.end;
+            let result = file.write_batch(shared, batch).and_then(|()| {
+                if sync_due {
+                    file.sync_to(shared, end)
+                } else {
+                    Ok(())
+                }
+            });
+            drop(file);
+            if let Err(error) = result {
+                shared.fail(error);
+                return;
+            }
+            if closing {
+                let mut state = shared.state.lock();
+                if state.buffer.is_empty() && state.rolls.is_empty() {
+                    state.failed.get_or_insert(PersistenceError::Closed);
+                    drop(state);
+                    shared.done.notify_all();
+                    if let Some(listener) = &shared.listener {
+                        listener(LogAck::Stopped(PersistenceError::Closed));
+                    }
+                    return;
+                }
+            }
+        }
     }
 
-    fn fail(&self, error: PersistenceError) {
-        let mut state = self.shared.state.lock();
-        state.failed = Some(error);
-        drop(state);
-        self.shared.done.notify_all();
+    /// Waits until there is something to write, roll or sync; `false`
+    /// once the writer has failed.
+    ///
+    /// When callers write through, appends do not wake the flusher, so it
+    /// looks at the buffer every [`FLUSH_TICK`]; after a whole tick with no
+    /// append at all it sleeps until the next append wakes it, so an idle
+    /// server's flusher costs nothing.
+    fn wait_for_work(&self) -> bool {
+        let shared = &*self.shared;
+        let mut state = shared.state.lock();
+        let mut appended_at_tick = None;
+        loop {
+            if state.failed.is_some() {
+                return false;
+            }
+            let unsynced = state.progress.written > state.progress.durable;
+            let since_sync = state.last_sync.elapsed();
+            let sync_due = shared.fsync == FsyncPolicy::Everysec
+                && unsynced
+                && since_sync >= EVERYSEC_INTERVAL;
+            if !state.buffer.is_empty()
+                || !state.rolls.is_empty()
+                || state.sync_requested
+                || state.closing
+                || sync_due
+            {
+                state.flusher_asleep = false;
+                return true;
+            }
+            let mut sleep = None;
+            if shared.fsync == FsyncPolicy::Everysec && unsynced {
+                sleep = Some(EVERYSEC_INTERVAL.saturating_sub(since_sync));
+            }
+            let appended = state.progress.appended;
+            if shared.writes_through() && appended_at_tick != Some(appended) {
+                appended_at_tick = Some(appended);
+                sleep = Some(sleep.map_or(FLUSH_TICK, |sleep| sleep.min(FLUSH_TICK)));
+            } else {
+                state.flusher_asleep = true;
+            }
+            match sleep {
+                Some(sleep) => {
+                    shared.work.wait_for(&mut state, sleep);
+                }
+                None => shared.work.wait(&mut state),
+            }
+        }
     }
 }
