@@ -26,7 +26,7 @@ use hashbrown::HashTable;
 use super::key::StoredKey;
 use super::value::Value;
 use packed::{Encoded, MAX_WORDS, MIN_WORDS, Placement};
-pub(crate) use packed::{EntryRef, Header, Spilled, StringRead, entry_bytes};
+pub(crate) use packed::{EntryRef, Header, Spilled, StringRead, entry_bytes, string_stored_inline};
 
 /// Slot sizes, one per word count from [`MIN_WORDS`] to [`MAX_WORDS`].
 const CLASSES: usize = MAX_WORDS - MIN_WORDS + 1;
@@ -401,6 +401,15 @@ impl EntryStore {
     pub(crate) fn insert(&mut self, hash: u64, key: &[u8], header: Header, value: Value) {
         let slot = self.place(key, header, value);
         self.index_slot(hash, slot);
+    }
+
+    /// Makes room in the index for `additional` more keys at once, so that
+    /// a bulk load does not rehash every key at each doubling.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.reserve(additional, |&slot| {
+            slots.entry(slot).with_key(|key| hasher.hash_one(key))
+        });
     }
 
     /// Adds `slot`, whose key hashes to `hash`, to the index; should the

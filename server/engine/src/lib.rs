@@ -53,8 +53,9 @@ pub use error::EngineError;
 pub use eviction::{EvictionPolicy, UnknownPolicy};
 pub use namespace::{
     Applied, BatchRead, HashSnapshot, ListSnapshot, MAX_CHUNKS_PER_SHARD, MAX_REPLAYED_FIELD,
-    Namespace, NamespaceStats, ReplayError, SNAPSHOT_CHUNK_KEYS, SetOperation, SetSnapshot,
-    SnapshotChunk, SnapshotEntry, SnapshotReader, SnapshotValue,
+    MAX_RESERVED_KEYS, Namespace, NamespaceStats, RESERVED_BYTES_PER_KEY, ReplayError,
+    SNAPSHOT_CHUNK_KEYS, SetOperation, SetSnapshot, SnapshotChunk, SnapshotEntry, SnapshotReader,
+    SnapshotValue,
 };
 pub use pattern::{KeyPattern, MAX_PATTERN_BYTES};
 pub use scan::{ScanCursor, ScanFilter, ScanPage};

@@ -45,6 +45,13 @@ use super::shard::{Shard, ShardState};
 use super::value::Value;
 use super::{Clock, EngineError, Expiry, ItemMeta, KeyType, Limits, WriteOutcome};
 
+/// The most keys [`Namespace::reserve_keys`] makes room for: 16 Mi keys,
+/// an index of about 150 MiB over all shards.
+pub const MAX_RESERVED_KEYS: u64 = 1 << 24;
+/// Bytes of a memory budget per key [`Namespace::reserve_keys`] may make
+/// room for: about the smallest an entry takes.
+pub const RESERVED_BYTES_PER_KEY: u64 = 32;
+
 /// One keyspace. Obtained from [`Engine::namespace`](super::Engine::namespace);
 /// cheap to keep and share (`Arc`), and every method takes `&self`.
 pub struct Namespace {
@@ -120,6 +127,33 @@ impl Namespace {
     /// [`EngineConfig::shard_count_for`](crate::EngineConfig::shard_count_for)).
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Makes room for about `keys` more keys spread over the shards, before
+    /// a bulk load (a snapshot's restore) whose size is known: each shard's
+    /// index is then sized once instead of growing, and rehashing every key
+    /// it holds, at each doubling. At most [`MAX_RESERVED_KEYS`] are
+    /// reserved, and no more than the budget's key limit or a key per
+    /// [`RESERVED_BYTES_PER_KEY`] of its memory limit, so that a wrong
+    /// hint cannot take memory the keys never could; past that, the shards
+    /// grow as they fill.
+    pub fn reserve_keys(&self, keys: u64) {
+        let (max_keys, max_bytes) = self.budget.limits();
+        let mut keys = keys.min(MAX_RESERVED_KEYS);
+        if max_keys > 0 {
+            keys = keys.min(max_keys);
+        }
+        if max_bytes > 0 {
+            keys = keys.min(max_bytes / RESERVED_BYTES_PER_KEY);
+        }
+        let keys = usize::try_from(keys).unwrap_or(0);
+        let per_shard = keys.div_ceil(self.shards.len());
+        if per_shard == 0 {
+            return;
+        }
+        for shard in self.shards.iter() {
+            shard.write().reserve(per_shard);
+        }
     }
 
     fn hash(&self, key: &[u8]) -> u64 {

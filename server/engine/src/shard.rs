@@ -145,6 +145,11 @@ impl ShardState {
         self.table.len()
     }
 
+    /// Makes room for `additional` more keys (see [`EntryStore::reserve`]).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional);
+    }
+
     #[inline]
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<EntryRef<'_>> {
         self.table.find(hash, key)

@@ -34,7 +34,7 @@ pub enum PersistenceError {
         path: PathBuf,
         /// The version in its header.
         found: u32,
-        /// The version this build reads and writes.
+        /// The newest version this build reads (and the one it writes).
         supported: u32,
     },
     /// A record could not be replayed into the engine.
@@ -90,16 +90,17 @@ impl PersistenceError {
     /// manifest".
     pub(crate) fn from_header(
         header: super::frame::HeaderCheck,
+        kind: super::frame::FileKind,
         path: &std::path::Path,
         not_what: &str,
     ) -> Option<Self> {
-        use super::frame::{FORMAT_VERSION, HeaderCheck};
+        use super::frame::HeaderCheck;
         match header {
             HeaderCheck::Valid => None,
             HeaderCheck::WrongVersion(found) => Some(Self::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found,
-                supported: FORMAT_VERSION,
+                supported: kind.version(),
             }),
             HeaderCheck::Missing | HeaderCheck::WrongMagic => {
                 Some(Self::corrupt(path, 0, not_what))

@@ -18,8 +18,13 @@
 use std::io::Read;
 use std::ops::Range;
 
-/// The format version this build writes and reads.
+/// The format version of log segments and manifests this build writes
+/// and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format version of snapshots this build writes. Version 2 adds a
+/// record giving each namespace's key count before its shards, so that a
+/// restore sizes the tables once; this build reads versions 1 and 2.
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// Bytes of a file header.
 pub const FILE_HEADER_BYTES: usize = 16;
 /// Bytes of a frame header.
@@ -41,6 +46,15 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// The format version this build writes for this kind of file, and
+    /// the newest it reads (it reads every version from 1 on).
+    pub fn version(self) -> u32 {
+        match self {
+            FileKind::Snapshot => SNAPSHOT_VERSION,
+            FileKind::Log | FileKind::Manifest => FORMAT_VERSION,
+        }
+    }
+
     fn magic(self) -> &'static [u8; 8] {
         match self {
             FileKind::Log => b"SHOALLOG",
@@ -53,7 +67,7 @@ impl FileKind {
 /// Appends a file header for `kind`.
 pub fn write_file_header(kind: FileKind, out: &mut Vec<u8>) {
     out.extend_from_slice(kind.magic());
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&kind.version().to_le_bytes());
     out.extend_from_slice(&[0; 4]);
 }
 
@@ -83,7 +97,7 @@ pub fn check_file_header(kind: FileKind, bytes: &[u8]) -> HeaderCheck {
         return HeaderCheck::WrongMagic;
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != FORMAT_VERSION {
+    if !(1..=kind.version()).contains(&version) {
         return HeaderCheck::WrongVersion(version);
     }
     HeaderCheck::Valid

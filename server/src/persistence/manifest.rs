@@ -64,6 +64,7 @@ pub fn read_manifest(
     };
     if let Some(error) = PersistenceError::from_header(
         check_file_header(FileKind::Manifest, &bytes),
+        FileKind::Manifest,
         &path,
         "not a shoal manifest",
     ) {

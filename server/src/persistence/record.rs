@@ -48,6 +48,14 @@ pub enum LogRecord {
 /// A record of a snapshot file.
 #[derive(Debug, Clone)]
 pub enum SnapshotRecord {
+    /// About this many keys of this namespace follow, in its shard
+    /// records (snapshot format 2 on; a hint for sizing tables).
+    Namespace {
+        /// The namespace.
+        namespace: Arc<str>,
+        /// Its key count when the snapshot began reading it.
+        keys: u64,
+    },
     /// The entries that follow, up to the next `Shard`, are of this shard,
     /// read when its sequence was `shard_sequence`.
     Shard {
@@ -81,6 +89,7 @@ const FLUSH: u8 = 2;
 const SHARD: u8 = 16;
 const ENTRY: u8 = 17;
 const END: u8 = 18;
+const NAMESPACE: u8 = 19;
 const MANIFEST: u8 = 32;
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -242,6 +251,11 @@ impl SnapshotRecord {
     /// Appends the record's payload to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
+            SnapshotRecord::Namespace { namespace, keys } => {
+                out.push(NAMESPACE);
+                put_bytes(out, namespace.as_bytes());
+                put_varint(out, *keys);
+            }
             SnapshotRecord::Shard {
                 namespace,
                 shard,
@@ -275,6 +289,10 @@ impl SnapshotRecord {
             ENTRY => SnapshotRecord::Entry(input.entry()?),
             END => SnapshotRecord::End {
                 entries: input.varint()?,
+            },
+            NAMESPACE => SnapshotRecord::Namespace {
+                namespace: input.name()?,
+                keys: input.varint()?,
             },
             tag => return Err(format!("unknown snapshot record tag {tag}")),
         };

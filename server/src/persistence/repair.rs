@@ -224,6 +224,7 @@ fn scan_snapshot(fs: &dyn FileSystem, path: &Path) -> Result<Scan, PersistenceEr
             return Err("a record after the end record".into());
         }
         match SnapshotRecord::decode(payload)? {
+            SnapshotRecord::Namespace { .. } => {}
             SnapshotRecord::Shard { .. } => in_shard = true,
             SnapshotRecord::Entry(_) if !in_shard => {
                 return Err("an entry before any shard record".into());
@@ -320,6 +321,8 @@ fn salvage_snapshot(bytes: &[u8]) -> SnapshotSalvage {
                         in_shard = true;
                         true
                     }
+                    // A hint, valid wherever it is.
+                    SnapshotRecord::Namespace { .. } => true,
                     _ => in_shard,
                 };
                 if keep {

@@ -10,11 +10,15 @@
 //! and written out in pieces of about [`WRITE_BYTES`], so the memory a
 //! snapshot takes beyond the engine's is one piece plus the collections
 //! that writes copy meanwhile (counted in the namespaces' snapshot bytes).
-//! It is loaded back piece by piece too ([`FrameReader`]), each entry
-//! copied out of the read buffer (see [`super::reader`]), and each shard
-//! record's namespace looked up once for the entries that follow it.
+//! It is loaded back piece by piece too ([`FrameReader`]), entries sliced
+//! from a copy of each piece that nothing keeps (see [`load_snapshot`]),
+//! and each shard
+//! record's namespace looked up once for the entries that follow it. One
+//! thread reads and checks the file while another decodes and restores,
+//! so a restart uses two cores.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,7 +29,7 @@ use super::frame::{ChunkEnd, FILE_HEADER_BYTES, FRAME_HEADER_BYTES, FileKind, Fr
 use super::frame::{OpenedFrames, append_frame, write_file_header};
 use super::fs::FileSystem;
 use super::record::{SnapshotRecord, encode_entry};
-use crate::engine::{Engine, Namespace};
+use crate::engine::{Engine, Namespace, SnapshotValue};
 
 /// Bytes gathered before they are handed to the file.
 pub const WRITE_BYTES: usize = 1 << 20;
@@ -108,6 +112,13 @@ pub fn write_snapshot_of(
             continue;
         }
         let name: Arc<str> = Arc::from(namespace.name());
+        // A hint for the restore, taken before the shards are read: keys
+        // written or removed meanwhile make it a little off.
+        let keys = SnapshotRecord::Namespace {
+            namespace: Arc::clone(&name),
+            keys: namespace.len(),
+        };
+        append_frame(&mut buffer, |out| keys.encode(out));
         let mut shard = None;
         for chunk in namespace.snapshot_reader() {
             if shard != Some(chunk.shard) {
@@ -149,8 +160,33 @@ pub fn write_snapshot_of(
     Ok(report)
 }
 
+/// What the reading thread of [`load_snapshot`] hands on, in file order.
+enum ReadPiece {
+    /// Checked frames: a copy of the bytes read and, for each frame, its
+    /// file offset and the range of its payload in `block`.
+    Frames {
+        block: Vec<u8>,
+        frames: Vec<(u64, Range<usize>)>,
+    },
+    /// How the frames ended: the end of the file, or damage.
+    Ended(ChunkEnd),
+    /// Reading failed.
+    Failed(std::io::Error),
+}
+
+/// Pieces read ahead of the restoring thread: enough to keep both threads
+/// busy, few enough that the memory stays a few read buffers.
+const PIECES_AHEAD: usize = 4;
+
 /// Restores snapshot `name` of `dir` into `engine`. On an error the
 /// engine holds part of the snapshot and is to be discarded.
+///
+/// Two threads share the work, so that a restart uses two cores: a second
+/// thread reads the file and checks each frame's checksums; this one
+/// decodes the records and restores them, in file order. The records are
+/// sliced from one copy of each piece read, and the engine copies out
+/// what it keeps, so no allocation is made or freed per entry, and no
+/// counter is shared between the threads.
 ///
 /// # Errors
 /// [`PersistenceError::Corrupt`] naming the offset of any damage, or of
@@ -165,13 +201,64 @@ pub fn load_snapshot(
 ) -> Result<SnapshotReport, PersistenceError> {
     let path = dir.join(name);
     let read_error = |error| PersistenceError::io("read", &path, error);
-    let OpenedFrames {
-        mut frames, header, ..
-    } = FrameReader::open(fs.open(&path).map_err(read_error)?, FileKind::Snapshot)
-        .map_err(read_error)?;
-    if let Some(error) = PersistenceError::from_header(header, &path, "not a shoal snapshot") {
+    let OpenedFrames { frames, header, .. } =
+        FrameReader::open(fs.open(&path).map_err(read_error)?, FileKind::Snapshot)
+            .map_err(read_error)?;
+    if let Some(error) =
+        PersistenceError::from_header(header, FileKind::Snapshot, &path, "not a shoal snapshot")
+    {
         return Err(error);
     }
+    std::thread::scope(|scope| {
+        let (pieces, received) = std::sync::mpsc::sync_channel(PIECES_AHEAD);
+        std::thread::Builder::new()
+            .name("shoal-snapshot-read".into())
+            .spawn_scoped(scope, move || read_pieces(frames, &pieces))
+            .map_err(|error| PersistenceError::io("spawn reader for", &path, error))?;
+        // Returning drops `received`, which stops the reader.
+        restore_pieces(&path, name, engine, received)
+    })
+}
+
+/// The reading thread of [`load_snapshot`]: hands on every run of checked
+/// frames, then how the file ended, until the restoring side hangs up.
+fn read_pieces(mut frames: FrameReader, pieces: &std::sync::mpsc::SyncSender<ReadPiece>) {
+    loop {
+        let chunk = match frames.next_chunk() {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                let _ = pieces.send(ReadPiece::Failed(error));
+                return;
+            }
+        };
+        let offsets = chunk
+            .payloads
+            .iter()
+            .map(|payload| (chunk.frame_offset(payload), payload.clone()))
+            .collect();
+        let piece = ReadPiece::Frames {
+            block: chunk.bytes.to_vec(),
+            frames: offsets,
+        };
+        let end = chunk.end;
+        if pieces.send(piece).is_err() {
+            return;
+        }
+        if !matches!(end, ChunkEnd::More) {
+            let _ = pieces.send(ReadPiece::Ended(end));
+            return;
+        }
+    }
+}
+
+/// The restoring side of [`load_snapshot`]: decodes each record handed on
+/// and restores its entries, then checks the end.
+fn restore_pieces(
+    path: &Path,
+    name: &str,
+    engine: &Engine,
+    pieces: std::sync::mpsc::Receiver<ReadPiece>,
+) -> Result<SnapshotReport, PersistenceError> {
     let mut report = SnapshotReport {
         name: name.to_owned(),
         bytes: FILE_HEADER_BYTES as u64,
@@ -180,22 +267,47 @@ pub fn load_snapshot(
     // Resolved once per shard record, not per entry.
     let mut namespace: Option<Arc<Namespace>> = None;
     let mut ended = None;
-    loop {
-        let chunk = frames.next_chunk().map_err(read_error)?;
-        for payload in &chunk.payloads {
-            let at = chunk.frame_offset(payload);
+    for piece in pieces {
+        let (block, frames) = match piece {
+            ReadPiece::Frames { block, frames } => (Bytes::from(block), frames),
+            ReadPiece::Failed(error) => return Err(PersistenceError::io("read", path, error)),
+            ReadPiece::Ended(end) => return check_end(path, report, ended, end),
+        };
+        for (at, payload) in frames {
             if let Some((_, end_at)) = ended {
                 return Err(PersistenceError::corrupt(
-                    &path,
+                    path,
                     end_at,
                     format!("a record follows the end record, at offset {at}"),
                 ));
             }
             report.bytes += (FRAME_HEADER_BYTES + payload.len()) as u64;
-            let corrupt = |reason: String| PersistenceError::corrupt(&path, at, reason);
-            // Copied out of the read buffer: see the reader's docs.
-            let record = Bytes::copy_from_slice(&chunk.bytes[payload.clone()]);
-            match SnapshotRecord::decode(record).map_err(corrupt)? {
+            let corrupt = |reason: String| PersistenceError::corrupt(path, at, reason);
+            let mut record =
+                SnapshotRecord::decode(block.slice(payload.clone())).map_err(corrupt)?;
+            if let SnapshotRecord::Entry(entry) = &record
+                && !matches!(entry.value, SnapshotValue::String(_))
+            {
+                // A collection keeps its members as they are decoded, so it
+                // is decoded again from a copy of its own.
+                let own = Bytes::copy_from_slice(&block[payload]);
+                record = SnapshotRecord::decode(own).map_err(corrupt)?;
+            }
+            match record {
+                SnapshotRecord::Namespace {
+                    namespace: name,
+                    keys,
+                } => {
+                    let resolved =
+                        engine
+                            .namespace(&name)
+                            .map_err(|source| PersistenceError::Replay {
+                                path: path.to_path_buf(),
+                                offset: at,
+                                source: source.into(),
+                            })?;
+                    resolved.reserve_keys(keys);
+                }
                 SnapshotRecord::Shard {
                     namespace: name,
                     shard,
@@ -205,7 +317,7 @@ pub fn load_snapshot(
                         engine
                             .namespace(&name)
                             .map_err(|source| PersistenceError::Replay {
-                                path: path.clone(),
+                                path: path.to_path_buf(),
                                 offset: at,
                                 source: source.into(),
                             })?;
@@ -219,7 +331,7 @@ pub fn load_snapshot(
                     namespace
                         .restore_entry(entry)
                         .map_err(|source| PersistenceError::Replay {
-                            path: path.clone(),
+                            path: path.to_path_buf(),
                             offset: at,
                             source,
                         })?;
@@ -228,15 +340,33 @@ pub fn load_snapshot(
                 SnapshotRecord::End { entries } => ended = Some((entries, at)),
             }
         }
-        if let Some((entries, at)) = ended {
-            let follows = match &chunk.end {
-                ChunkEnd::More => continue,
-                ChunkEnd::End => "no",
-                ChunkEnd::Bad { .. } => "more",
+    }
+    // The reader always says how the file ended; a reader that stopped
+    // without saying so panicked.
+    Err(PersistenceError::io(
+        "read",
+        path,
+        std::io::Error::other("the reading thread stopped early"),
+    ))
+}
+
+/// Checks how the file ended against the end record, if one was read.
+fn check_end(
+    path: &Path,
+    report: SnapshotReport,
+    ended: Option<(u64, u64)>,
+    end: ChunkEnd,
+) -> Result<SnapshotReport, PersistenceError> {
+    match (ended, end) {
+        (Some((entries, at)), end) => {
+            let follows = if matches!(end, ChunkEnd::End) {
+                "no"
+            } else {
+                "more"
             };
             if entries != report.entries || follows != "no" {
                 return Err(PersistenceError::corrupt(
-                    &path,
+                    path,
                     at,
                     format!(
                         "the end record counts {entries} entries, {} were read, {follows} bytes follow",
@@ -244,20 +374,15 @@ pub fn load_snapshot(
                     ),
                 ));
             }
-            return Ok(report);
+            Ok(report)
         }
-        match chunk.end {
-            ChunkEnd::More => {}
-            ChunkEnd::End => {
-                return Err(PersistenceError::corrupt(
-                    &path,
-                    report.bytes,
-                    "no end record",
-                ));
-            }
-            ChunkEnd::Bad { offset, reason, .. } => {
-                return Err(PersistenceError::corrupt(&path, offset, reason));
-            }
+        (None, ChunkEnd::Bad { offset, reason, .. }) => {
+            Err(PersistenceError::corrupt(path, offset, reason))
         }
+        (None, _) => Err(PersistenceError::corrupt(
+            path,
+            report.bytes,
+            "no end record",
+        )),
     }
 }

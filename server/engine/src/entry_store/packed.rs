@@ -113,8 +113,7 @@ pub(super) enum Placement<'a> {
 /// Where `key` and `value` go: in the slot when they fit.
 pub(super) fn placement<'a>(key: &[u8], value: &'a Value) -> Placement<'a> {
     if let Some(bytes) = value.as_string()
-        && key.len() + bytes.len() <= MAX_INLINE_BYTES
-        && bytes.len() <= usize::from(u8::MAX)
+        && string_stored_inline(key.len(), bytes.len())
     {
         return Placement::Inline { value: bytes };
     }
@@ -123,6 +122,12 @@ pub(super) fn placement<'a>(key: &[u8], value: &'a Value) -> Placement<'a> {
     } else {
         Placement::SpillBoth
     }
+}
+
+/// Whether a string of `value_len` bytes under a key of `key_len` bytes is
+/// kept in the entry's slot (copied there) rather than beside it.
+pub(crate) fn string_stored_inline(key_len: usize, value_len: usize) -> bool {
+    key_len + value_len <= MAX_INLINE_BYTES && value_len <= usize::from(u8::MAX)
 }
 
 /// Bytes an entry for a key of `key_len` bytes holding a string of

@@ -29,7 +29,7 @@ use super::Namespace;
 use super::snapshot::{SnapshotEntry, SnapshotValue};
 use crate::change::{ChangeKind, ChangeRecord, CollectionChange, FlushRecord};
 use crate::collections::Growth;
-use crate::entry_store::entry_bytes;
+use crate::entry_store::{entry_bytes, string_stored_inline};
 use crate::value::Value;
 use crate::{Engine, EngineError, KeyType};
 
@@ -323,7 +323,9 @@ impl Namespace {
 
     /// Restores one key read from a snapshot, unless the key already holds
     /// its version or a later one. A collection is taken over as it is
-    /// when nothing else shares it, and copied otherwise.
+    /// when nothing else shares it, and copied otherwise. The key and a
+    /// string value may be slices of a larger buffer: what the entry keeps
+    /// is copied out of them.
     ///
     /// # Errors
     /// [`ReplayError`]; a refused entry changes nothing.
@@ -340,7 +342,14 @@ impl Namespace {
         let value = match value {
             SnapshotValue::String(bytes) => {
                 self.check_value(&bytes)?;
-                Value::string(bytes)
+                // Kept beside the entry, the value is copied: the bytes may
+                // be a slice of a larger buffer (a whole read of a
+                // snapshot), which the entry must not keep alive.
+                if string_stored_inline(key.len(), bytes.len()) {
+                    Value::string(bytes)
+                } else {
+                    Value::string(Bytes::copy_from_slice(&bytes))
+                }
             }
             SnapshotValue::Hash(hash) => Value::Hash(Arc::new(Arc::unwrap_or_clone(hash.0))),
             SnapshotValue::List(list) => Value::List(Arc::new(Arc::unwrap_or_clone(list.0))),

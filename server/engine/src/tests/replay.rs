@@ -636,3 +636,66 @@ fn a_flush_during_writes_replays_to_the_same_keyspace() {
         assert_eq!(dump(&a), dump(&b_engine));
     }
 }
+
+#[test]
+fn a_restored_entry_keeps_nothing_of_the_buffer_it_was_sliced_from() {
+    let clock = ManualClock::new(START_MS);
+    let engine = engine_at(&clock);
+    let ns = engine.namespace("n").expect("namespace");
+    // One buffer holding a short value (kept in the slot) and a long one
+    // (kept beside it), as a snapshot's read buffer holds many entries.
+    let mut whole = vec![b's'; 16];
+    whole.extend(std::iter::repeat_n(b'l', 4096));
+    let block = Bytes::from(whole);
+    for (key, value) in [("short", block.slice(..16)), ("long", block.slice(16..))] {
+        let entry = SnapshotEntry {
+            key: Bytes::from_static(key.as_bytes()),
+            value: SnapshotValue::String(value),
+            expires_at_ms: 0,
+            version: 1,
+        };
+        assert_eq!(ns.restore_entry(entry), Ok(Applied::Changed));
+    }
+    assert!(
+        block.is_unique(),
+        "an entry still refers to the read buffer"
+    );
+    assert_eq!(ns.get(b"short").expect("get"), Some(block.slice(..16)));
+    assert_eq!(ns.get(b"long").expect("get"), Some(block.slice(16..)));
+}
+
+#[test]
+fn reserving_room_for_a_restore_is_bounded_whatever_the_hint() {
+    let clock = ManualClock::new(START_MS);
+    let engine = engine_at(&clock);
+    let ns = engine.namespace("n").expect("namespace");
+    let empty = ns.stats().memory_bytes;
+    ns.reserve_keys(10_000);
+    let reserved = ns.stats().memory_bytes;
+    assert!(
+        reserved > empty,
+        "the index was not sized: {empty} -> {reserved}"
+    );
+    // A damaged or hostile count is capped by the budget, not allocated.
+    let budgeted = Engine::with_parts(
+        EngineConfig {
+            shards_per_namespace: 4,
+            max_memory_bytes: 1 << 20,
+            ..EngineConfig::default()
+        },
+        Arc::new(clock.clone()),
+        None,
+    );
+    let hostile = budgeted.namespace("m").expect("namespace");
+    hostile.reserve_keys(u64::MAX);
+    let capped = hostile.stats().memory_bytes;
+    assert!(
+        capped < 1 << 20,
+        "{capped} bytes reserved under a 1 MiB budget"
+    );
+    for key in 0..1_000u32 {
+        ns.set(&key.to_be_bytes(), b("v"), SetOptions::default())
+            .expect("set");
+    }
+    assert_eq!(ns.len(), 1_000);
+}
