@@ -26,7 +26,9 @@
 //!   that dropped them is durable.
 //!
 //! Every file begins with a 16-byte header (an 8-byte magic naming its
-//! kind, the format version, four reserved bytes); then come frames of
+//! kind, the format version, four reserved bytes: logs and manifests are
+//! at format 1, snapshots at 2, and every earlier format is read); then
+//! come frames of
 //! `len | crc32(payload) | crc32(len, crc) | payload` ([`frame`]). The
 //! checksum is CRC-32 (IEEE) from `crc32fast`, which uses the CPU's
 //! carry-less multiply where there is one. The payloads are a compact

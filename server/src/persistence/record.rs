@@ -24,6 +24,7 @@
 //!   type    1 string bytes | 2 hash n (field value)*n | 3 list n item*n
 //!           4 set n member*n
 //! end       18 | entries                                 (snapshot)
+//! keys      19 | namespace | keys        (snapshot format 2 on, a hint)
 //! manifest  32 | snapshot (empty for none) | first_segment
 //! ```
 
