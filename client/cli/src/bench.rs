@@ -72,8 +72,8 @@ pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(),
         progress: !args.quiet && std::io::stderr().is_terminal(),
         args,
     };
-    let mut strings_loaded = false;
-    let mut hashes_loaded = false;
+    let mut strings_loaded = args.no_preload;
+    let mut hashes_loaded = args.no_preload;
     let mut failures = Vec::new();
     for &test in &args.tests {
         match test {
@@ -89,7 +89,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(),
         }
         let report = bench.measure(test).await;
         if test == Test::Delete {
-            strings_loaded = false;
+            strings_loaded = args.no_preload;
         }
         if cli.json {
             serde_json::to_writer(&mut *out, &report.json(args)).map_err(std::io::Error::from)?;

@@ -76,6 +76,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N|DURATION", default_value = "0")]
     pub warmup: Warmup,
 
+    /// Read the keys already stored instead of writing the key space
+    /// before the read tests (get, mget, pipeline, hget): to measure reads
+    /// of data loaded before, or while something else runs. Keys that are
+    /// missing count as misses, not failures.
+    #[arg(long)]
+    pub no_preload: bool,
+
     /// Send each mget batch as a GetBatch call of its own. By default a
     /// batch of up to 256 keys goes as one command on a Pipeline stream
     /// kept open per connection, as the client library sends it.
