@@ -11,11 +11,14 @@
 //!
 //! Segments are read piece by piece ([`FrameReader`]), so a replay holds
 //! about [`READ_CHUNK_BYTES`](super::frame::READ_CHUNK_BYTES) of file
-//! however long the log. Each record is copied out of that buffer into an
-//! allocation of its own, which the values it sets then share: a value
-//! keeps its record (its key and a few bytes of header beside it) alive,
-//! never a whole piece of the file. Only when a bad frame is found in the
-//! last segment is that one segment read whole, to look past the damage.
+//! however long the log. Records are decoded from slices of one copy of
+//! each piece, so that a replay makes and frees no allocation per record:
+//! the engine copies out a string value it keeps beside its entry
+//! ([`Namespace::apply_change`](crate::engine::Namespace::apply_change)),
+//! and a collection change, whose members would keep the piece alive, is
+//! decoded again from a copy of its own. A visitor that keeps records
+//! (tests) keeps their pieces. Only when a bad frame is found in the last
+//! segment is that one segment read whole, to look past the damage.
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +30,7 @@ use super::frame::{FileKind, FrameReader, HeaderCheck, find_valid_frame_after};
 use super::fs::FileSystem;
 use super::record::{LogRecord, NameCache};
 use super::segment::{segment_name, segment_numbers};
-use crate::engine::ReplayError;
+use crate::engine::{ChangeKind, ChangeRecord, ReplayError};
 
 /// The end of the last segment that was cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,11 +175,20 @@ pub fn read_log(
             let chunk = frames
                 .next_chunk()
                 .map_err(|error| PersistenceError::io("read", &path, error))?;
+            let block = Bytes::copy_from_slice(chunk.bytes);
             for payload in &chunk.payloads {
                 let at = chunk.frame_offset(payload);
-                let record = Bytes::copy_from_slice(&chunk.bytes[payload.clone()]);
-                let record = LogRecord::decode_with(record, &mut names)
-                    .map_err(|reason| PersistenceError::corrupt(&path, at, reason))?;
+                let corrupt = |reason| PersistenceError::corrupt(&path, at, reason);
+                let mut record = LogRecord::decode_with(block.slice(payload.clone()), &mut names)
+                    .map_err(corrupt)?;
+                if let LogRecord::Change(ChangeRecord {
+                    kind: ChangeKind::Collection { .. },
+                    ..
+                }) = &record
+                {
+                    let own = Bytes::copy_from_slice(&block[payload.clone()]);
+                    record = LogRecord::decode_with(own, &mut names).map_err(corrupt)?;
+                }
                 visit(record).map_err(|source| PersistenceError::Replay {
                     path: path.clone(),
                     offset: at,

@@ -302,6 +302,12 @@ impl SnapshotRecord {
     }
 }
 
+/// Whether `payload` is a snapshot entry's, by its tag alone: the records
+/// a restore hands to its restoring threads undecoded.
+pub fn is_snapshot_entry(payload: &[u8]) -> bool {
+    payload.first() == Some(&ENTRY)
+}
+
 /// Appends the payload of a snapshot entry, reading a collection straight
 /// from its copy-on-write snapshot.
 pub fn encode_entry(entry: &SnapshotEntry, out: &mut Vec<u8>) {

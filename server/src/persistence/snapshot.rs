@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -28,7 +29,7 @@ use super::error::PersistenceError;
 use super::frame::{ChunkEnd, FILE_HEADER_BYTES, FRAME_HEADER_BYTES, FileKind, FrameReader};
 use super::frame::{OpenedFrames, append_frame, write_file_header};
 use super::fs::FileSystem;
-use super::record::{SnapshotRecord, encode_entry};
+use super::record::{SnapshotRecord, encode_entry, is_snapshot_entry};
 use crate::engine::{Engine, Namespace, SnapshotValue};
 
 /// Bytes gathered before they are handed to the file.
@@ -160,39 +161,42 @@ pub fn write_snapshot_of(
     Ok(report)
 }
 
-/// What the reading thread of [`load_snapshot`] hands on, in file order.
-enum ReadPiece {
-    /// Checked frames: a copy of the bytes read and, for each frame, its
-    /// file offset and the range of its payload in `block`.
-    Frames {
-        block: Vec<u8>,
-        frames: Vec<(u64, Range<usize>)>,
-    },
-    /// How the frames ended: the end of the file, or damage.
-    Ended(ChunkEnd),
-    /// Reading failed.
-    Failed(std::io::Error),
+/// Entries of one namespace handed to a restoring thread: slices of a
+/// copy of the piece of the file they were read from.
+struct EntryPiece {
+    /// The bytes read, shared by the pieces cut from one read.
+    block: Bytes,
+    /// The namespace the entries belong to.
+    namespace: Arc<Namespace>,
+    /// Each entry's frame offset and the range of its payload in `block`.
+    entries: Vec<(u64, Range<usize>)>,
 }
 
-/// Pieces read ahead of the restoring thread: enough to keep both threads
-/// busy, few enough that the memory stays a few read buffers.
+/// Pieces read ahead of the restoring threads: enough to keep them busy,
+/// few enough that the memory stays a few read buffers.
 const PIECES_AHEAD: usize = 4;
+/// Threads restoring entries. A snapshot holds each key once, so its
+/// entries may be restored in any order: two threads fill the shards
+/// side by side (each taking one key's shard lock at a time) while the
+/// calling thread reads, checks and sorts the records.
+const RESTORE_THREADS: usize = 2;
 
 /// Restores snapshot `name` of `dir` into `engine`. On an error the
 /// engine holds part of the snapshot and is to be discarded.
 ///
-/// Two threads share the work, so that a restart uses two cores: a second
-/// thread reads the file and checks each frame's checksums; this one
-/// decodes the records and restores them, in file order. The records are
-/// sliced from one copy of each piece read, and the engine copies out
-/// what it keeps, so no allocation is made or freed per entry, and no
-/// counter is shared between the threads.
+/// The calling thread reads the file, checks each frame's checksums,
+/// handles the records that are not entries (namespaces, shards, the end)
+/// and hands the entries on, by the piece, to [`RESTORE_THREADS`] threads
+/// that decode and restore them. Entries are sliced from one copy of each
+/// read, and the engine copies out what it keeps, so no allocation is made
+/// or freed per entry.
 ///
 /// # Errors
 /// [`PersistenceError::Corrupt`] naming the offset of any damage, or of
 /// the end when the `End` trailer is missing or disagrees;
 /// [`PersistenceError::UnsupportedVersion`]; [`PersistenceError::Replay`]
-/// when the engine refuses an entry; [`PersistenceError::Io`].
+/// when the engine refuses an entry; [`PersistenceError::Io`]. When more
+/// than one thread fails, the failure earliest in the file is reported.
 pub fn load_snapshot(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -209,71 +213,144 @@ pub fn load_snapshot(
     {
         return Err(error);
     }
+    let stop = AtomicBool::new(false);
+    let (pieces, received) = std::sync::mpsc::sync_channel(PIECES_AHEAD);
+    let received = parking_lot::Mutex::new(received);
     std::thread::scope(|scope| {
-        let (pieces, received) = std::sync::mpsc::sync_channel(PIECES_AHEAD);
-        std::thread::Builder::new()
-            .name("shoal-snapshot-read".into())
-            .spawn_scoped(scope, move || read_pieces(frames, &pieces))
-            .map_err(|error| PersistenceError::io("spawn reader for", &path, error))?;
-        // Returning drops `received`, which stops the reader.
-        restore_pieces(&path, name, engine, received)
+        let mut restorers = Vec::with_capacity(RESTORE_THREADS);
+        for _ in 0..RESTORE_THREADS {
+            let restorer = std::thread::Builder::new()
+                .name("shoal-restore".into())
+                .spawn_scoped(scope, || restore_entries(&path, &received, &stop))
+                .map_err(|error| PersistenceError::io("spawn restorer for", &path, error))?;
+            restorers.push(restorer);
+        }
+        let read = read_snapshot(frames, &path, name, engine, &pieces, &stop);
+        drop(pieces);
+        let mut failures = Vec::new();
+        for restorer in restorers {
+            match restorer.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => failures.push(error),
+                Err(_) => failures.push(PersistenceError::io(
+                    "restore",
+                    &path,
+                    std::io::Error::other("a restoring thread panicked"),
+                )),
+            }
+        }
+        match read {
+            Err(error) => failures.push(error),
+            Ok(_) if !failures.is_empty() => {}
+            Ok(report) => return Ok(report),
+        }
+        Err(failures
+            .into_iter()
+            .min_by_key(|error| match error {
+                PersistenceError::Corrupt { offset, .. }
+                | PersistenceError::Replay { offset, .. } => *offset,
+                _ => u64::MAX,
+            })
+            .unwrap_or_else(|| unreachable!("a failure was pushed")))
     })
 }
 
-/// The reading thread of [`load_snapshot`]: hands on every run of checked
-/// frames, then how the file ended, until the restoring side hangs up.
-fn read_pieces(mut frames: FrameReader, pieces: &std::sync::mpsc::SyncSender<ReadPiece>) {
-    loop {
-        let chunk = match frames.next_chunk() {
-            Ok(chunk) => chunk,
-            Err(error) => {
-                let _ = pieces.send(ReadPiece::Failed(error));
-                return;
+/// A restoring thread of [`load_snapshot`]: decodes and restores the
+/// entries of each piece it takes, until the pieces run out or one fails.
+fn restore_entries(
+    path: &Path,
+    pieces: &parking_lot::Mutex<std::sync::mpsc::Receiver<EntryPiece>>,
+    stop: &AtomicBool,
+) -> Result<(), PersistenceError> {
+    let result = (|| loop {
+        let Ok(piece) = pieces.lock().recv() else {
+            return Ok(());
+        };
+        for (at, payload) in piece.entries {
+            let corrupt = |reason: String| PersistenceError::corrupt(path, at, reason);
+            let mut record =
+                SnapshotRecord::decode(piece.block.slice(payload.clone())).map_err(corrupt)?;
+            if let SnapshotRecord::Entry(entry) = &record
+                && !matches!(entry.value, SnapshotValue::String(_))
+            {
+                // A collection keeps its members as they are decoded, so it
+                // is decoded again from a copy of its own.
+                let own = Bytes::copy_from_slice(&piece.block[payload]);
+                record = SnapshotRecord::decode(own).map_err(corrupt)?;
             }
-        };
-        let offsets = chunk
-            .payloads
-            .iter()
-            .map(|payload| (chunk.frame_offset(payload), payload.clone()))
-            .collect();
-        let piece = ReadPiece::Frames {
-            block: chunk.bytes.to_vec(),
-            frames: offsets,
-        };
-        let end = chunk.end;
-        if pieces.send(piece).is_err() {
-            return;
+            let SnapshotRecord::Entry(entry) = record else {
+                return Err(corrupt("not an entry, by its tag".into()));
+            };
+            piece
+                .namespace
+                .restore_entry(entry)
+                .map_err(|source| PersistenceError::Replay {
+                    path: path.to_path_buf(),
+                    offset: at,
+                    source,
+                })?;
         }
-        if !matches!(end, ChunkEnd::More) {
-            let _ = pieces.send(ReadPiece::Ended(end));
-            return;
-        }
+    })();
+    if result.is_err() {
+        stop.store(true, Ordering::Relaxed);
     }
+    result
 }
 
-/// The restoring side of [`load_snapshot`]: decodes each record handed on
-/// and restores its entries, then checks the end.
-fn restore_pieces(
+/// The reading side of [`load_snapshot`]: reads and checks the frames,
+/// handles every record that is not an entry, hands the entries on by
+/// the piece, and checks the end. Stops early once a restorer failed.
+fn read_snapshot(
+    mut frames: FrameReader,
     path: &Path,
     name: &str,
     engine: &Engine,
-    pieces: std::sync::mpsc::Receiver<ReadPiece>,
+    pieces: &std::sync::mpsc::SyncSender<EntryPiece>,
+    stop: &AtomicBool,
 ) -> Result<SnapshotReport, PersistenceError> {
+    let read_error = |error| PersistenceError::io("read", path, error);
+    let resolve = |name: &str, at: u64| {
+        engine
+            .namespace(name)
+            .map_err(|source| PersistenceError::Replay {
+                path: path.to_path_buf(),
+                offset: at,
+                source: source.into(),
+            })
+    };
     let mut report = SnapshotReport {
         name: name.to_owned(),
         bytes: FILE_HEADER_BYTES as u64,
         ..SnapshotReport::default()
     };
-    // Resolved once per shard record, not per entry.
     let mut namespace: Option<Arc<Namespace>> = None;
     let mut ended = None;
-    for piece in pieces {
-        let (block, frames) = match piece {
-            ReadPiece::Frames { block, frames } => (Bytes::from(block), frames),
-            ReadPiece::Failed(error) => return Err(PersistenceError::io("read", path, error)),
-            ReadPiece::Ended(end) => return check_end(path, report, ended, end),
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            // A restorer failed, and says why.
+            return Ok(report);
+        }
+        let chunk = frames.next_chunk().map_err(read_error)?;
+        let block = Bytes::copy_from_slice(chunk.bytes);
+        let mut entries = Vec::with_capacity(chunk.payloads.len());
+        // Hands on the entries gathered so far, of the current namespace.
+        let hand_on = |entries: &mut Vec<(u64, Range<usize>)>,
+                       namespace: &Option<Arc<Namespace>>| {
+            if let Some(namespace) = namespace
+                && !entries.is_empty()
+            {
+                let piece = EntryPiece {
+                    block: block.clone(),
+                    namespace: Arc::clone(namespace),
+                    entries: std::mem::take(entries),
+                };
+                if pieces.send(piece).is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
         };
-        for (at, payload) in frames {
+        for payload in &chunk.payloads {
+            let at = chunk.frame_offset(payload);
             if let Some((_, end_at)) = ended {
                 return Err(PersistenceError::corrupt(
                     path,
@@ -283,71 +360,45 @@ fn restore_pieces(
             }
             report.bytes += (FRAME_HEADER_BYTES + payload.len()) as u64;
             let corrupt = |reason: String| PersistenceError::corrupt(path, at, reason);
-            let mut record =
-                SnapshotRecord::decode(block.slice(payload.clone())).map_err(corrupt)?;
-            if let SnapshotRecord::Entry(entry) = &record
-                && !matches!(entry.value, SnapshotValue::String(_))
-            {
-                // A collection keeps its members as they are decoded, so it
-                // is decoded again from a copy of its own.
-                let own = Bytes::copy_from_slice(&block[payload]);
-                record = SnapshotRecord::decode(own).map_err(corrupt)?;
+            if is_snapshot_entry(&chunk.bytes[payload.clone()]) {
+                if namespace.is_none() {
+                    return Err(corrupt("an entry before any shard record".into()));
+                }
+                entries.push((at, payload.clone()));
+                report.entries += 1;
+                continue;
             }
-            match record {
+            match SnapshotRecord::decode(block.slice(payload.clone())).map_err(corrupt)? {
                 SnapshotRecord::Namespace {
                     namespace: name,
                     keys,
-                } => {
-                    let resolved =
-                        engine
-                            .namespace(&name)
-                            .map_err(|source| PersistenceError::Replay {
-                                path: path.to_path_buf(),
-                                offset: at,
-                                source: source.into(),
-                            })?;
-                    resolved.reserve_keys(keys);
-                }
+                } => resolve(&name, at)?.reserve_keys(keys),
                 SnapshotRecord::Shard {
                     namespace: name,
                     shard,
                     shard_sequence,
                 } => {
-                    let resolved =
-                        engine
-                            .namespace(&name)
-                            .map_err(|source| PersistenceError::Replay {
-                                path: path.to_path_buf(),
-                                offset: at,
-                                source: source.into(),
-                            })?;
-                    namespace = Some(resolved);
+                    if namespace
+                        .as_ref()
+                        .is_none_or(|current| current.name() != &*name)
+                    {
+                        hand_on(&mut entries, &namespace);
+                        namespace = Some(resolve(&name, at)?);
+                    }
                     report.shard_sequences.insert((name, shard), shard_sequence);
                 }
-                SnapshotRecord::Entry(entry) => {
-                    let Some(namespace) = &namespace else {
-                        return Err(corrupt("an entry before any shard record".into()));
-                    };
-                    namespace
-                        .restore_entry(entry)
-                        .map_err(|source| PersistenceError::Replay {
-                            path: path.to_path_buf(),
-                            offset: at,
-                            source,
-                        })?;
-                    report.entries += 1;
+                SnapshotRecord::Entry(_) => {
+                    unreachable!("entries are told by their tag and handed on")
                 }
                 SnapshotRecord::End { entries } => ended = Some((entries, at)),
             }
         }
+        hand_on(&mut entries, &namespace);
+        match chunk.end {
+            ChunkEnd::More => {}
+            end => return check_end(path, report, ended, end),
+        }
     }
-    // The reader always says how the file ended; a reader that stopped
-    // without saying so panicked.
-    Err(PersistenceError::io(
-        "read",
-        path,
-        std::io::Error::other("the reading thread stopped early"),
-    ))
 }
 
 /// Checks how the file ended against the end record, if one was read.

@@ -187,6 +187,8 @@ impl CollectionChange {
 
 impl Namespace {
     /// Replays one change record of this namespace (see the module docs).
+    /// The key and a string value may be slices of a larger buffer: what
+    /// the entry keeps is copied out of them.
     ///
     /// # Errors
     /// [`ReplayError`]; a refused record changes nothing.
@@ -231,6 +233,13 @@ impl Namespace {
                 let old_bytes = current.map_or(0, |(.., bytes)| bytes);
                 let extra = entry_bytes(key.len(), Some(value.len())).saturating_sub(old_bytes);
                 write.make_room(&key, current.is_none(), extra)?;
+                // Kept beside the entry, the value is copied: it may be a
+                // slice of a larger buffer (a whole read of the log).
+                let value = if string_stored_inline(key.len(), value.len()) {
+                    value
+                } else {
+                    Bytes::copy_from_slice(&value)
+                };
                 write.replaced = write.state.store_versioned(
                     hash,
                     &key,
