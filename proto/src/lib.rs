@@ -9,6 +9,7 @@
 //! details of `tonic-types` apply to them as to a failed call.
 
 pub mod codec;
+pub mod routing;
 
 /// Package `shoal.v1`.
 pub mod v1 {
