@@ -514,7 +514,20 @@ fn dev_cert(args: &DevCertArgs) -> ExitCode {
 /// Plans a repair of a data directory, prints it, and carries it out with
 /// `--yes`.
 fn repair(args: &RepairArgs) -> ExitCode {
-    use shoal_server::persistence::{OsFileSystem, apply_repair, plan_repair};
+    use shoal_server::persistence::{OsFileSystem, apply_repair, lock_data_dir, plan_repair};
+    // Held until the repair is done: a server on the directory would change
+    // the files under it, and one started meanwhile must wait.
+    let _lock = if args.data_dir.is_dir() {
+        match lock_data_dir(&args.data_dir) {
+            Ok(lock) => Some(lock),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let plan = match plan_repair(&OsFileSystem, &args.data_dir) {
         Ok(plan) => plan,
         Err(error) => {

@@ -1,6 +1,7 @@
 //! Persistence end to end: restarts keep data in each mode, a namespace
 //! that opts out comes back empty, a second server on a data directory is
-//! refused, a damaged log stops the start naming file and offset, and a
+//! refused, a damaged log stops the start naming file and offset, a
+//! repair refuses a directory in use and salvages a stopped one, and a
 //! kill -9 checker: concurrent writers record every acknowledged write,
 //! the server process is killed at random moments, and after each restart
 //! every acknowledged write must be there or superseded by a later write
@@ -382,6 +383,85 @@ async fn a_corrupt_log_stops_the_start_naming_file_and_offset() {
         .unwrap_or_else(|| panic!("no error line in {stderr}"));
     assert!(line.contains(&segment.display().to_string()), "{line}");
     assert!(line.contains("offset 16"), "{line}");
+}
+
+/// Runs `shoal-server repair --data-dir DIR` with `extra` arguments;
+/// returns its exit code, standard output and standard error.
+fn run_repair(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(server_binary())
+        .arg("repair")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("run shoal-server repair");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn repair_refuses_a_directory_in_use_and_salvages_a_stopped_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(config(dir.path(), "mode = \"log\"", "")).await;
+    let mut client = raw(&server).await;
+    for index in 0..50 {
+        client
+            .cache
+            .set(set_request(&format!("k{index}"), "some value"))
+            .await
+            .expect("set");
+    }
+    let (code, _, stderr) = run_repair(dir.path(), &["--yes"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("in use by another shoal-server"),
+        "{stderr}"
+    );
+    // Nothing was touched: the server still serves what it had.
+    assert_eq!(
+        get(&mut client, "", "k49").await.as_deref(),
+        Some("some value")
+    );
+    drop(client);
+    server.stop().await.expect("clean stop");
+
+    let segment = dir.path().join("log-00000000000000000001.seg");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    // Inside the first record's payload, with valid records after it.
+    bytes[16 + 12 + 4] ^= 0xff;
+    std::fs::write(&segment, &bytes).expect("damage");
+    let (code, stdout, stderr) = run_repair(dir.path(), &[]);
+    assert_eq!(
+        code,
+        Some(1),
+        "a dry run over damage exits 1: {stdout}{stderr}"
+    );
+    assert!(stdout.contains("log-00000000000000000001.seg"), "{stdout}");
+    assert_eq!(
+        std::fs::read(&segment).expect("segment"),
+        bytes,
+        "a dry run changed the log"
+    );
+    let (code, stdout, stderr) = run_repair(dir.path(), &["--yes"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        dir.path()
+            .join("log-00000000000000000001.seg.damaged")
+            .exists(),
+        "{stdout}"
+    );
+    // The repaired directory starts, without what followed the damage.
+    let server = TestServer::start_with(config(dir.path(), "mode = \"log\"", "")).await;
+    let mut client = raw(&server).await;
+    assert_eq!(get(&mut client, "", "k0").await, None);
+    client
+        .cache
+        .set(set_request("after", "repair"))
+        .await
+        .expect("set");
 }
 
 /// What the checker knows of one key: its value once every acknowledged

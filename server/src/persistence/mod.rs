@@ -153,6 +153,7 @@ pub use reader::{LogReport, TornTail, read_log};
 pub use record::{LogRecord, Manifest, SnapshotRecord};
 pub use recovery::{RecoveryReport, recover, start_log, take_snapshot, take_snapshot_of};
 pub use repair::{RepairPlan, apply_repair, plan_repair};
+pub use runtime::lock_data_dir;
 pub use sink::LogSink;
 pub use snapshot::{SnapshotReport, load_snapshot, write_snapshot};
 pub use writer::{

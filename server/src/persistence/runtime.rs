@@ -275,7 +275,7 @@ impl Persistence {
         });
         fs.create_dir_all(&dir)
             .map_err(|error| PersistenceError::io("create directory", &dir, error))?;
-        let lock = lock_dir(&dir)?;
+        let lock = lock_data_dir(&dir)?;
         let started = Instant::now();
         tracing::info!(dir = %dir.display(), mode = mode_name(settings.mode), "recovering from the data directory");
         let report = with_progress(engine, started, || recover(fs.as_ref(), &dir, engine))?;
@@ -595,8 +595,14 @@ fn publish_ack(acked: &tokio::sync::watch::Sender<Acked>, ack: LogAck) {
     };
 }
 
-/// Creates `dir/LOCK` and locks it for this process.
-fn lock_dir(dir: &Path) -> Result<File, PersistenceError> {
+/// Creates `dir/LOCK` and locks it for this process, for as long as the
+/// returned file is open: what a server holds for its life, and a repair
+/// while it works, so that neither runs on a directory the other uses.
+///
+/// # Errors
+/// [`PersistenceError::Locked`] when another process holds it; I/O errors
+/// naming the path.
+pub fn lock_data_dir(dir: &Path) -> Result<File, PersistenceError> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
