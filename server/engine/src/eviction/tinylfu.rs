@@ -39,7 +39,7 @@
 
 use std::collections::VecDeque;
 
-use super::fifo::{Fifo, Stamps};
+use super::fifo::{Fifo, SPARE_REFERENCES, Stamps};
 use super::sketch::FrequencySketch;
 use super::{EvictionOrder, QueueKind, QueueRef, Verdict};
 
@@ -384,39 +384,47 @@ fn ghost_len(live: usize) -> usize {
 
 /// The hashes of the keys lately evicted from one region, oldest first:
 /// a key read again while its hash is here would have hit had the region
-/// been larger by the ghost's length.
+/// been larger by the ghost's length. 32 bits of each hash, as S3-FIFO's
+/// ghost keeps (`s3fifo`): two keys of one ghost share them about once in
+/// millions of lookups.
 #[derive(Debug, Default)]
 struct Ghost {
-    order: VecDeque<(u64, u64)>,
-    /// Hash to the sequence number of its place in `order`.
-    members: hashbrown::HashMap<u64, u64>,
-    pushed: u64,
+    /// Fingerprints, each with the sequence it was remembered at.
+    order: VecDeque<(u32, u32)>,
+    /// Fingerprint to the sequence of its latest place in `order`.
+    members: hashbrown::HashMap<u32, u32, foldhash::fast::RandomState>,
+    sequence: u32,
 }
 
 impl Ghost {
     /// Remembers `hash`, forgetting the oldest beyond `len`.
     fn push(&mut self, hash: u64, len: usize) {
-        self.pushed += 1;
-        self.members.insert(hash, self.pushed);
-        self.order.push_back((hash, self.pushed));
+        self.sequence = self.sequence.wrapping_add(1);
+        let print = hash as u32;
+        self.members.insert(print, self.sequence);
+        self.order.push_back((print, self.sequence));
         while self.order.len() > len {
-            let Some((old, sequence)) = self.order.pop_front() else {
-                break;
-            };
-            if self.members.get(&old) == Some(&sequence) {
+            if let Some((old, sequence)) = self.order.pop_front()
+                && self.members.get(&old) == Some(&sequence)
+            {
                 self.members.remove(&old);
             }
+        }
+        // After the shard shrinks, so does the ghost's room.
+        if self.order.capacity() > 2 * len + SPARE_REFERENCES {
+            self.order.shrink_to(len + len / 4);
+            self.members.shrink_to(len + len / 4);
         }
     }
 
     /// Whether `hash` is remembered; forgets it.
     fn take(&mut self, hash: u64) -> bool {
-        self.members.remove(&hash).is_some()
+        self.members.remove(&(hash as u32)).is_some()
     }
 
     fn memory_bytes(&self) -> usize {
-        self.order.capacity() * size_of::<(u64, u64)>()
-            + self.members.capacity() * (size_of::<(u64, u64)>() + 1)
+        self.order.capacity() * size_of::<(u32, u32)>()
+            + self.members.capacity() * (size_of::<(u32, u32)>() + 1)
     }
 }
 
