@@ -101,6 +101,9 @@ struct Args {
     /// `oneoff:N`: half the accesses Zipf 0.9 over N hot keys, half keys
     /// never seen before, mixed at random.
     ///
+    /// `drift:N`: Zipf 0.9 over N keys whose ranking moves by one key every
+    /// 100 accesses (the hottest leaves, a new key comes in coldest).
+    ///
     /// Random shapes use a fixed seed, so every run sees the same keys.
     #[arg(long, value_name = "SPEC", value_parser = parse_shape)]
     synthetic: Vec<Shape>,

@@ -57,6 +57,12 @@ pub const ONEOFF_HOT_EXPONENT: f64 = 0.9;
 /// The first key of `oneoff:N`'s one-time keys, above every hot key.
 pub const ONEOFF_FRESH_BASE: u64 = 1 << 40;
 
+/// The Zipf exponent of `drift:N`.
+pub const DRIFT_EXPONENT: f64 = 0.9;
+
+/// Accesses of `drift:N` between two moves of its ranking by one key.
+pub const DRIFT_STEP: u64 = 100;
+
 /// The seed of every random shape.
 pub const SEED: u64 = 0x5ea1_0ad5;
 
@@ -119,10 +125,22 @@ pub enum Shape {
         /// The hot set's distribution.
         hot: Zipf<f64>,
     },
+    /// `drift:N`: Zipf [`DRIFT_EXPONENT`] over N keys whose ranking moves
+    /// by one key every [`DRIFT_STEP`] accesses: the hottest key is never
+    /// read again, every other key gets one rank hotter, and a key never
+    /// seen before takes the coldest rank. Popularity changes gradually,
+    /// so counts from the past mislead a little all the time instead of
+    /// all at once as in `shift`.
+    Drift {
+        /// N.
+        keys: u64,
+        /// The distribution of ranks.
+        hot: Zipf<f64>,
+    },
 }
 
 /// What `--synthetic` accepts, for error messages.
-const SPECS: &str = "loop:N, scan, zigzag, zigzag:N, zipf:S, phases, shift or oneoff:N";
+const SPECS: &str = "loop:N, scan, zigzag, zigzag:N, zipf:S, phases, shift, oneoff:N or drift:N";
 
 impl FromStr for Shape {
     type Err = String;
@@ -174,6 +192,14 @@ impl FromStr for Shape {
             ("oneoff", None) => {
                 Err("`oneoff` needs its number of hot keys, as in oneoff:2000".into())
             }
+            ("drift", Some(keys)) => {
+                let keys = key_count(keys)?;
+                Ok(Shape::Drift {
+                    keys,
+                    hot: zipf(keys, DRIFT_EXPONENT)?,
+                })
+            }
+            ("drift", None) => Err("`drift` needs its number of keys, as in drift:10000".into()),
             ("zipf", None) => Err("`zipf` needs its exponent, as in zipf:0.9".into()),
             _ => Err(format!(
                 "unknown synthetic trace {spec:?}: expected {SPECS}"
@@ -208,6 +234,7 @@ impl fmt::Display for Shape {
             Shape::Phases { .. } => f.write_str("phases"),
             Shape::Shift { .. } => f.write_str("shift"),
             Shape::OneOff { keys, .. } => write!(f, "oneoff:{keys}"),
+            Shape::Drift { keys, .. } => write!(f, "drift:{keys}"),
         }
     }
 }
@@ -248,6 +275,10 @@ impl Synthetic {
                 hot,
                 rng: StdRng::seed_from_u64(SEED),
                 next_fresh: ONEOFF_FRESH_BASE,
+            },
+            Shape::Drift { hot, .. } => Generator::Drift {
+                hot,
+                rng: StdRng::seed_from_u64(SEED),
             },
         };
         Keys {
@@ -294,6 +325,10 @@ enum Generator {
         hot: Zipf<f64>,
         rng: StdRng,
         next_fresh: u64,
+    },
+    Drift {
+        hot: Zipf<f64>,
+        rng: StdRng,
     },
 }
 
@@ -358,6 +393,7 @@ impl Iterator for Keys {
                     ranked(hot.sample(rng))
                 }
             }
+            Generator::Drift { hot, rng } => at / DRIFT_STEP + ranked(hot.sample(rng)),
         })
     }
 
@@ -400,6 +436,7 @@ mod tests {
             ("phases", "phases"),
             ("shift", "shift"),
             ("oneoff:2000", "oneoff:2000"),
+            ("drift:10000", "drift:10000"),
         ] {
             assert_eq!(shape(spec).to_string(), printed);
         }
@@ -418,6 +455,8 @@ mod tests {
             ("zigzag:0", "at least 1"),
             ("zipf", "needs its exponent"),
             ("oneoff", "needs its number of hot keys"),
+            ("drift", "needs its number of keys"),
+            ("drift:0", "at least 1"),
             ("oneoff:0", "at least 1"),
             ("zipf:-1", "at least 0"),
             ("zipf:nan", "at least 0"),
@@ -571,9 +610,24 @@ mod tests {
     }
 
     #[test]
+    fn drift_moves_the_ranking_one_key_at_a_time() {
+        let trace = keys("drift:1000", 100_000);
+        // Early on keys 0..1000; by the end the ranking moved 999 keys.
+        assert!(trace[..DRIFT_STEP as usize].iter().all(|&key| key < 1_000));
+        let last = &trace[trace.len() - DRIFT_STEP as usize..];
+        assert!(last.iter().all(|&key| (999..1_999).contains(&key)));
+        // The hottest key of the moment is the most read of its step.
+        let mut counts = HashMap::new();
+        for &key in last {
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        assert!(counts.get(&999).copied().unwrap_or(0) > 5, "{counts:?}");
+    }
+
+    #[test]
     fn the_same_seed_gives_the_same_sequence() {
         for spec in [
-            "scan", "zipf:0.9", "zipf:1.2", "loop:10", "zigzag:7", "phases", "shift",
+            "scan", "zipf:0.9", "zipf:1.2", "loop:10", "zigzag:7", "phases", "shift", "drift:50",
         ] {
             assert_eq!(keys(spec, 100_000), keys(spec, 100_000), "{spec}");
         }
