@@ -157,5 +157,5 @@ pub use runtime::lock_data_dir;
 pub use sink::LogSink;
 pub use snapshot::{SnapshotReport, load_snapshot, write_snapshot};
 pub use writer::{
-    FsyncPolicy, LogAck, LogConfig, LogListener, LogPosition, LogProgress, LogWriter,
+    FsyncPolicy, LogAck, LogConfig, LogListener, LogPosition, LogProgress, LogWriter, WaiterGuard,
 };

@@ -401,7 +401,11 @@ impl Persistence {
         // batch of 16 SETs was most of what the log cost them.
         let writer = (self.writer.fsync() != FsyncPolicy::Always).then(|| Arc::clone(&self.writer));
         let mut acked = position.map(|_| self.acked.clone());
+        // Counted from now, with `always`, so that the flusher sees how many
+        // writers a sync would answer.
+        let waiting = (position.is_some() && writer.is_none()).then(|| self.writer.waiter());
         async move {
+            let _waiting = waiting;
             let (Some(position), Some(acked)) = (position, acked.as_mut()) else {
                 return Ok(());
             };
