@@ -356,11 +356,8 @@ async fn a_second_server_on_the_same_directory_is_refused() {
     client.cache.set(set_request("k", "v")).await.expect("set");
 }
 
-#[tokio::test]
-async fn a_corrupt_log_stops_the_start_naming_file_and_offset() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start_with(config(dir.path(), "mode = \"log\"", "")).await;
-    let mut client = raw(&server).await;
+/// Sets `k0` to `k49`, each acknowledged.
+async fn write_fifty_keys(client: &mut shoal_tests::Raw) {
     for index in 0..50 {
         client
             .cache
@@ -368,13 +365,28 @@ async fn a_corrupt_log_stops_the_start_naming_file_and_offset() {
             .await
             .expect("set");
     }
-    drop(client);
-    server.stop().await.expect("clean stop");
-    let segment = dir.path().join("log-00000000000000000001.seg");
+}
+
+/// Flips a byte inside the first record of the first log segment of
+/// `dir`, with valid records after it; returns the segment's path and its
+/// damaged bytes.
+fn damage_the_first_record(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let segment = dir.join("log-00000000000000000001.seg");
     let mut bytes = std::fs::read(&segment).expect("segment");
-    // Inside the first record's payload, with valid records after it.
     bytes[16 + 12 + 4] ^= 0xff;
     std::fs::write(&segment, &bytes).expect("damage");
+    (segment, bytes)
+}
+
+#[tokio::test]
+async fn a_corrupt_log_stops_the_start_naming_file_and_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(config(dir.path(), "mode = \"log\"", "")).await;
+    let mut client = raw(&server).await;
+    write_fifty_keys(&mut client).await;
+    drop(client);
+    server.stop().await.expect("clean stop");
+    let (segment, _) = damage_the_first_record(dir.path());
     let (status, stderr) = run_to_exit(dir.path());
     assert!(!status.success());
     let line = stderr
@@ -407,13 +419,7 @@ async fn repair_refuses_a_directory_in_use_and_salvages_a_stopped_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start_with(config(dir.path(), "mode = \"log\"", "")).await;
     let mut client = raw(&server).await;
-    for index in 0..50 {
-        client
-            .cache
-            .set(set_request(&format!("k{index}"), "some value"))
-            .await
-            .expect("set");
-    }
+    write_fifty_keys(&mut client).await;
     let (code, _, stderr) = run_repair(dir.path(), &["--yes"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
@@ -428,11 +434,7 @@ async fn repair_refuses_a_directory_in_use_and_salvages_a_stopped_one() {
     drop(client);
     server.stop().await.expect("clean stop");
 
-    let segment = dir.path().join("log-00000000000000000001.seg");
-    let mut bytes = std::fs::read(&segment).expect("segment");
-    // Inside the first record's payload, with valid records after it.
-    bytes[16 + 12 + 4] ^= 0xff;
-    std::fs::write(&segment, &bytes).expect("damage");
+    let (segment, bytes) = damage_the_first_record(dir.path());
     let (code, stdout, stderr) = run_repair(dir.path(), &[]);
     assert_eq!(
         code,
