@@ -211,18 +211,26 @@ fn a_snapshot_removes_the_files_it_covers() {
     writer.close().expect("close");
 }
 
-#[test]
-fn a_damaged_or_unfinished_snapshot_stops_recovery() {
+/// An engine after 200 random logged commands (seeded by `seed`) and a
+/// snapshot of it, the log closed: the clock, the disk, the engine, the
+/// snapshot's path and its bytes.
+fn snapshot_of_a_workload(seed: u64) -> (ManualClock, FaultFs, Engine, PathBuf, Vec<u8>) {
     let clock = ManualClock::new(START_MS);
-    let fs = FaultFs::new(2);
+    let fs = FaultFs::new(seed);
     let engine_a = engine(&clock);
     let writer = logged(&engine_a, &fs, 1);
-    let mut rng = fastrand::Rng::with_seed(2);
+    let mut rng = fastrand::Rng::with_seed(seed);
     workload(&engine_a, &writer, &clock, &mut rng, 200);
     let report = take_snapshot(&fs, &dir(), &engine_a, &writer).expect("snapshot");
     writer.close().expect("close");
     let path = dir().join(&report.name);
-    let good = fs.contents(&path).expect("snapshot file");
+    let bytes = fs.contents(&path).expect("snapshot file");
+    (clock, fs, engine_a, path, bytes)
+}
+
+#[test]
+fn a_damaged_or_unfinished_snapshot_stops_recovery() {
+    let (clock, fs, _, path, good) = snapshot_of_a_workload(2);
 
     let mut flipped = good.clone();
     let middle = good.len() / 2;
@@ -356,16 +364,7 @@ fn a_write_through_a_handle_of_a_dropped_namespace_is_not_replayed() {
 
 #[test]
 fn snapshots_of_format_1_still_load_and_newer_ones_are_refused() {
-    let clock = ManualClock::new(START_MS);
-    let fs = FaultFs::new(3);
-    let engine_a = engine(&clock);
-    let writer = logged(&engine_a, &fs, 1);
-    let mut rng = fastrand::Rng::with_seed(3);
-    workload(&engine_a, &writer, &clock, &mut rng, 200);
-    let report = take_snapshot(&fs, &dir(), &engine_a, &writer).expect("snapshot");
-    writer.close().expect("close");
-    let path = dir().join(&report.name);
-    let written = fs.contents(&path).expect("snapshot file");
+    let (clock, fs, engine_a, path, written) = snapshot_of_a_workload(3);
     assert_eq!(written[8], 2, "this build writes snapshot format 2");
 
     // Format 1 is format 2 without the namespace key counts, which are

@@ -11,11 +11,11 @@
 //! snapshot takes beyond the engine's is one piece plus the collections
 //! that writes copy meanwhile (counted in the namespaces' snapshot bytes).
 //! It is loaded back piece by piece too ([`FrameReader`]), entries sliced
-//! from a copy of each piece that nothing keeps (see [`load_snapshot`]),
-//! and each shard
-//! record's namespace looked up once for the entries that follow it. One
-//! thread reads and checks the file while another decodes and restores,
-//! so a restart uses two cores.
+//! from a copy of each piece that nothing keeps, and each shard record's
+//! namespace looked up once for the entries that follow it: the calling
+//! thread reads and checks the file while two threads
+//! decode and restore the entries (see [`load_snapshot`]), so a restart
+//! uses every core of a small machine.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -186,7 +186,7 @@ const RESTORE_THREADS: usize = 2;
 ///
 /// The calling thread reads the file, checks each frame's checksums,
 /// handles the records that are not entries (namespaces, shards, the end)
-/// and hands the entries on, by the piece, to [`RESTORE_THREADS`] threads
+/// and hands the entries on, by the piece, to two threads
 /// that decode and restore them. Entries are sliced from one copy of each
 /// read, and the engine copies out what it keeps, so no allocation is made
 /// or freed per entry.

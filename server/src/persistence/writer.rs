@@ -354,8 +354,9 @@ impl LogWriter {
     }
 
     /// Counts the caller as waiting for an acknowledgement until the guard
-    /// is dropped: with `always`, the flusher waits a little for more
-    /// records when several writers wait (see [`Flusher::gather_committers`]).
+    /// is dropped: with `always`, when several writers wait, the flusher
+    /// waits half as long as the last `fdatasync` took (at most 1 ms) for
+    /// more records before it syncs, so that one sync answers them all.
     pub fn waiter(&self) -> WaiterGuard {
         self.shared.waiters.fetch_add(1, Ordering::Relaxed);
         WaiterGuard {

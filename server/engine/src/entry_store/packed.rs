@@ -142,9 +142,7 @@ pub(crate) fn entry_bytes(key_len: usize, value_len: Option<usize>) -> usize {
         .unwrap_or(0);
     let spilled = size_of::<Option<Spilled>>() + heap;
     match value_len {
-        Some(len) if key_len + len <= MAX_INLINE_BYTES && len <= usize::from(u8::MAX) => {
-            slot(key_len + len)
-        }
+        Some(len) if string_stored_inline(key_len, len) => slot(key_len + len),
         _ if key_len + SPILL_INDEX_BYTES <= MAX_INLINE_BYTES => {
             slot(key_len + SPILL_INDEX_BYTES) + spilled
         }
