@@ -1657,8 +1657,10 @@ fn raw_messages_with_random_credentials_are_refused_before_their_body_is_read() 
                         );
                     } else {
                         // The one INTERNAL the gRPC spec requires: a message
-                        // flagged compressed on a call with no grpc-encoding.
-                        let compressed_flag = body.len() >= 5 && body[0] == 1;
+                        // flagged compressed on a call with no grpc-encoding
+                        // (in any frame of the body: a unary call's reader
+                        // looks past the first message).
+                        let compressed_flag = flags_compressed(body);
                         prop_assert!(
                             code != Code::Unknown
                                 && code != Code::Unauthenticated
@@ -1682,6 +1684,20 @@ fn raw_messages_with_random_credentials_are_refused_before_their_body_is_read() 
             })
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
+}
+
+/// Whether any gRPC message frame of `body` (a flag byte, a four-byte
+/// length, the message) is flagged compressed.
+fn flags_compressed(body: &[u8]) -> bool {
+    let mut at = 0;
+    while at + 5 <= body.len() {
+        if body[at] == 1 {
+            return true;
+        }
+        let length = u32::from_be_bytes([body[at + 1], body[at + 2], body[at + 3], body[at + 4]]);
+        at = at.saturating_add(5).saturating_add(length as usize);
+    }
+    false
 }
 
 // ---------------------------------------------------------------------------
