@@ -1,7 +1,7 @@
 //! Helpers shared by the end-to-end tests: raw `shoal.v1` clients connected
 //! to a [`TestServer`], small request builders, a [`TraceCollector`]
-//! that receives the spans a server exports, and [`tls`]: certificates and
-//! a server with TLS.
+//! that receives the spans a server exports, [`tls`]: certificates and
+//! a server with TLS, and [`process`]: servers as child processes.
 
 use std::net::SocketAddr;
 
@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 pub use trace_collector::TraceCollector;
 
+pub mod process;
 pub mod tls;
 mod trace_collector;
 

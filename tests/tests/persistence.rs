@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +22,9 @@ use rand::Rng;
 use shoal_proto::v1 as pb;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
 use shoal_server::Config;
+use shoal_tests::process::{ChildServer, free_port, server_binary};
 use shoal_tests::{TestServer, b, get_request, raw, set_request};
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
 
 /// A configuration with persistence as `section` says (TOML lines of the
 /// `[persistence]` table), its data in `dir`, and `extra` TOML after.
@@ -222,109 +222,20 @@ async fn a_namespace_that_opts_out_comes_back_empty() {
     assert_eq!(get(&mut client, "scratch", "later").await, None);
 }
 
-/// The `shoal-server` binary beside this test's, built if it is not there
-/// yet (a test run builds the binaries of the packages it tests only).
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let binary = profile_dir.join("shoal-server");
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.args([
-            "build",
-            "--quiet",
-            "-p",
-            "shoal-server",
-            "--bin",
-            "shoal-server",
-        ]);
-        if profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release")
-        {
-            command.arg("--release");
-        }
-        let status = command.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of shoal-server failed");
-    });
-    assert!(binary.exists(), "{} is missing", binary.display());
-    binary
-}
-
-/// A free loopback port, found by binding port 0.
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
-/// A child `shoal-server`, killed when dropped.
-struct ChildServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ChildServer {
-    fn spawn(dir: &Path, fsync: &str, addr: SocketAddr) -> Self {
-        let child = Command::new(server_binary())
-            .args(["--listen", &addr.to_string(), "--admin-listen", "off"])
-            .args(["--persistence", "log", "--fsync", fsync])
-            .arg("--data-dir")
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn shoal-server");
-        Self { child, addr }
-    }
-
-    /// Waits until health says SERVING, polling; panics on exit or after
-    /// 30 s.
-    async fn ready(&mut self) {
-        let endpoint = format!("http://{}", self.addr);
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("shoal-server exited at start: {status}");
-            }
-            if let Ok(channel) = Channel::from_shared(endpoint.clone())
-                .expect("endpoint")
-                .connect()
-                .await
-            {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                if let Ok(reply) = health
-                    .check(tonic_health::pb::HealthCheckRequest::default())
-                    .await
-                    && reply.into_inner().status == ServingStatus::Serving as i32
-                {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("shoal-server did not become healthy");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A child server logging to `dir` with `fsync`.
+fn spawn_logging(dir: &Path, fsync: &str, addr: SocketAddr) -> ChildServer {
+    let mut args: Vec<std::ffi::OsString> =
+        ["--persistence", "log", "--fsync", fsync, "--data-dir"]
+            .iter()
+            .map(Into::into)
+            .collect();
+    args.push(dir.into());
+    ChildServer::spawn(addr, args)
 }
 
 /// Runs a server binary to its exit; returns its status and stderr.
 fn run_to_exit(dir: &Path) -> (std::process::ExitStatus, String) {
-    let mut child = ChildServer::spawn(dir, "everysec", free_port());
+    let mut child = spawn_logging(dir, "everysec", free_port());
     let mut stderr = String::new();
     for _ in 0..600 {
         if let Some(status) = child.child.try_wait().expect("try_wait") {
@@ -596,7 +507,7 @@ async fn kill_loop(fsync: &str) {
     let model: Model = Arc::default();
     let mut acknowledged_writes = 0usize;
     for cycle in 0..cycles {
-        let mut server = ChildServer::spawn(dir.path(), fsync, free_port());
+        let mut server = spawn_logging(dir.path(), fsync, free_port());
         server.ready().await;
         if cycle > 0 {
             check(server.addr, &model, cycle, fsync).await;
@@ -619,7 +530,7 @@ async fn kill_loop(fsync: &str) {
             .filter(|entry| entry.acknowledged.is_some())
             .count();
     }
-    let mut server = ChildServer::spawn(dir.path(), fsync, free_port());
+    let mut server = spawn_logging(dir.path(), fsync, free_port());
     server.ready().await;
     check(server.addr, &model, cycles, fsync).await;
     assert!(
