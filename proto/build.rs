@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "shoal/v1/collection.proto",
     "shoal/v1/batch.proto",
     "shoal/v1/watch.proto",
+    "shoal/v1/cluster.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
 use shoal_proto::v1::batch_service_client::BatchServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
+use shoal_proto::v1::cluster_service_client::ClusterServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -591,7 +592,8 @@ impl ClientBuilder {
             batch: BatchServiceClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            watch: WatchServiceClient::new(channel),
+            watch: WatchServiceClient::new(channel.clone()),
+            cluster: ClusterServiceClient::new(channel),
             namespace: Arc::from(self.namespace),
             timeout: self.timeout,
             retry: self.retry,

@@ -10,6 +10,7 @@ use shoal_proto::v1 as pb;
 use shoal_proto::v1::admin_service_client::AdminServiceClient;
 use shoal_proto::v1::batch_service_client::BatchServiceClient;
 use shoal_proto::v1::cache_service_client::CacheServiceClient;
+use shoal_proto::v1::cluster_service_client::ClusterServiceClient;
 use shoal_proto::v1::collection_service_client::CollectionServiceClient;
 use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tokio::time::Instant;
@@ -49,6 +50,7 @@ pub struct Client {
     pub(crate) collection: CollectionServiceClient<TracedChannel>,
     pub(crate) batch: BatchServiceClient<TracedChannel>,
     pub(crate) watch: WatchServiceClient<TracedChannel>,
+    pub(crate) cluster: ClusterServiceClient<TracedChannel>,
     pub(crate) namespace: Arc<str>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
@@ -458,6 +460,24 @@ impl Client {
             )
             .await?;
         Ok(convert::snapshot(response))
+    }
+
+    /// The members of the server's cluster as it sees them (a single
+    /// server is a cluster of one, with an empty address).
+    ///
+    /// # Errors
+    ///
+    /// As for every call: the server's status, or a transport failure.
+    pub async fn topology(&self) -> Result<crate::types::Topology> {
+        let response = self
+            .unary(
+                Idempotency::Idempotent,
+                &self.cluster,
+                pb::GetTopologyRequest {},
+                |mut c, r| async move { c.get_topology(r).await },
+            )
+            .await?;
+        Ok(convert::topology(response.topology.unwrap_or_default()))
     }
 
     /// Counters of every namespace, their total, and per-RPC counts.

@@ -10,9 +10,9 @@ use shoal_proto::v1 as pb;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceBudget,
+    ClusterMember, Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceBudget,
     NamespaceStats, PersistenceStatus, RpcStats, ScanOptions, ScanPage, SetResult, SnapshotInfo,
-    Stats,
+    Stats, Topology,
 };
 
 /// Whole milliseconds in `d`, rounded up so that a nonzero duration never
@@ -265,6 +265,22 @@ pub(crate) fn snapshot(response: pb::SnapshotResponse) -> SnapshotInfo {
         keys: response.keys,
         bytes: response.bytes,
         duration: Duration::from_millis(response.duration_ms),
+    }
+}
+
+pub(crate) fn topology(topology: pb::Topology) -> Topology {
+    Topology {
+        epoch: topology.epoch,
+        local_id: topology.local_id,
+        members: topology
+            .members
+            .into_iter()
+            .map(|member| ClusterMember {
+                id: member.id,
+                address: member.address,
+                ready: member.ready,
+            })
+            .collect(),
     }
 }
 

@@ -155,9 +155,9 @@ pub use pipeline::{Pipeline, PipelineResults, Slot};
 pub use retry::RetryPolicy;
 pub use typed::Typed;
 pub use types::{
-    Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceBudget,
+    ClusterMember, Condition, Expiry, IncrementResult, ItemMeta, KeyInfo, KeyType, NamespaceBudget,
     NamespaceStats, ParseKeyTypeError, PersistenceStatus, PushOptions, RpcStats, ScanOptions,
-    ScanPage, SetOptions, SetResult, SnapshotInfo, Stats, Ttl,
+    ScanPage, SetOptions, SetResult, SnapshotInfo, Stats, Topology, Ttl,
 };
 
 pub use watch::{ChangeKind, WatchEvent, WatchOptions, WatchStream};

@@ -430,6 +430,28 @@ pub struct PersistenceStatus {
     pub start_recovery: Duration,
 }
 
+/// The members of a cluster, as one of them sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Topology {
+    /// Grows with each change the answering member saw.
+    pub epoch: u64,
+    /// The id of the member that answered.
+    pub local_id: String,
+    /// Every member, sorted by id.
+    pub members: Vec<ClusterMember>,
+}
+
+/// One server of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ClusterMember {
+    /// Its stable id, by which keys are placed.
+    pub id: String,
+    /// `host:port` of its gRPC listener; empty for a single server.
+    pub address: String,
+    /// Whether it owns keys now.
+    pub ready: bool,
+}
+
 /// A snapshot the server took.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct SnapshotInfo {

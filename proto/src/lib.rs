@@ -34,4 +34,6 @@ pub mod service_names {
     pub const BATCH: &str = "shoal.v1.BatchService";
     /// `shoal.v1.WatchService`.
     pub const WATCH: &str = "shoal.v1.WatchService";
+    /// `shoal.v1.ClusterService`.
+    pub const CLUSTER: &str = "shoal.v1.ClusterService";
 }

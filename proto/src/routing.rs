@@ -112,21 +112,29 @@ impl Rendezvous {
 
     /// The owner of `key` (rank 1); `None` with no members.
     pub fn owner(&self, key: &[u8]) -> Option<&str> {
+        self.owner_index(key)
+            .map(|index| self.nodes[index].0.as_str())
+    }
+
+    /// Where the owner of `key` stands in [`Rendezvous::node_ids`]; `None`
+    /// with no members. Lets a caller keep its own per-member state in a
+    /// vector sorted by id and find the owner's without comparing strings.
+    pub fn owner_index(&self, key: &[u8]) -> Option<usize> {
         let routed = routing_key(key);
         self.nodes
             .iter()
-            .map(|(id, seed)| (xxh64(routed, *seed), id))
+            .enumerate()
+            .map(|(index, (_, seed))| (xxh64(routed, *seed), index))
             // Highest weight; among equal weights the smallest id, which
-            // comes first in `nodes`, so `max_by_key` must not take a later
-            // equal one.
+            // comes first in `nodes`, so a later equal one must not win.
             .fold(
                 None,
-                |best: Option<(u64, &String)>, (weight, id)| match best {
+                |best: Option<(u64, usize)>, (weight, index)| match best {
                     Some((top, _)) if top >= weight => best,
-                    _ => Some((weight, id)),
+                    _ => Some((weight, index)),
                 },
             )
-            .map(|(_, id)| id.as_str())
+            .map(|(_, index)| index)
     }
 
     /// Every member ranked for `key`: the owner, then its replicas in

@@ -72,6 +72,8 @@ pub struct Config {
     pub persistence: crate::persistence::settings::PersistenceSettings,
     /// Settings of some namespaces, as `[namespaces.NAME]` tables.
     pub namespaces: BTreeMap<String, NamespaceSettings>,
+    /// The other members of a cluster; a single server by default.
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 /// A `[namespaces.NAME]` table.
@@ -651,6 +653,7 @@ impl Default for Config {
             tls: TlsSettings::default(),
             persistence: crate::persistence::settings::PersistenceSettings::default(),
             namespaces: BTreeMap::new(),
+            cluster: crate::cluster::ClusterSettings::default(),
         }
     }
 }
@@ -868,6 +871,7 @@ impl Config {
             return invalid("telemetry.service_name", "must not be empty");
         }
         self.auth.validate()?;
+        self.cluster.validate()?;
         self.tls.validate()
     }
 

@@ -39,6 +39,9 @@ pub enum ServerError {
     /// The data directory could not be locked, recovered or logged to.
     #[error("persistence: {0}")]
     Persistence(#[from] crate::persistence::PersistenceError),
+    /// The cluster could not be set up.
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// A tracing subscriber was already installed in this process.
     #[error("cannot install logging and tracing: {0}")]
     Subscriber(#[from] tracing_subscriber::util::TryInitError),

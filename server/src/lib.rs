@@ -7,6 +7,8 @@
 //!   graceful shutdown, as the `shoal-server` binary runs it.
 //! - [`auth`]: tokens and the rights they grant per namespace, checked
 //!   once per call and per namespace touched.
+//! - [`cluster`]: several servers as one cache: membership, key
+//!   placement and forwarding to a key's owner.
 //! - [`change_feed`]: the engine's change records fanned out to Watch
 //!   streams.
 //! - [`config`]: settings from defaults, a TOML file, flags and the
@@ -34,6 +36,7 @@
 
 pub mod auth;
 pub mod change_feed;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod healthcheck;

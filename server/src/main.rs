@@ -186,6 +186,42 @@ struct Args {
     tls: TlsArgs,
     #[command(flatten)]
     persistence: PersistenceArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Cluster flags; each overrides the `[cluster]` section of the file.
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// Every member of the cluster, this one included, as id=host:port
+    /// (comma-separated); keys are placed over them [default: none, a
+    /// single server].
+    #[arg(long, env = "SHOAL_PEERS", value_delimiter = ',')]
+    peers: Option<Vec<String>>,
+    /// This server's id among --peers [default: the host name].
+    #[arg(long, env = "SHOAL_NODE_ID")]
+    node_id: Option<String>,
+    /// CA bundle that signs the members' certificates, for TLS between
+    /// members [default: tls.client_ca when the listener has TLS].
+    #[arg(long, env = "SHOAL_CLUSTER_TLS_CA")]
+    cluster_tls_ca: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    fn apply(self, cluster: &mut shoal_server::cluster::ClusterSettings) {
+        if let Some(peers) = self.peers {
+            cluster.peers = peers
+                .into_iter()
+                .filter(|peer| !peer.trim().is_empty())
+                .collect();
+        }
+        if let Some(id) = self.node_id {
+            cluster.node_id = Some(id);
+        }
+        if let Some(ca) = self.cluster_tls_ca {
+            cluster.tls_ca = Some(ca);
+        }
+    }
 }
 
 /// Persistence flags; each overrides the `[persistence]` section of the file.
@@ -347,6 +383,7 @@ impl Args {
         }
         self.tls.apply(&mut config.tls);
         self.persistence.apply(&mut config.persistence);
+        self.cluster.apply(&mut config.cluster);
         config.validate()?;
         Ok(config)
     }

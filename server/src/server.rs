@@ -8,6 +8,7 @@ use std::time::Duration;
 use shoal_proto::v1::admin_service_server::AdminServiceServer;
 use shoal_proto::v1::batch_service_server::BatchServiceServer;
 use shoal_proto::v1::cache_service_server::CacheServiceServer;
+use shoal_proto::v1::cluster_service_server::ClusterServiceServer;
 use shoal_proto::v1::collection_service_server::CollectionServiceServer;
 use shoal_proto::v1::watch_service_server::WatchServiceServer;
 use tokio::net::TcpListener;
@@ -17,6 +18,7 @@ use tonic_health::ServingStatus;
 
 use crate::auth::{self, AuthLayer, AuthState, Authenticator, FailureLimits, TokenStore};
 use crate::change_feed::ChangeFeed;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::engine::{ChangeSink, Engine, ExpirySweeper};
 use crate::error::ServerError;
@@ -29,7 +31,9 @@ use crate::persistence::PersistenceError;
 use crate::persistence::runtime::Persistence;
 use crate::persistence::settings::PersistenceMode;
 use crate::process::open_files;
-use crate::service::{AdminApi, BatchApi, CacheApi, CollectionApi, ServiceState, WatchApi};
+use crate::service::{
+    AdminApi, BatchApi, CacheApi, ClusterApi, CollectionApi, ServiceState, WatchApi,
+};
 use crate::tls::TlsListener;
 
 /// Binds `config.listen` (and `config.admin.listen`) and serves until
@@ -131,12 +135,14 @@ pub async fn serve_listeners(
         feed.close();
     }
     let (auth, token_watcher) = auth_state(&config)?;
-    let state = ServiceState::with_persistence(
+    let cluster = Cluster::start(&config)?.map(Arc::new);
+    let state = ServiceState::with_cluster(
         engine,
         feed.clone(),
         &config,
         auth.clone(),
         persistence.clone(),
+        cluster,
     );
     let max_message = config.max_message_bytes();
     let readiness = Readiness::ready();
@@ -162,6 +168,9 @@ pub async fn serve_listeners(
         .await;
     health.set_serving::<BatchServiceServer<BatchApi>>().await;
     health.set_serving::<WatchServiceServer<WatchApi>>().await;
+    health
+        .set_serving::<ClusterServiceServer<ClusterApi>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let reflection_v1 = reflection().build_v1()?;
@@ -177,6 +186,7 @@ pub async fn serve_listeners(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let watch = WatchServiceServer::new(WatchApi::new(state.clone()));
+    let cluster_api = ClusterServiceServer::new(ClusterApi::new(state.clone()));
     let admin_api = AdminServiceServer::new(AdminApi::new(state.clone()))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
@@ -225,6 +235,7 @@ pub async fn serve_listeners(
         .add_service(collection)
         .add_service(batch)
         .add_service(watch)
+        .add_service(cluster_api)
         .add_service(admin_api);
 
     let stopping_traffic = Arc::clone(&state.traffic);
@@ -252,6 +263,9 @@ pub async fn serve_listeners(
             .await;
         health
             .set_not_serving::<WatchServiceServer<WatchApi>>()
+            .await;
+        health
+            .set_not_serving::<ClusterServiceServer<ClusterApi>>()
             .await;
         // Watch streams never end on their own: end them so that draining
         // finishes and watchers reconnect to another server.

@@ -279,6 +279,9 @@ pub enum Command {
     Snapshot,
     /// List the namespaces the server knows, one per line.
     Namespaces,
+    /// Show the members of the server's cluster: id, address and whether
+    /// each owns keys now (a single server is a cluster of one).
+    Cluster,
     /// Generate load and report throughput and latency per test, as
     /// redis-benchmark does.
     ///

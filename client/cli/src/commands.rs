@@ -194,6 +194,18 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 Ok(())
             }
         }
+        Command::Cluster => {
+            let topology = client.topology().await?;
+            if json {
+                print_json(
+                    out,
+                    &serde_json::to_value(&topology).map_err(io::Error::other)?,
+                )
+            } else {
+                out.write_all(output::topology_report(&topology).as_bytes())?;
+                Ok(())
+            }
+        }
         Command::Bench(_) => unreachable!("bench runs before the client connects"),
         Command::Namespaces => {
             let namespaces = client.list_namespaces().await?;

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use shoal_client::{KeyInfo, NamespaceStats, Stats};
+use shoal_client::{KeyInfo, NamespaceStats, Stats, Topology};
 
 /// Bytes as text for people: printable UTF-8 as it is; anything else
 /// (control characters, invalid UTF-8) double-quoted with escapes, as
@@ -175,6 +175,42 @@ fn persistence_line(status: Option<&shoal_client::PersistenceStatus>) -> String 
         status.start_replayed_records,
         status.start_expired_keys,
         duration(status.start_recovery),
+    )
+}
+
+/// The members of a cluster, one per line, marking the one that answered.
+pub fn topology_report(topology: &Topology) -> String {
+    let columns = [
+        ("ID", Align::Left),
+        ("ADDRESS", Align::Left),
+        ("READY", Align::Left),
+        ("", Align::Left),
+    ];
+    let rows: Vec<Vec<String>> = topology
+        .members
+        .iter()
+        .map(|member| {
+            vec![
+                member.id.clone(),
+                if member.address.is_empty() {
+                    "-".to_owned()
+                } else {
+                    member.address.clone()
+                },
+                if member.ready { "yes" } else { "no" }.to_owned(),
+                if member.id == topology.local_id {
+                    "(answered)".to_owned()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    format!(
+        "epoch {}, {} members\n{}",
+        topology.epoch,
+        topology.members.len(),
+        table(&columns, &rows)
     )
 }
 

@@ -61,6 +61,7 @@ pub struct RpcLayer {
 const SESSIONS: &[&str] = &[
     "/shoal.v1.WatchService/Watch",
     "/shoal.v1.BatchService/Pipeline",
+    "/shoal.v1.ClusterService/WatchTopology",
     "/grpc.health.v1.Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

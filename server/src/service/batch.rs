@@ -14,10 +14,12 @@ use shoal_proto::v1::batch_service_server::BatchService;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::chunks::{ResponseStream, chunk_size, stream_positions};
 use super::pipeline::Pipeline;
+use super::split;
 use super::status::{engine_status, invalid, item_status};
 use super::{ServiceState, convert, reply};
 use crate::auth::{Access, Role};
@@ -34,7 +36,7 @@ const SET_CHUNKS_IN_FLIGHT: usize = 2;
 /// Implementation of `BatchService` over the engine.
 #[derive(Debug, Clone)]
 pub struct BatchApi {
-    state: Arc<ServiceState>,
+    pub(super) state: Arc<ServiceState>,
 }
 
 impl BatchApi {
@@ -61,6 +63,72 @@ impl BatchApi {
             .check(access, namespace, role)
             .err()
             .map(|status| item_status(&status))
+    }
+
+    /// The replies of a GetBatch, split by owner when other cluster
+    /// members own some of its keys (see [`super::split`]).
+    pub(super) fn read_batch_routed(
+        &self,
+        access: &Access,
+        metadata: &MetadataMap,
+        request: pb::GetBatchRequest,
+    ) -> Result<ResponseStream<pb::GetBatchResponse>, Status> {
+        self.batch_size("keys", request.keys.len())?;
+        if self
+            .denied(access, &request.namespace, Role::Read)
+            .is_none()
+            && let Some(groups) = self.state.owners_of(metadata, &request.keys)?
+        {
+            let metadata = self.state.travelling_metadata(metadata);
+            return split::get_batch(self.clone(), access.clone(), metadata, request, groups);
+        }
+        self.read_batch(access, request)
+    }
+
+    /// The replies of a DeleteBatch, split by owner as
+    /// [`BatchApi::read_batch_routed`] does.
+    pub(super) fn remove_batch_routed(
+        &self,
+        access: &Access,
+        metadata: &MetadataMap,
+        request: pb::DeleteBatchRequest,
+    ) -> Result<ResponseStream<pb::DeleteBatchResponse>, Status> {
+        self.batch_size("keys", request.keys.len())?;
+        if self
+            .denied(access, &request.namespace, Role::Write)
+            .is_none()
+            && let Some(groups) = self.state.owners_of(metadata, &request.keys)?
+        {
+            let metadata = self.state.travelling_metadata(metadata);
+            return split::delete_batch(self.clone(), access.clone(), metadata, request, groups);
+        }
+        self.remove_batch(access, request)
+    }
+
+    /// Applies one SetBatch chunk as [`BatchApi::set_chunk`] does, split
+    /// by owner when other cluster members own some of its keys; the
+    /// caller then waits for [`ServiceState::logged`] as after
+    /// `set_chunk`.
+    pub(super) async fn set_chunk_routed(
+        &self,
+        access: &Access,
+        metadata: &MetadataMap,
+        chunk: pb::SetBatchRequest,
+        next_index: &mut u64,
+    ) -> Result<pb::SetBatchResponse, Status> {
+        if self.state.cluster.is_some()
+            && chunk.items.len() <= self.state.max_batch_items
+            && self.denied(access, &chunk.namespace, Role::Write).is_none()
+        {
+            let keys: Vec<Bytes> = chunk.items.iter().map(|item| item.key.clone()).collect();
+            if let Some(groups) = self.state.owners_of(metadata, &keys)? {
+                let first = *next_index;
+                *next_index += keys.len() as u64;
+                let metadata = self.state.travelling_metadata(metadata);
+                return split::set_chunk(self, access, &metadata, chunk, groups, first).await;
+            }
+        }
+        self.set_chunk(access, chunk, next_index)
     }
 
     /// The replies of a GetBatch, chunk by chunk.
@@ -179,6 +247,7 @@ impl BatchApi {
     async fn set_batch(
         self,
         access: Access,
+        metadata: MetadataMap,
         mut chunks: Streaming<pb::SetBatchRequest>,
         replies: mpsc::Sender<Result<pb::SetBatchResponse, Status>>,
     ) {
@@ -192,7 +261,9 @@ impl BatchApi {
                 None => return,
                 Some(Err(status)) => Err(status),
                 Some(Ok(chunk)) => {
-                    let reply = self.set_chunk(&access, chunk, &mut next_index);
+                    let reply = self
+                        .set_chunk_routed(&access, &metadata, chunk, &mut next_index)
+                        .await;
                     // The chunk's reply waits for its last record.
                     let logged = self.state.logged();
                     match logged.await {
@@ -346,9 +417,9 @@ impl BatchService for BatchApi {
         request: Request<pb::GetBatchRequest>,
     ) -> Result<Response<Self::GetBatchStream>, Status> {
         let access = self.state.access(&request).clone();
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         record_call(&request.namespace, request.keys.len());
-        reply(self.read_batch(&access, request))
+        reply(self.read_batch_routed(&access, &metadata, request))
     }
 
     type SetBatchStream = ReceiverStream<Result<pb::SetBatchResponse, Status>>;
@@ -359,7 +430,11 @@ impl BatchService for BatchApi {
     ) -> Result<Response<Self::SetBatchStream>, Status> {
         let (sender, receiver) = mpsc::channel(SET_CHUNKS_IN_FLIGHT);
         let access = self.state.access(&request).clone();
-        tokio::spawn(self.clone().set_batch(access, request.into_inner(), sender));
+        let metadata = self.state.travelling_metadata(request.metadata());
+        tokio::spawn(
+            self.clone()
+                .set_batch(access, metadata, request.into_inner(), sender),
+        );
         // Namespaces and items arrive chunk by chunk, after the span opens:
         // the span records neither.
         reply(Ok(ReceiverStream::new(receiver)))
@@ -372,9 +447,9 @@ impl BatchService for BatchApi {
         request: Request<pb::DeleteBatchRequest>,
     ) -> Result<Response<Self::DeleteBatchStream>, Status> {
         let access = self.state.access(&request).clone();
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         record_call(&request.namespace, request.keys.len());
-        reply(self.remove_batch(&access, request))
+        reply(self.remove_batch_routed(&access, &metadata, request))
     }
 
     type PipelineStream = ReceiverStream<Result<pb::PipelineResponse, Status>>;
@@ -384,7 +459,9 @@ impl BatchService for BatchApi {
         request: Request<Streaming<pb::PipelineRequest>>,
     ) -> Result<Response<Self::PipelineStream>, Status> {
         let access = self.state.access(&request).clone();
-        let stream = Pipeline::new(Arc::clone(&self.state), access).start(request.into_inner());
+        let metadata = self.state.travelling_metadata(request.metadata());
+        let stream =
+            Pipeline::new(Arc::clone(&self.state), access, metadata).start(request.into_inner());
         reply(Ok(stream))
     }
 }

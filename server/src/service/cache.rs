@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status::{engine_status, invalid};
-use super::{ServiceState, convert, validate};
+use super::{ServiceState, convert, method, validate};
 use crate::engine::{EngineError, KeyPattern, Namespace, ScanFilter, SetOptions};
 use crate::observe::telemetry::record_call;
 
@@ -251,6 +251,9 @@ impl CacheService for CacheApi {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::GET, request).await;
+        }
         self.state
             .acked(CacheApi::get(self, request.into_inner()))
             .await
@@ -261,6 +264,9 @@ impl CacheService for CacheApi {
         request: Request<pb::SetRequest>,
     ) -> Result<Response<pb::SetResponse>, Status> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::SET, request).await;
+        }
         self.state
             .acked(CacheApi::set(self, request.into_inner()))
             .await
@@ -271,6 +277,22 @@ impl CacheService for CacheApi {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         self.state.authorize(&request)?;
+        if request.get_ref().keys.len() <= super::MAX_ITEMS_PER_REQUEST
+            && let Some(groups) = self
+                .state
+                .owners_of(request.metadata(), &request.get_ref().keys)?
+        {
+            let metadata = self.state.travelling_metadata(request.metadata());
+            let deleted = super::split::delete(
+                &self.state,
+                &metadata,
+                request.into_inner(),
+                groups,
+                |part| CacheApi::delete(self, part),
+            )
+            .await;
+            return super::reply(deleted);
+        }
         self.state
             .acked(CacheApi::delete(self, request.into_inner()))
             .await
@@ -281,6 +303,19 @@ impl CacheService for CacheApi {
         request: Request<pb::DescribeRequest>,
     ) -> Result<Response<pb::DescribeResponse>, Status> {
         self.state.authorize(&request)?;
+        if request.get_ref().keys.len() <= super::MAX_ITEMS_PER_REQUEST
+            && let Some(groups) = self
+                .state
+                .owners_of(request.metadata(), &request.get_ref().keys)?
+        {
+            let metadata = self.state.travelling_metadata(request.metadata());
+            let described =
+                super::split::describe(&metadata, request.into_inner(), groups, |part| {
+                    CacheApi::describe(self, part)
+                })
+                .await;
+            return super::reply(described);
+        }
         self.state
             .acked(CacheApi::describe(self, request.into_inner()))
             .await
@@ -291,6 +326,9 @@ impl CacheService for CacheApi {
         request: Request<pb::IncrementRequest>,
     ) -> Result<Response<pb::IncrementResponse>, Status> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::INCREMENT, request).await;
+        }
         self.state
             .acked(CacheApi::increment(self, request.into_inner()))
             .await
@@ -301,6 +339,9 @@ impl CacheService for CacheApi {
         request: Request<pb::UpdateTtlRequest>,
     ) -> Result<Response<pb::UpdateTtlResponse>, Status> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::UPDATE_TTL, request).await;
+        }
         self.state
             .acked(CacheApi::update_ttl(self, request.into_inner()))
             .await

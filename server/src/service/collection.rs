@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::chunks::{ResponseStream, chunk_size, stream_snapshot};
 use super::status::{engine_status, invalid};
 use super::validate::{self, MAX_ITEMS_PER_REQUEST, item_count, pop_count};
-use super::{ServiceState, convert};
+use super::{ServiceState, convert, method};
 use crate::engine::{EngineError, Namespace, SetOperation};
 use crate::observe::rpc_layer::CallDeadline;
 use crate::observe::telemetry::record_call;
@@ -436,16 +436,25 @@ type Reply<T> = Result<Response<T>, Status>;
 impl CollectionService for CollectionApi {
     async fn h_set(&self, request: Request<pb::HSetRequest>) -> Reply<pb::HSetResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::HSET, request).await;
+        }
         self.state.acked(self.hset(request.into_inner())).await
     }
 
     async fn h_get(&self, request: Request<pb::HGetRequest>) -> Reply<pb::HGetResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::HGET, request).await;
+        }
         self.state.acked(self.hget(request.into_inner())).await
     }
 
     async fn hm_get(&self, request: Request<pb::HmGetRequest>) -> Reply<pb::HmGetResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::HMGET, request).await;
+        }
         self.state.acked(self.hmget(request.into_inner())).await
     }
 
@@ -453,6 +462,9 @@ impl CollectionService for CollectionApi {
 
     async fn h_get_all(&self, request: Request<pb::HGetAllRequest>) -> Reply<Self::HGetAllStream> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.server_streaming(method::HGETALL, request).await;
+        }
         let deadline = CallDeadline::of(&request);
         self.state
             .acked(self.hgetall(request.into_inner(), deadline))
@@ -461,26 +473,41 @@ impl CollectionService for CollectionApi {
 
     async fn h_del(&self, request: Request<pb::HDelRequest>) -> Reply<pb::HDelResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::HDEL, request).await;
+        }
         self.state.acked(self.hdel(request.into_inner())).await
     }
 
     async fn h_len(&self, request: Request<pb::HLenRequest>) -> Reply<pb::HLenResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::HLEN, request).await;
+        }
         self.state.acked(self.hlen(request.into_inner())).await
     }
 
     async fn h_exists(&self, request: Request<pb::HExistsRequest>) -> Reply<pb::HExistsResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::HEXISTS, request).await;
+        }
         self.state.acked(self.hexists(request.into_inner())).await
     }
 
     async fn h_incr_by(&self, request: Request<pb::HIncrByRequest>) -> Reply<pb::HIncrByResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::HINCRBY, request).await;
+        }
         self.state.acked(self.hincrby(request.into_inner())).await
     }
 
     async fn l_push(&self, request: Request<pb::LPushRequest>) -> Reply<pb::LPushResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::LPUSH, request).await;
+        }
         let r = request.into_inner();
         let result = self
             .push(
@@ -497,6 +524,9 @@ impl CollectionService for CollectionApi {
 
     async fn r_push(&self, request: Request<pb::RPushRequest>) -> Reply<pb::RPushResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::RPUSH, request).await;
+        }
         let r = request.into_inner();
         let result = self
             .push(
@@ -513,6 +543,9 @@ impl CollectionService for CollectionApi {
 
     async fn l_pop(&self, request: Request<pb::LPopRequest>) -> Reply<pb::LPopResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::LPOP, request).await;
+        }
         let r = request.into_inner();
         let result = self
             .pop(&r.namespace, &r.key, r.count, true)
@@ -522,6 +555,9 @@ impl CollectionService for CollectionApi {
 
     async fn r_pop(&self, request: Request<pb::RPopRequest>) -> Reply<pb::RPopResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::RPOP, request).await;
+        }
         let r = request.into_inner();
         let result = self
             .pop(&r.namespace, &r.key, r.count, false)
@@ -533,6 +569,9 @@ impl CollectionService for CollectionApi {
 
     async fn l_range(&self, request: Request<pb::LRangeRequest>) -> Reply<Self::LRangeStream> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.server_streaming(method::LRANGE, request).await;
+        }
         let deadline = CallDeadline::of(&request);
         self.state
             .acked(self.lrange(request.into_inner(), deadline))
@@ -541,36 +580,57 @@ impl CollectionService for CollectionApi {
 
     async fn l_len(&self, request: Request<pb::LLenRequest>) -> Reply<pb::LLenResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::LLEN, request).await;
+        }
         self.state.acked(self.llen(request.into_inner())).await
     }
 
     async fn l_trim(&self, request: Request<pb::LTrimRequest>) -> Reply<pb::LTrimResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::LTRIM, request).await;
+        }
         self.state.acked(self.ltrim(request.into_inner())).await
     }
 
     async fn l_index(&self, request: Request<pb::LIndexRequest>) -> Reply<pb::LIndexResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::LINDEX, request).await;
+        }
         self.state.acked(self.lindex(request.into_inner())).await
     }
 
     async fn l_set(&self, request: Request<pb::LSetRequest>) -> Reply<pb::LSetResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::LSET, request).await;
+        }
         self.state.acked(self.lset(request.into_inner())).await
     }
 
     async fn l_rem(&self, request: Request<pb::LRemRequest>) -> Reply<pb::LRemResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::LREM, request).await;
+        }
         self.state.acked(self.lrem(request.into_inner())).await
     }
 
     async fn s_add(&self, request: Request<pb::SAddRequest>) -> Reply<pb::SAddResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::SADD, request).await;
+        }
         self.state.acked(self.sadd(request.into_inner())).await
     }
 
     async fn s_rem(&self, request: Request<pb::SRemRequest>) -> Reply<pb::SRemResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::SREM, request).await;
+        }
         self.state.acked(self.srem(request.into_inner())).await
     }
 
@@ -581,6 +641,9 @@ impl CollectionService for CollectionApi {
         request: Request<pb::SMembersRequest>,
     ) -> Reply<Self::SMembersStream> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.server_streaming(method::SMEMBERS, request).await;
+        }
         let deadline = CallDeadline::of(&request);
         self.state
             .acked(self.smembers(request.into_inner(), deadline))
@@ -592,6 +655,9 @@ impl CollectionService for CollectionApi {
         request: Request<pb::SIsMemberRequest>,
     ) -> Reply<pb::SIsMemberResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::SISMEMBER, request).await;
+        }
         let r = request.into_inner();
         let result = self
             .smismember(&r.namespace, &r.key, std::slice::from_ref(&r.member))
@@ -606,6 +672,9 @@ impl CollectionService for CollectionApi {
         request: Request<pb::SmIsMemberRequest>,
     ) -> Reply<pb::SmIsMemberResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::SMISMEMBER, request).await;
+        }
         let r = request.into_inner();
         let result = self
             .smismember(&r.namespace, &r.key, &r.members)
@@ -615,11 +684,17 @@ impl CollectionService for CollectionApi {
 
     async fn s_card(&self, request: Request<pb::SCardRequest>) -> Reply<pb::SCardResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::SCARD, request).await;
+        }
         self.state.acked(self.scard(request.into_inner())).await
     }
 
     async fn s_pop(&self, request: Request<pb::SPopRequest>) -> Reply<pb::SPopResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::SPOP, request).await;
+        }
         self.state.acked(self.spop(request.into_inner())).await
     }
 
@@ -628,6 +703,9 @@ impl CollectionService for CollectionApi {
         request: Request<pb::SRandMemberRequest>,
     ) -> Reply<pb::SRandMemberResponse> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner(&request)? {
+            return owner.unary(method::SRANDMEMBER, request).await;
+        }
         self.state
             .acked(self.srandmember(request.into_inner()))
             .await
@@ -637,6 +715,9 @@ impl CollectionService for CollectionApi {
 
     async fn s_inter(&self, request: Request<pb::SInterRequest>) -> Reply<Self::SInterStream> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner_of_keys(&request)? {
+            return owner.server_streaming(method::SINTER, request).await;
+        }
         let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(
@@ -654,6 +735,9 @@ impl CollectionService for CollectionApi {
 
     async fn s_union(&self, request: Request<pb::SUnionRequest>) -> Reply<Self::SUnionStream> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner_of_keys(&request)? {
+            return owner.server_streaming(method::SUNION, request).await;
+        }
         let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(
@@ -671,6 +755,9 @@ impl CollectionService for CollectionApi {
 
     async fn s_diff(&self, request: Request<pb::SDiffRequest>) -> Reply<Self::SDiffStream> {
         self.state.authorize(&request)?;
+        if let Some(owner) = self.state.remote_owner_of_keys(&request)? {
+            return owner.server_streaming(method::SDIFF, request).await;
+        }
         let deadline = CallDeadline::of(&request);
         let r = request.into_inner();
         let result = self.combine(

@@ -7,11 +7,14 @@ mod admin;
 mod batch;
 mod cache;
 mod chunks;
+mod cluster;
 mod collection;
 mod convert;
+mod forward;
 mod lease;
 mod pipeline;
 mod rights;
+mod split;
 mod status;
 mod validate;
 mod watch;
@@ -23,7 +26,9 @@ pub use admin::AdminApi;
 pub use batch::BatchApi;
 pub use cache::{CacheApi, DEFAULT_SCAN_PAGE, MAX_SCAN_PAGE};
 pub use chunks::{DEFAULT_CHUNK_ITEMS, MAX_CHUNK_BYTES, MAX_CHUNK_ITEMS};
+pub use cluster::ClusterApi;
 pub use collection::CollectionApi;
+pub use forward::FORWARDED_BY;
 pub use pipeline::MAX_PIPELINE_READ_BYTES;
 pub use validate::MAX_ITEMS_PER_REQUEST;
 pub use watch::{DEFAULT_HEARTBEAT_MS, MAX_WATCH_PREFIXES, WatchApi};
@@ -32,6 +37,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Access, AuthState, Role};
 use crate::change_feed::ChangeFeed;
+use crate::cluster::{Cluster, Topology};
 use crate::config::Config;
 use crate::engine::{Engine, Namespace};
 use crate::limits::byte_budget::ByteBudget;
@@ -114,6 +120,8 @@ pub mod method {
         DELETE_BATCH = "/shoal.v1.BatchService/DeleteBatch";
         PIPELINE = "/shoal.v1.BatchService/Pipeline";
         WATCH = "/shoal.v1.WatchService/Watch";
+        GET_TOPOLOGY = "/shoal.v1.ClusterService/GetTopology";
+        WATCH_TOPOLOGY = "/shoal.v1.ClusterService/WatchTopology";
     }
 }
 
@@ -145,6 +153,11 @@ pub struct ServiceState {
     pub(crate) auth: AuthState,
     /// The log and snapshots, with persistence on.
     pub(crate) persistence: Option<Arc<Persistence>>,
+    /// The other members, when this server is one of a cluster.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    /// The members as ClusterService reports them: the cluster's, or this
+    /// server alone.
+    pub(crate) topology: Arc<Topology>,
 }
 
 impl ServiceState {
@@ -174,6 +187,28 @@ impl ServiceState {
         auth: AuthState,
         persistence: Option<Arc<Persistence>>,
     ) -> Arc<Self> {
+        Self::with_cluster(engine, feed, config, auth, persistence, None)
+    }
+
+    /// As [`ServiceState::with_persistence`], with calls for keys that
+    /// another member of `cluster` owns forwarded to it.
+    pub fn with_cluster(
+        engine: Engine,
+        feed: Arc<ChangeFeed>,
+        config: &Config,
+        auth: AuthState,
+        persistence: Option<Arc<Persistence>>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Arc<Self> {
+        let topology = match &cluster {
+            Some(cluster) => Arc::clone(cluster.topology()),
+            None => Arc::new(Topology::single(
+                &config
+                    .cluster
+                    .local_id()
+                    .unwrap_or_else(|_| "shoal".to_string()),
+            )),
+        };
         let methods: Vec<&'static str> = method::ALL
             .iter()
             .chain(method::INFRASTRUCTURE)
@@ -190,6 +225,8 @@ impl ServiceState {
             stopping: tokio::sync::watch::Sender::new(false),
             auth,
             persistence,
+            cluster,
+            topology,
         })
     }
 

@@ -20,6 +20,7 @@ use shoal_proto::v1::collection_service_server::CollectionService;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Status, Streaming};
 
 use super::ServiceState;
@@ -48,12 +49,17 @@ pub(crate) struct Pipeline {
     state: Arc<ServiceState>,
     /// The caller's rights, which every command is held to.
     access: Access,
+    /// The call's metadata that each command carries, so that one whose
+    /// key another cluster member owns is forwarded with the caller's
+    /// credentials (empty on a single server).
+    metadata: MetadataMap,
 }
 
 impl Pipeline {
-    pub(crate) fn new(state: Arc<ServiceState>, access: Access) -> Self {
+    pub(crate) fn new(state: Arc<ServiceState>, access: Access, metadata: MetadataMap) -> Self {
         Self {
             access,
+            metadata,
             cache: CacheApi::new(Arc::clone(&state)),
             collection: CollectionApi::new(Arc::clone(&state)),
             batch: BatchApi::new(Arc::clone(&state)),
@@ -159,6 +165,9 @@ impl Pipeline {
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         request.extensions_mut().insert(self.access.clone());
+        if !self.metadata.is_empty() {
+            *request.metadata_mut() = self.metadata.clone();
+        }
         request
     }
 
@@ -205,19 +214,28 @@ impl Pipeline {
             Some(C::UpdateTtl(r)) => unary!(cache, CacheService::update_ttl, r, UpdateTtl),
             Some(C::Count(r)) => unary!(cache, CacheService::count, r, Count),
             Some(C::GetBatch(r)) => {
-                gather(self.batch.read_batch(&self.access, r)?, |all, chunk| {
+                let stream = self
+                    .batch
+                    .read_batch_routed(&self.access, &self.metadata, r)?;
+                gather(stream, |all, chunk| {
                     all.items.extend(chunk.items);
                 })
                 .await
                 .map(Reply::GetBatch)
             }
             Some(C::SetBatch(r)) => {
-                let reply = self.batch.set_chunk(&self.access, r, &mut 0);
+                let reply = self
+                    .batch
+                    .set_chunk_routed(&self.access, &self.metadata, r, &mut 0)
+                    .await;
                 self.state.logged().await?;
                 reply.map(Reply::SetBatch)
             }
             Some(C::DeleteBatch(r)) => {
-                gather(self.batch.remove_batch(&self.access, r)?, |all, chunk| {
+                let stream = self
+                    .batch
+                    .remove_batch_routed(&self.access, &self.metadata, r)?;
+                gather(stream, |all, chunk| {
                     all.items.extend(chunk.items);
                 })
                 .await

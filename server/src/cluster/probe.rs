@@ -1,0 +1,81 @@
+//! Health probes of the other members: a member whose probes fail
+//! `probe_failures` times in a row (no answer in time, or an answer other
+//! than SERVING, as while it drains) leaves the placement; one SERVING
+//! answer brings it back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+use super::peers::Peers;
+use super::topology::{Member, Topology};
+
+/// How members are probed.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSettings {
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Time one probe may take.
+    pub timeout: Duration,
+    /// Failures in a row that mark a member down.
+    pub failures: u32,
+}
+
+/// Probes every other member of `topology` until the task is aborted.
+pub async fn run(topology: Arc<Topology>, peers: Arc<Peers>, settings: ProbeSettings) {
+    let mut failures: HashMap<String, u32> = HashMap::new();
+    let mut ticks = tokio::time::interval(settings.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let view = topology.view();
+        let others: Vec<Member> = view
+            .members()
+            .iter()
+            .filter(|member| !view.is_local(member))
+            .cloned()
+            .collect();
+        let probes = others
+            .iter()
+            .map(|member| probe(&peers, member, settings.timeout));
+        let answers = futures_util::future::join_all(probes).await;
+        for (member, serving) in others.iter().zip(answers) {
+            let count = failures.entry(member.id.clone()).or_default();
+            if serving {
+                *count = 0;
+                if !member.ready {
+                    tracing::info!(member = %member.id, "cluster member is back");
+                    topology.set_ready(&member.id, true);
+                }
+            } else {
+                *count = count.saturating_add(1);
+                if member.ready && *count >= settings.failures {
+                    tracing::warn!(
+                        member = %member.id,
+                        address = %member.address,
+                        failures = *count,
+                        "cluster member is down: its keys go to the next members"
+                    );
+                    topology.set_ready(&member.id, false);
+                }
+            }
+        }
+        failures.retain(|id, _| others.iter().any(|member| member.id == *id));
+    }
+}
+
+/// Whether `member` answers SERVING within `timeout`.
+async fn probe(peers: &Peers, member: &Member, timeout: Duration) -> bool {
+    let Ok(channel) = peers.channel(member) else {
+        return false;
+    };
+    let mut health = HealthClient::new(channel);
+    let check = health.check(HealthCheckRequest::default());
+    matches!(
+        tokio::time::timeout(timeout, check).await,
+        Ok(Ok(reply)) if reply.get_ref().status == ServingStatus::Serving as i32
+    )
+}

@@ -1,0 +1,382 @@
+//! Three `shoal-server` processes on loopback as one cluster: every member
+//! answers for every key (forwarding calls to the key's owner, splitting
+//! batches and pipelines by owner), keys sit where the golden-vector
+//! routing puts them, and a member killed with SIGKILL costs errors only
+//! until the others' probes mark it down.
+
+use std::time::Duration;
+
+use shoal_proto::routing::Rendezvous;
+use shoal_proto::v1 as pb;
+use shoal_proto::v1::admin_service_client::AdminServiceClient;
+use shoal_proto::v1::batch_service_client::BatchServiceClient;
+use shoal_proto::v1::cache_service_client::CacheServiceClient;
+use shoal_proto::v1::cluster_service_client::ClusterServiceClient;
+use shoal_proto::v1::collection_service_client::CollectionServiceClient;
+use shoal_tests::process::{ChildServer, free_port};
+use shoal_tests::{b, get_request, set_request};
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+
+const IDS: [&str; 3] = ["node-a", "node-b", "node-c"];
+/// Keys written in each test.
+const KEYS: usize = 300;
+/// Longest a membership change may take to show: the probes' detection
+/// window (2 × (500 ms + 1 s)) with room for a loaded machine.
+const CONVERGENCE: Duration = Duration::from_secs(20);
+
+/// A member: its process and a channel to it.
+struct Node {
+    id: &'static str,
+    server: ChildServer,
+    channel: Channel,
+}
+
+impl Node {
+    fn cache(&self) -> CacheServiceClient<Channel> {
+        CacheServiceClient::new(self.channel.clone())
+    }
+
+    fn collection(&self) -> CollectionServiceClient<Channel> {
+        CollectionServiceClient::new(self.channel.clone())
+    }
+
+    async fn topology(&self) -> pb::Topology {
+        ClusterServiceClient::new(self.channel.clone())
+            .get_topology(pb::GetTopologyRequest {})
+            .await
+            .expect("GetTopology")
+            .into_inner()
+            .topology
+            .expect("a topology")
+    }
+
+    /// Keys stored on this member itself.
+    async fn local_keys(&self) -> u64 {
+        let stats = AdminServiceClient::new(self.channel.clone())
+            .stats(pb::StatsRequest::default())
+            .await
+            .expect("Stats")
+            .into_inner();
+        stats.total.map_or(0, |total| total.keys)
+    }
+}
+
+fn peers_flag(addrs: &[std::net::SocketAddr]) -> String {
+    IDS.iter()
+        .zip(addrs)
+        .map(|(id, addr)| format!("{id}={addr}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn spawn(id: &str, addr: std::net::SocketAddr, peers: &str) -> ChildServer {
+    ChildServer::spawn(addr, ["--node-id", id, "--peers", peers])
+}
+
+async fn connect(server: &ChildServer) -> Channel {
+    Channel::from_shared(server.endpoint())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+async fn start_cluster() -> (Vec<Node>, String) {
+    let addrs: Vec<_> = IDS.iter().map(|_| free_port()).collect();
+    let peers = peers_flag(&addrs);
+    let mut nodes = Vec::new();
+    for (id, addr) in IDS.iter().zip(&addrs) {
+        let mut server = spawn(id, *addr, &peers);
+        server.ready().await;
+        let channel = connect(&server).await;
+        nodes.push(Node {
+            id,
+            server,
+            channel,
+        });
+    }
+    (nodes, peers)
+}
+
+fn key(index: usize) -> String {
+    format!("user:{index}")
+}
+
+/// Polls `node`'s topology until `id` has readiness `ready`.
+async fn wait_ready(node: &Node, id: &str, ready: bool) {
+    let deadline = tokio::time::Instant::now() + CONVERGENCE;
+    loop {
+        let topology = node.topology().await;
+        if topology
+            .members
+            .iter()
+            .any(|member| member.id == id && member.ready == ready)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never saw {id} ready = {ready}: {topology:?}",
+            node.id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_member_answers_for_every_key_and_keys_live_on_their_owner() {
+    let (nodes, _) = start_cluster().await;
+    for index in 0..KEYS {
+        let node = &nodes[index % nodes.len()];
+        node.cache()
+            .set(set_request(&key(index), &format!("value {index}")))
+            .await
+            .expect("Set through any member");
+    }
+    for node in &nodes {
+        for index in 0..KEYS {
+            let reply = node
+                .cache()
+                .get(get_request(&key(index)))
+                .await
+                .expect("Get through any member")
+                .into_inner();
+            assert!(reply.found, "{} lost {}", node.id, key(index));
+            assert_eq!(reply.value, b(&format!("value {index}")));
+        }
+    }
+    // Each member holds exactly the keys the shared routing gives it.
+    let routing = Rendezvous::new(IDS);
+    for node in &nodes {
+        let owned = (0..KEYS)
+            .filter(|&index| routing.owner(key(index).as_bytes()) == Some(node.id))
+            .count() as u64;
+        assert!(owned > 0, "{} owns none of {KEYS} keys", node.id);
+        assert_eq!(node.local_keys().await, owned, "keys stored on {}", node.id);
+    }
+    // Every member reports the same members, each from its own place.
+    for node in &nodes {
+        let topology = node.topology().await;
+        assert_eq!(topology.local_id, node.id);
+        let ids: Vec<_> = topology.members.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, IDS);
+        assert!(topology.members.iter().all(|member| member.ready));
+    }
+}
+
+#[tokio::test]
+async fn collections_are_forwarded_and_set_algebra_needs_one_owner() {
+    let (nodes, _) = start_cluster().await;
+    let fields = (0..5)
+        .map(|index| pb::FieldValue {
+            field: b(&format!("f{index}")),
+            value: b(&format!("v{index}")),
+        })
+        .collect();
+    nodes[0]
+        .collection()
+        .h_set(pb::HSetRequest {
+            key: b("cart:1"),
+            fields,
+            ..Default::default()
+        })
+        .await
+        .expect("HSet");
+    for node in &nodes {
+        let mut stream = node
+            .collection()
+            .h_get_all(pb::HGetAllRequest {
+                key: b("cart:1"),
+                ..Default::default()
+            })
+            .await
+            .expect("HGetAll")
+            .into_inner();
+        let mut entries = 0;
+        while let Some(chunk) = stream.next().await {
+            entries += chunk.expect("HGetAll chunk").entries.len();
+        }
+        assert_eq!(entries, 5, "HGetAll through {}", node.id);
+    }
+
+    // Two sets under one hash tag share an owner: SInter works from anywhere.
+    for (set, members) in [("{team:7}:x", ["a", "b"]), ("{team:7}:y", ["b", "c"])] {
+        nodes[1]
+            .collection()
+            .s_add(pb::SAddRequest {
+                key: b(set),
+                members: members.iter().map(|m| b(m)).collect(),
+                ..Default::default()
+            })
+            .await
+            .expect("SAdd");
+    }
+    let mut stream = nodes[2]
+        .collection()
+        .s_inter(pb::SInterRequest {
+            keys: vec![b("{team:7}:x"), b("{team:7}:y")],
+            ..Default::default()
+        })
+        .await
+        .expect("SInter of one tag")
+        .into_inner();
+    let mut members = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        members.extend(chunk.expect("SInter chunk").members);
+    }
+    assert_eq!(members, [b("b")]);
+
+    // Keys without a shared tag, on different owners, are refused by name.
+    let routing = Rendezvous::new(IDS);
+    let apart = (1..100)
+        .map(|index| format!("set:{index}"))
+        .find(|other| routing.owner(other.as_bytes()) != routing.owner(b"set:0"))
+        .expect("a key on another owner");
+    let status = nodes[0]
+        .collection()
+        .s_inter(pb::SInterRequest {
+            keys: vec![b("set:0"), b(&apart)],
+            ..Default::default()
+        })
+        .await
+        .expect_err("keys of two owners");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("hash tag"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn a_killed_member_costs_errors_only_until_it_is_marked_down() {
+    let (mut nodes, peers) = start_cluster().await;
+    for index in 0..KEYS {
+        nodes[0]
+            .cache()
+            .set(set_request(&key(index), "v"))
+            .await
+            .expect("Set");
+    }
+    let routing = Rendezvous::new(IDS);
+    let victim = 2;
+    let victim_id = nodes[victim].id;
+    nodes[victim].server.kill();
+    for survivor in &nodes[..victim] {
+        wait_ready(survivor, victim_id, false).await;
+    }
+    // Marked down: no call fails. The victim's keys are misses on their
+    // new owners; every other key is still there.
+    for survivor in &nodes[..victim] {
+        for index in 0..KEYS {
+            let reply = survivor
+                .cache()
+                .get(get_request(&key(index)))
+                .await
+                .unwrap_or_else(|status| panic!("Get through {}: {status}", survivor.id))
+                .into_inner();
+            let lost = routing.owner(key(index).as_bytes()) == Some(victim_id);
+            assert_eq!(reply.found, !lost, "{} through {}", key(index), survivor.id);
+        }
+    }
+
+    // Back (empty, as a restart without persistence is): the others take
+    // it in again and its keys route to it.
+    let addr = nodes[victim].server.addr;
+    let mut server = spawn(victim_id, addr, &peers);
+    server.ready().await;
+    nodes[victim].channel = connect(&server).await;
+    nodes[victim].server = server;
+    for survivor in &nodes[..victim] {
+        wait_ready(survivor, victim_id, true).await;
+    }
+    let back = (0..KEYS)
+        .find(|&index| routing.owner(key(index).as_bytes()) == Some(victim_id))
+        .expect("a key of the victim");
+    nodes[0]
+        .cache()
+        .set(set_request(&key(back), "again"))
+        .await
+        .expect("Set after the return");
+    let reply = nodes[victim]
+        .cache()
+        .get(get_request(&key(back)))
+        .await
+        .expect("Get on the member that came back")
+        .into_inner();
+    assert_eq!(reply.value, b("again"));
+    assert_eq!(nodes[victim].local_keys().await, 1);
+}
+
+#[tokio::test]
+async fn batches_and_pipelines_split_by_owner_and_answer_in_request_order() {
+    let (nodes, _) = start_cluster().await;
+    let client = shoal_client::Client::builder()
+        .endpoint(nodes[0].server.endpoint())
+        .connect()
+        .await
+        .expect("connect");
+    // Small batches travel on pipelines, large ones on batch streams.
+    for count in [8, 2_000] {
+        let keys: Vec<String> = (0..count)
+            .map(|index| format!("batch:{count}:{index}"))
+            .collect();
+        let written = client
+            .set_many(keys.iter().map(|key| (key.clone(), format!("v-{key}"))))
+            .await
+            .expect("set_many");
+        assert!(written.iter().all(Result::is_ok), "set_many of {count}");
+        for node in &nodes {
+            let mut stream = BatchServiceClient::new(node.channel.clone())
+                .get_batch(pb::GetBatchRequest {
+                    keys: keys.iter().map(|key| b(key)).collect(),
+                    ..Default::default()
+                })
+                .await
+                .expect("GetBatch")
+                .into_inner();
+            let mut next = 0;
+            while let Some(chunk) = stream.next().await {
+                for item in chunk.expect("GetBatch chunk").items {
+                    assert_eq!(item.index, next, "GetBatch through {}", node.id);
+                    let expected = format!("v-{}", keys[next as usize]);
+                    assert_eq!(
+                        item.result,
+                        Some(pb::get_batch_item::Result::Value(b(&expected)))
+                    );
+                    next += 1;
+                }
+            }
+            assert_eq!(next as usize, count);
+        }
+        let read = client.get_many(&keys).await.expect("get_many");
+        for (key, value) in keys.iter().zip(read) {
+            assert_eq!(value.expect("item"), Some(b(&format!("v-{key}"))));
+        }
+        let described = &keys[..count.min(1_000)];
+        let mut asked: Vec<&str> = described.iter().map(String::as_str).collect();
+        asked.push("batch:none");
+        let infos = client.describe(&asked).await.expect("describe");
+        assert_eq!(infos.len(), asked.len());
+        for (info, key) in infos.iter().zip(&asked) {
+            assert_eq!(info.key, b(key), "describe keeps the request order");
+            assert_eq!(info.exists(), *key != "batch:none", "{key} described");
+        }
+        let removed = client
+            .delete_many(&keys[..count / 2])
+            .await
+            .expect("delete_many");
+        assert!(removed.into_iter().all(|existed| existed.expect("item")));
+        let deleted = client.delete(&keys[count / 2..]).await.expect("delete");
+        assert_eq!(deleted, (count - count / 2) as u64);
+    }
+    let stored: u64 = {
+        let mut total = 0;
+        for node in &nodes {
+            total += node.local_keys().await;
+        }
+        total
+    };
+    assert_eq!(stored, 0, "every key was deleted where it lived");
+}
