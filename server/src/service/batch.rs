@@ -21,7 +21,7 @@ use super::chunks::{ResponseStream, chunk_size, stream_positions};
 use super::pipeline::Pipeline;
 use super::split;
 use super::status::{engine_status, invalid, item_status};
-use super::{ServiceState, convert, reply};
+use super::{Scoped, ServiceState, convert, reply};
 use crate::auth::{Access, Role};
 use crate::engine::{Namespace, SetOptions};
 use crate::observe::telemetry::record_call;
@@ -65,44 +65,24 @@ impl BatchApi {
             .map(|status| item_status(&status))
     }
 
-    /// The replies of a GetBatch, split by owner when other cluster
-    /// members own some of its keys (see [`super::split`]).
-    pub(super) fn read_batch_routed(
+    /// The replies of a GetBatch or DeleteBatch, split by owner when other
+    /// cluster members own some of its keys (see [`super::split`]); the
+    /// caller's rights are checked first, so a denied batch is answered here
+    /// item by item.
+    pub(super) fn batch_routed<B: split::WindowedBatch + Scoped>(
         &self,
         access: &Access,
         metadata: &MetadataMap,
-        request: pb::GetBatchRequest,
-    ) -> Result<ResponseStream<pb::GetBatchResponse>, Status> {
-        self.batch_size("keys", request.keys.len())?;
-        if self
-            .denied(access, &request.namespace, Role::Read)
-            .is_none()
-            && let Some(groups) = self.state.owners_of(metadata, &request.keys)?
+        request: B,
+    ) -> Result<ResponseStream<B::Reply>, Status> {
+        self.batch_size("keys", request.keys().len())?;
+        if self.denied(access, request.namespace(), B::ROLE).is_none()
+            && let Some(groups) = self.state.owners_of(metadata, request.keys())?
         {
             let metadata = self.state.travelling_metadata(metadata);
-            return split::get_batch(self.clone(), access.clone(), metadata, request, groups);
+            return split::split_windows(self.clone(), access.clone(), metadata, request, groups);
         }
-        self.read_batch(access, request)
-    }
-
-    /// The replies of a DeleteBatch, split by owner as
-    /// [`BatchApi::read_batch_routed`] does.
-    pub(super) fn remove_batch_routed(
-        &self,
-        access: &Access,
-        metadata: &MetadataMap,
-        request: pb::DeleteBatchRequest,
-    ) -> Result<ResponseStream<pb::DeleteBatchResponse>, Status> {
-        self.batch_size("keys", request.keys.len())?;
-        if self
-            .denied(access, &request.namespace, Role::Write)
-            .is_none()
-            && let Some(groups) = self.state.owners_of(metadata, &request.keys)?
-        {
-            let metadata = self.state.travelling_metadata(metadata);
-            return split::delete_batch(self.clone(), access.clone(), metadata, request, groups);
-        }
-        self.remove_batch(access, request)
+        B::run_here(self, access, request)
     }
 
     /// Applies one SetBatch chunk as [`BatchApi::set_chunk`] does, split
@@ -419,7 +399,7 @@ impl BatchService for BatchApi {
         let access = self.state.access(&request).clone();
         let (metadata, _, request) = request.into_parts();
         record_call(&request.namespace, request.keys.len());
-        reply(self.read_batch_routed(&access, &metadata, request))
+        reply(self.batch_routed(&access, &metadata, request))
     }
 
     type SetBatchStream = ReceiverStream<Result<pb::SetBatchResponse, Status>>;
@@ -449,7 +429,7 @@ impl BatchService for BatchApi {
         let access = self.state.access(&request).clone();
         let (metadata, _, request) = request.into_parts();
         record_call(&request.namespace, request.keys.len());
-        reply(self.remove_batch_routed(&access, &metadata, request))
+        reply(self.batch_routed(&access, &metadata, request))
     }
 
     type PipelineStream = ReceiverStream<Result<pb::PipelineResponse, Status>>;

@@ -58,16 +58,13 @@ impl ClusterService for ClusterApi {
         &self,
         _request: Request<pb::WatchTopologyRequest>,
     ) -> Result<Response<Self::WatchTopologyStream>, Status> {
+        // A session: the RPC layer ends it when the server stops.
         let changes = tokio_stream::wrappers::WatchStream::new(self.state.topology.subscribe());
-        let state = Arc::clone(&self.state);
-        let stopped = Box::pin(async move { state.stopped().await });
-        let stream = changes
-            .map(|view| {
-                Ok(pb::WatchTopologyResponse {
-                    topology: Some(topology(&view)),
-                })
+        let stream = changes.map(|view| {
+            Ok(pb::WatchTopologyResponse {
+                topology: Some(topology(&view)),
             })
-            .take_until(stopped);
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -30,25 +30,26 @@ const FORWARDED_METADATA: &[&str] = &[
     "tracestate",
 ];
 
-/// A request that names one key, with the method it is sent to.
+/// A request that names one key, which places it.
 pub(crate) trait Keyed: prost::Message + Send + 'static {
     /// The key the call acts on.
     fn key(&self) -> &[u8];
 }
 
-macro_rules! keyed {
-    ($($request:ident),* $(,)?) => {
+/// Implements a one-field accessor trait for each request named.
+macro_rules! field_of {
+    ($trait:ident :: $method:ident -> $type:ty { $field:ident }: $($request:ident),* $(,)?) => {
         $(
-            impl Keyed for pb::$request {
-                fn key(&self) -> &[u8] {
-                    &self.key
+            impl $trait for pb::$request {
+                fn $method(&self) -> $type {
+                    &self.$field
                 }
             }
         )*
     };
 }
 
-keyed!(
+field_of!(Keyed::key -> &[u8] { key }:
     GetRequest,
     SetRequest,
     IncrementRequest,
@@ -87,19 +88,7 @@ pub(crate) trait MultiKeyed: prost::Message + Send + 'static {
     fn keys(&self) -> &[Bytes];
 }
 
-macro_rules! multi_keyed {
-    ($($request:ident),* $(,)?) => {
-        $(
-            impl MultiKeyed for pb::$request {
-                fn keys(&self) -> &[Bytes] {
-                    &self.keys
-                }
-            }
-        )*
-    };
-}
-
-multi_keyed!(SInterRequest, SUnionRequest, SDiffRequest);
+field_of!(MultiKeyed::keys -> &[Bytes] { keys }: SInterRequest, SUnionRequest, SDiffRequest);
 
 /// The member a call goes to instead of being served here.
 #[derive(Debug, Clone)]
@@ -326,11 +315,6 @@ impl Owner {
         Ok(response.map(|stream| Box::pin(stream) as ResponseStream<R>))
     }
 
-    /// `status` with the owner named, for items of a split batch.
-    pub(crate) fn failed(&self, status: Status) -> Status {
-        self.named(status)
-    }
-
     async fn client(&self) -> Result<Grpc<Channel>, Status> {
         let mut grpc = Grpc::new(self.channel.clone())
             .max_decoding_message_size(self.max_message)
@@ -359,7 +343,7 @@ impl Owner {
     }
 
     /// `status` with the owner named when it could not be reached.
-    fn named(&self, status: Status) -> Status {
+    pub(crate) fn named(&self, status: Status) -> Status {
         if status.code() == tonic::Code::Unavailable {
             Status::unavailable(format!(
                 "cluster member {} at {}, which owns the key, is unavailable: {}",

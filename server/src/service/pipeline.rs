@@ -214,9 +214,7 @@ impl Pipeline {
             Some(C::UpdateTtl(r)) => unary!(cache, CacheService::update_ttl, r, UpdateTtl),
             Some(C::Count(r)) => unary!(cache, CacheService::count, r, Count),
             Some(C::GetBatch(r)) => {
-                let stream = self
-                    .batch
-                    .read_batch_routed(&self.access, &self.metadata, r)?;
+                let stream = self.batch.batch_routed(&self.access, &self.metadata, r)?;
                 gather(stream, |all, chunk| {
                     all.items.extend(chunk.items);
                 })
@@ -232,9 +230,7 @@ impl Pipeline {
                 reply.map(Reply::SetBatch)
             }
             Some(C::DeleteBatch(r)) => {
-                let stream = self
-                    .batch
-                    .remove_batch_routed(&self.access, &self.metadata, r)?;
+                let stream = self.batch.batch_routed(&self.access, &self.metadata, r)?;
                 gather(stream, |all, chunk| {
                     all.items.extend(chunk.items);
                 })

@@ -20,7 +20,7 @@ use tonic::{Request, Status};
 
 use super::batch::BatchApi;
 use super::chunks::{MAX_CHUNK_BYTES, ResponseStream, chunk_size};
-use super::forward::{Group, Owner};
+use super::forward::Group;
 use super::status::item_status;
 use super::{ServiceState, method};
 use crate::auth::Access;
@@ -29,7 +29,7 @@ use crate::auth::Access;
 const MESSAGES_IN_FLIGHT: usize = 2;
 
 /// `message` as a request carrying `metadata`.
-fn request<T>(metadata: &MetadataMap, message: T) -> Request<T> {
+fn with_metadata<T>(metadata: &MetadataMap, message: T) -> Request<T> {
     let mut request = Request::new(message);
     *request.metadata_mut() = metadata.clone();
     request
@@ -55,48 +55,160 @@ async fn items_of<R, I>(
     Ok(all)
 }
 
-/// Runs `part` here (no owner) or forwards `message` to `owner` on
-/// `path`, as a reply stream.
-async fn run_part<T, R>(
-    owner: Option<Owner>,
-    path: &'static str,
-    metadata: &MetadataMap,
-    message: T,
-    local: impl FnOnce(T) -> Result<ResponseStream<R>, Status>,
-) -> Result<ResponseStream<R>, Status>
-where
-    T: prost::Message + Send + 'static,
-    R: prost::Message + Default + Send + 'static,
-{
-    match owner {
-        None => local(message),
-        Some(owner) => owner
-            .server_streaming(path, request(metadata, message))
-            .await
-            .map(tonic::Response::into_inner),
+/// A batch read or removal that answers item by item, each item with its
+/// position: what [`split_windows`] needs to know of GetBatch and
+/// DeleteBatch.
+pub(super) trait WindowedBatch: prost::Message + Sized + Send + 'static {
+    /// A reply message.
+    type Reply: prost::Message + Default + Send + 'static;
+    /// One item of a reply.
+    type Item: Send + 'static;
+    /// The method a part is forwarded to.
+    const METHOD: &'static str;
+    /// The batch's keys.
+    fn keys(&self) -> &[Bytes];
+    /// Items per reply message, as the caller asked.
+    fn chunk_size(&self) -> u32;
+    /// The same request for `keys` only, answered in one stream of
+    /// default-sized chunks.
+    fn part(&self, keys: Vec<Bytes>) -> Self;
+    /// Runs a part on this member.
+    fn run_here(
+        api: &BatchApi,
+        access: &Access,
+        part: Self,
+    ) -> Result<ResponseStream<Self::Reply>, Status>;
+    /// The items of a reply.
+    fn items(reply: Self::Reply) -> Vec<Self::Item>;
+    /// A reply of `items`.
+    fn reply(items: Vec<Self::Item>) -> Self::Reply;
+    /// The item's position.
+    fn index(item: &Self::Item) -> u32;
+    /// Sets the item's position.
+    fn set_index(item: &mut Self::Item, index: u32);
+    /// The item that answers position `index` with `status`.
+    fn error(index: u32, status: tonic_types::Status) -> Self::Item;
+    /// Bytes of value the item carries.
+    fn value_bytes(item: &Self::Item) -> usize;
+}
+
+impl WindowedBatch for pb::GetBatchRequest {
+    type Reply = pb::GetBatchResponse;
+    type Item = pb::GetBatchItem;
+    const METHOD: &'static str = method::GET_BATCH;
+    fn keys(&self) -> &[Bytes] {
+        &self.keys
+    }
+    fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+    fn part(&self, keys: Vec<Bytes>) -> Self {
+        Self {
+            namespace: self.namespace.clone(),
+            keys,
+            include_meta: self.include_meta,
+            chunk_size: 0,
+        }
+    }
+    fn run_here(
+        api: &BatchApi,
+        access: &Access,
+        part: Self,
+    ) -> Result<ResponseStream<Self::Reply>, Status> {
+        api.read_batch(access, part)
+    }
+    fn items(reply: Self::Reply) -> Vec<Self::Item> {
+        reply.items
+    }
+    fn reply(items: Vec<Self::Item>) -> Self::Reply {
+        pb::GetBatchResponse { items }
+    }
+    fn index(item: &Self::Item) -> u32 {
+        item.index
+    }
+    fn set_index(item: &mut Self::Item, index: u32) {
+        item.index = index;
+    }
+    fn error(index: u32, status: tonic_types::Status) -> Self::Item {
+        pb::GetBatchItem {
+            index,
+            result: Some(pb::get_batch_item::Result::Error(status)),
+            meta: None,
+        }
+    }
+    fn value_bytes(item: &Self::Item) -> usize {
+        match &item.result {
+            Some(pb::get_batch_item::Result::Value(value)) => value.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl WindowedBatch for pb::DeleteBatchRequest {
+    type Reply = pb::DeleteBatchResponse;
+    type Item = pb::DeleteBatchItem;
+    const METHOD: &'static str = method::DELETE_BATCH;
+    fn keys(&self) -> &[Bytes] {
+        &self.keys
+    }
+    fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+    fn part(&self, keys: Vec<Bytes>) -> Self {
+        Self {
+            namespace: self.namespace.clone(),
+            keys,
+            chunk_size: 0,
+        }
+    }
+    fn run_here(
+        api: &BatchApi,
+        access: &Access,
+        part: Self,
+    ) -> Result<ResponseStream<Self::Reply>, Status> {
+        api.remove_batch(access, part)
+    }
+    fn items(reply: Self::Reply) -> Vec<Self::Item> {
+        reply.items
+    }
+    fn reply(items: Vec<Self::Item>) -> Self::Reply {
+        pb::DeleteBatchResponse { items }
+    }
+    fn index(item: &Self::Item) -> u32 {
+        item.index
+    }
+    fn set_index(item: &mut Self::Item, index: u32) {
+        item.index = index;
+    }
+    fn error(index: u32, status: tonic_types::Status) -> Self::Item {
+        pb::DeleteBatchItem {
+            index,
+            result: Some(pb::delete_batch_item::Result::Error(status)),
+        }
+    }
+    fn value_bytes(_: &Self::Item) -> usize {
+        0
     }
 }
 
 /// Sends `items` (sorted by position) as messages of at most `chunk`
 /// items and about [`MAX_CHUNK_BYTES`] of values; false once the reader
 /// has gone.
-async fn send_chunked<I, R>(
-    sender: &mpsc::Sender<Result<R, Status>>,
-    items: Vec<I>,
+async fn send_chunked<B: WindowedBatch>(
+    sender: &mpsc::Sender<Result<B::Reply, Status>>,
+    items: Vec<B::Item>,
     chunk: usize,
-    size: impl Fn(&I) -> usize,
-    message: impl Fn(Vec<I>) -> R,
 ) -> bool {
     let mut pending = Vec::new();
     let mut bytes = 0;
     let total = items.len();
     for (sent, item) in items.into_iter().enumerate() {
-        bytes += size(&item);
+        bytes += B::value_bytes(&item);
         pending.push(item);
         if pending.len() >= chunk || bytes >= MAX_CHUNK_BYTES || sent + 1 == total {
             bytes = 0;
             if sender
-                .send(Ok(message(std::mem::take(&mut pending))))
+                .send(Ok(B::reply(std::mem::take(&mut pending))))
                 .await
                 .is_err()
             {
@@ -111,144 +223,79 @@ fn position_u32(at: usize) -> u32 {
     u32::try_from(at).unwrap_or(u32::MAX)
 }
 
-/// A GetBatch split by owner.
-pub(super) fn get_batch(
-    api: BatchApi,
-    access: Access,
-    metadata: MetadataMap,
-    request: pb::GetBatchRequest,
-    groups: Vec<Group>,
-) -> Result<ResponseStream<pb::GetBatchResponse>, Status> {
-    let chunk = chunk_size(request.chunk_size)?;
-    let (sender, receiver) = mpsc::channel(MESSAGES_IN_FLIGHT);
-    tokio::spawn(async move {
-        let keys = request.keys;
-        for start in (0..keys.len()).step_by(chunk) {
-            let window = start..keys.len().min(start + chunk);
-            let parts = groups.iter().map(|group| {
-                let range = within(group, &window);
-                let positions = &group.positions[range];
-                let part = pb::GetBatchRequest {
-                    namespace: request.namespace.clone(),
-                    keys: positions.iter().map(|&at| keys[at].clone()).collect(),
-                    include_meta: request.include_meta,
-                    chunk_size: 0,
-                };
-                let (api, access, metadata) = (&api, &access, &metadata);
-                async move {
-                    if positions.is_empty() {
-                        return Vec::new();
-                    }
-                    let stream = run_part(
-                        group.owner.clone(),
-                        method::GET_BATCH,
-                        metadata,
-                        part,
-                        |part| api.read_batch(access, part),
-                    );
-                    let items = items_of(stream, |reply: pb::GetBatchResponse| reply.items).await;
-                    match items {
-                        Ok(items) => items
-                            .into_iter()
-                            .map(|mut item| {
-                                let at = positions.get(item.index as usize).copied();
-                                item.index = position_u32(at.unwrap_or(usize::MAX));
-                                item
-                            })
-                            .collect(),
-                        Err(status) => {
-                            let status = failed(group, status);
-                            positions
-                                .iter()
-                                .map(|&at| pb::GetBatchItem {
-                                    index: position_u32(at),
-                                    result: Some(pb::get_batch_item::Result::Error(status.clone())),
-                                    meta: None,
-                                })
-                                .collect()
-                        }
-                    }
-                }
-            });
-            let mut items: Vec<pb::GetBatchItem> = join_all(parts).await.concat();
-            items.sort_by_key(|item| item.index);
-            let size = |item: &pb::GetBatchItem| match &item.result {
-                Some(pb::get_batch_item::Result::Value(value)) => value.len(),
-                _ => 0,
-            };
-            let message = |items| pb::GetBatchResponse { items };
-            if !send_chunked(&sender, items, chunk, size, message).await {
-                return;
-            }
+/// The items of one window's part: run here or forwarded, renumbered to
+/// their positions in the whole batch.
+async fn window_part<B: WindowedBatch>(
+    api: &BatchApi,
+    access: &Access,
+    metadata: &MetadataMap,
+    group: &Group,
+    positions: &[usize],
+    part: B,
+) -> Vec<B::Item> {
+    if positions.is_empty() {
+        return Vec::new();
+    }
+    let stream = async {
+        match group.owner.clone() {
+            None => B::run_here(api, access, part),
+            Some(owner) => owner
+                .server_streaming(B::METHOD, with_metadata(metadata, part))
+                .await
+                .map(tonic::Response::into_inner),
         }
-    });
-    Ok(Box::pin(ReceiverStream::new(receiver)))
+    };
+    match items_of(stream, B::items).await {
+        Ok(mut items) => {
+            for item in &mut items {
+                let at = positions.get(B::index(item) as usize).copied();
+                B::set_index(item, position_u32(at.unwrap_or(usize::MAX)));
+            }
+            items
+        }
+        Err(status) => {
+            let status = failed(group, status);
+            positions
+                .iter()
+                .map(|&at| B::error(position_u32(at), status.clone()))
+                .collect()
+        }
+    }
 }
 
-/// A DeleteBatch split by owner.
-pub(super) fn delete_batch(
+/// A GetBatch or DeleteBatch split by owner, a window of positions at a
+/// time.
+pub(super) fn split_windows<B: WindowedBatch>(
     api: BatchApi,
     access: Access,
     metadata: MetadataMap,
-    request: pb::DeleteBatchRequest,
+    request: B,
     groups: Vec<Group>,
-) -> Result<ResponseStream<pb::DeleteBatchResponse>, Status> {
-    let chunk = chunk_size(request.chunk_size)?;
+) -> Result<ResponseStream<B::Reply>, Status> {
+    let chunk = chunk_size(request.chunk_size())?;
     let (sender, receiver) = mpsc::channel(MESSAGES_IN_FLIGHT);
     tokio::spawn(async move {
-        let keys = request.keys;
-        for start in (0..keys.len()).step_by(chunk) {
-            let window = start..keys.len().min(start + chunk);
+        let count = request.keys().len();
+        for start in (0..count).step_by(chunk) {
+            let window = start..count.min(start + chunk);
             let parts = groups.iter().map(|group| {
-                let range = within(group, &window);
-                let positions = &group.positions[range];
-                let part = pb::DeleteBatchRequest {
-                    namespace: request.namespace.clone(),
-                    keys: positions.iter().map(|&at| keys[at].clone()).collect(),
-                    chunk_size: 0,
-                };
-                let (api, access, metadata) = (&api, &access, &metadata);
-                async move {
-                    if positions.is_empty() {
-                        return Vec::new();
-                    }
-                    let stream = run_part(
-                        group.owner.clone(),
-                        method::DELETE_BATCH,
-                        metadata,
-                        part,
-                        |part| api.remove_batch(access, part),
-                    );
-                    let items =
-                        items_of(stream, |reply: pb::DeleteBatchResponse| reply.items).await;
-                    match items {
-                        Ok(items) => items
-                            .into_iter()
-                            .map(|mut item| {
-                                let at = positions.get(item.index as usize).copied();
-                                item.index = position_u32(at.unwrap_or(usize::MAX));
-                                item
-                            })
-                            .collect(),
-                        Err(status) => {
-                            let status = failed(group, status);
-                            positions
-                                .iter()
-                                .map(|&at| pb::DeleteBatchItem {
-                                    index: position_u32(at),
-                                    result: Some(pb::delete_batch_item::Result::Error(
-                                        status.clone(),
-                                    )),
-                                })
-                                .collect()
-                        }
-                    }
-                }
+                let positions = &group.positions[within(group, &window)];
+                let keys = positions
+                    .iter()
+                    .map(|&at| request.keys()[at].clone())
+                    .collect();
+                window_part(
+                    &api,
+                    &access,
+                    &metadata,
+                    group,
+                    positions,
+                    request.part(keys),
+                )
             });
-            let mut items: Vec<pb::DeleteBatchItem> = join_all(parts).await.concat();
-            items.sort_by_key(|item| item.index);
-            let message = |items| pb::DeleteBatchResponse { items };
-            if !send_chunked(&sender, items, chunk, |_| 0, message).await {
+            let mut items: Vec<B::Item> = join_all(parts).await.into_iter().flatten().collect();
+            items.sort_by_key(B::index);
+            if !send_chunked::<B>(&sender, items, chunk).await {
                 return;
             }
         }
@@ -291,7 +338,7 @@ pub(super) async fn set_chunk(
                 Some(owner) => {
                     let stream = owner
                         .clone()
-                        .one_message_stream(method::SET_BATCH, request(metadata, part))
+                        .one_message_stream(method::SET_BATCH, with_metadata(metadata, part))
                         .await
                         .map(tonic::Response::into_inner);
                     items_of(async { stream }, |reply: pb::SetBatchResponse| {
@@ -341,12 +388,10 @@ pub(super) async fn delete(
     for group in &groups {
         match &group.owner {
             None => local_part = Some(part(group)),
-            Some(owner) => {
-                remote.push(owner.clone().unary::<_, pb::DeleteResponse>(
-                    method::DELETE,
-                    request_of(metadata, part(group)),
-                ))
-            }
+            Some(owner) => remote.push(owner.clone().unary::<_, pb::DeleteResponse>(
+                method::DELETE,
+                with_metadata(metadata, part(group)),
+            )),
         }
     }
     let mut deleted = match local_part {
@@ -386,7 +431,7 @@ pub(super) async fn describe(
         let part = part(group);
         Some(async move {
             let reply = owner
-                .unary::<_, pb::DescribeResponse>(method::DESCRIBE, request_of(metadata, part))
+                .unary::<_, pb::DescribeResponse>(method::DESCRIBE, with_metadata(metadata, part))
                 .await;
             (group, reply)
         })
@@ -410,10 +455,6 @@ pub(super) async fn describe(
     Ok(pb::DescribeResponse { keys })
 }
 
-fn request_of<T>(metadata: &MetadataMap, message: T) -> Request<T> {
-    request(metadata, message)
-}
-
 fn keys_at(keys: &[Bytes], positions: &[usize]) -> Vec<Bytes> {
     positions.iter().map(|&at| keys[at].clone()).collect()
 }
@@ -421,7 +462,7 @@ fn keys_at(keys: &[Bytes], positions: &[usize]) -> Vec<Bytes> {
 /// `status` as the item error of a part that failed, naming its owner.
 fn failed(group: &Group, status: Status) -> tonic_types::Status {
     let status = match &group.owner {
-        Some(owner) => owner.failed(status),
+        Some(owner) => owner.named(status),
         None => status,
     };
     item_status(&status)
