@@ -380,3 +380,95 @@ async fn batches_and_pipelines_split_by_owner_and_answer_in_request_order() {
     };
     assert_eq!(stored, 0, "every key was deleted where it lived");
 }
+
+/// A secret from `shoal-server token`, with the token-file entry it prints.
+fn make_token(id: &str, grant: &str) -> (String, String) {
+    let output = std::process::Command::new(shoal_tests::process::server_binary())
+        .args(["token", "--id", id, "--grant", grant])
+        .output()
+        .expect("shoal-server token");
+    assert!(output.status.success(), "shoal-server token failed");
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let secret = text.lines().next().expect("a secret").to_string();
+    let entry = text
+        .lines()
+        .skip(1)
+        .filter(|line| !line.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (secret, entry)
+}
+
+#[tokio::test]
+async fn forwarded_calls_carry_the_callers_credentials_and_rights() {
+    let (writer, writer_entry) = make_token("writer", "*=write");
+    let (reader, reader_entry) = make_token("reader", "*=read");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, format!("{writer_entry}\n{reader_entry}\n")).expect("token file");
+    let addrs: Vec<_> = IDS.iter().map(|_| free_port()).collect();
+    let peers = peers_flag(&addrs);
+    let mut servers = Vec::new();
+    for (id, addr) in IDS.iter().zip(&addrs) {
+        let mut server = ChildServer::spawn(
+            *addr,
+            [
+                "--node-id",
+                id,
+                "--peers",
+                &peers,
+                "--token-file",
+                tokens.to_str().expect("utf-8 path"),
+            ],
+        );
+        server.ready().await;
+        servers.push(server);
+    }
+    let client = |token: &str| {
+        shoal_client::Client::builder()
+            .endpoint(servers[0].endpoint())
+            .token(token)
+            .connect()
+    };
+    let writing = client(&writer).await.expect("connect");
+    let reading = client(&reader).await.expect("connect");
+    let routing = Rendezvous::new(IDS);
+    let elsewhere: Vec<String> = (0..200)
+        .map(key)
+        .filter(|key| routing.owner(key.as_bytes()) != Some(IDS[0]))
+        .take(20)
+        .collect();
+    for key in &elsewhere {
+        writing
+            .set(key, "v")
+            .await
+            .expect("a forwarded Set with a write token");
+        assert_eq!(
+            reading
+                .get(key)
+                .await
+                .expect("a forwarded Get with a read token"),
+            Some(b("v"))
+        );
+        let denied = reading
+            .set(key, "w")
+            .await
+            .expect_err("a read token writes nothing");
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    }
+    let batch = writing
+        .set_many(elsewhere.iter().map(|key| (key.clone(), "batch")))
+        .await
+        .expect("set_many");
+    assert!(batch.iter().all(Result::is_ok));
+    for value in reading.get_many(&elsewhere).await.expect("get_many") {
+        assert_eq!(value.expect("item"), Some(b("batch")));
+    }
+    // Without a token nothing is forwarded or served.
+    let anonymous = shoal_client::Client::builder()
+        .endpoint(servers[0].endpoint())
+        .connect()
+        .await
+        .expect("connect");
+    assert!(anonymous.get(&elsewhere[0]).await.is_err());
+}
