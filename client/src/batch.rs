@@ -6,8 +6,11 @@
 //! them run at once, and results come back in input order with one
 //! outcome per item, so one bad key does not fail the rest.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use bytes::Bytes;
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use futures_util::{StreamExt as _, TryStreamExt as _, future, stream};
 use shoal_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,7 +20,9 @@ use crate::client::Client;
 use crate::compression;
 use crate::convert;
 use crate::error::{Error, Result};
+use crate::node::Node;
 use crate::retry::Idempotency;
+use crate::routing;
 use crate::telemetry::TracedChannel;
 use crate::types::{SetOptions, SetResult};
 
@@ -142,11 +147,45 @@ impl Client {
         options: BatchOptions,
     ) -> Result<Vec<Result<Option<Bytes>>>> {
         let keys: Vec<Bytes> = keys.into_iter().map(to_bytes).collect();
+        self.by_owner(keys, |node, keys| self.get_on(node, keys, options))
+            .await
+    }
+
+    /// Runs `run` on the keys of each owner at once (on this handle's own
+    /// server when it does not route) and puts the results back in input
+    /// order. `run` must give one result per key, in its order.
+    pub(crate) async fn by_owner<T, R, F, Fut>(&self, items: Vec<T>, run: F) -> Result<Vec<R>>
+    where
+        T: RoutedItem,
+        F: Fn(Arc<Node>, Vec<T>) -> Fut,
+        Fut: Future<Output = Result<Vec<R>>>,
+    {
+        let Some(router) = &self.router else {
+            return run(self.seed_node(), items).await;
+        };
+        let count = items.len();
+        let (owners, nodes) = router.owners(items.iter().map(RoutedItem::routing_key));
+        let groups = routing::split_by_owner(&owners, &nodes, items);
+        let parts = future::try_join_all(groups.into_iter().map(|(node, items, positions)| {
+            let part = run(node, items);
+            async move { Ok::<_, Error>((part.await?, positions)) }
+        }))
+        .await?;
+        Ok(routing::merge_in_order(count, parts))
+    }
+
+    /// Reads `keys` on `node`, in chunks, in input order.
+    async fn get_on(
+        &self,
+        node: Arc<Node>,
+        keys: Vec<Bytes>,
+        options: BatchOptions,
+    ) -> Result<Vec<Result<Option<Bytes>>>> {
         let chunks = keys
             .chunks(options.chunk_items.max(1))
             .map(<[Bytes]>::to_vec);
         let parts: Vec<Vec<Result<Option<Bytes>>>> = stream::iter(chunks)
-            .map(|chunk| self.get_chunk(chunk))
+            .map(|chunk| self.get_chunk(&node, chunk))
             .buffered(options.in_flight.max(1))
             .try_collect()
             .await?;
@@ -158,6 +197,7 @@ impl Client {
     /// reply of another kind.
     async fn shared_batch<T>(
         &self,
+        node: &Node,
         command: Command,
         decode: impl Fn(Reply) -> Option<Result<T>>,
     ) -> Result<T> {
@@ -165,7 +205,7 @@ impl Client {
             let command = command.clone();
             let decode = &decode;
             async move {
-                match self.shared.call(command).await? {
+                match node.shared.call(command).await? {
                     Reply::Error(status) => Err(item_error(status)),
                     reply => decode(reply).unwrap_or_else(|| {
                         Err(invalid_response(
@@ -180,7 +220,7 @@ impl Client {
 
     /// Reads one chunk of keys: as a command on a shared stream when it is
     /// small enough, as a GetBatch call otherwise.
-    async fn get_chunk(&self, keys: Vec<Bytes>) -> Result<Vec<Result<Option<Bytes>>>> {
+    async fn get_chunk(&self, node: &Node, keys: Vec<Bytes>) -> Result<Vec<Result<Option<Bytes>>>> {
         let count = keys.len();
         let request = pb::GetBatchRequest {
             namespace: self.ns(),
@@ -190,14 +230,14 @@ impl Client {
         };
         if count <= self.shared_stream_max_keys {
             return self
-                .shared_batch(Command::GetBatch(request), |reply| match reply {
+                .shared_batch(node, Command::GetBatch(request), |reply| match reply {
                     Reply::GetBatch(reply) => Some(get_results(count, [reply])),
                     _ => None,
                 })
                 .await;
         }
         self.run(Idempotency::Idempotent, |timeout| {
-            let mut batch = self.batch.clone();
+            let mut batch = node.batch.clone();
             let request = with_deadline(request.clone(), timeout);
             async move {
                 let mut stream = batch.get_batch(request).await?.into_inner();
@@ -252,15 +292,29 @@ impl Client {
         options: BatchOptions,
     ) -> Result<Vec<Result<SetResult>>> {
         let compression = self.compression;
-        let items = items.into_iter().map(|mut item| {
-            item.value = compression::encode_value(compression.as_ref(), item.value);
-            item
-        });
+        let items: Vec<BatchSet> = items
+            .into_iter()
+            .map(|mut item| {
+                item.value = compression::encode_value(compression.as_ref(), item.value);
+                item
+            })
+            .collect();
+        self.by_owner(items, |node, items| self.set_on(node, items, options))
+            .await
+    }
+
+    /// Stores `items` on `node`, in one stream of chunks.
+    async fn set_on(
+        &self,
+        node: Arc<Node>,
+        items: Vec<BatchSet>,
+        options: BatchOptions,
+    ) -> Result<Vec<Result<SetResult>>> {
         let chunks = set_chunks(&self.ns(), items, options.chunk_items.max(1));
         let total: usize = chunks.iter().map(|chunk| chunk.items.len()).sum();
         let in_flight = options.in_flight.max(1);
         self.run(Idempotency::Idempotent, |timeout| {
-            let mut batch = self.batch.clone();
+            let mut batch = node.batch.clone();
             let chunks = chunks.clone();
             async move {
                 let (sender, receiver) = mpsc::channel(in_flight);
@@ -291,11 +345,17 @@ impl Client {
         keys: impl IntoIterator<Item = K>,
     ) -> Result<Vec<Result<bool>>> {
         let keys: Vec<Bytes> = keys.into_iter().map(to_bytes).collect();
+        self.by_owner(keys, |node, keys| self.delete_on(node, keys))
+            .await
+    }
+
+    /// Removes `keys` on `node`, in chunks, in input order.
+    async fn delete_on(&self, node: Arc<Node>, keys: Vec<Bytes>) -> Result<Vec<Result<bool>>> {
         let chunks = keys
             .chunks(DEFAULT_BATCH_CHUNK_ITEMS)
             .map(<[Bytes]>::to_vec);
         let parts: Vec<Vec<Result<bool>>> = stream::iter(chunks)
-            .map(|chunk| self.delete_chunk(chunk))
+            .map(|chunk| self.delete_chunk(&node, chunk))
             .buffered(DEFAULT_BATCH_IN_FLIGHT)
             .try_collect()
             .await?;
@@ -304,7 +364,7 @@ impl Client {
 
     /// Removes one chunk of keys, on a shared stream when it is small
     /// enough.
-    async fn delete_chunk(&self, keys: Vec<Bytes>) -> Result<Vec<Result<bool>>> {
+    async fn delete_chunk(&self, node: &Node, keys: Vec<Bytes>) -> Result<Vec<Result<bool>>> {
         let count = keys.len();
         let request = pb::DeleteBatchRequest {
             namespace: self.ns(),
@@ -313,14 +373,14 @@ impl Client {
         };
         if count <= self.shared_stream_max_keys {
             return self
-                .shared_batch(Command::DeleteBatch(request), |reply| match reply {
+                .shared_batch(node, Command::DeleteBatch(request), |reply| match reply {
                     Reply::DeleteBatch(reply) => Some(delete_results(count, [reply])),
                     _ => None,
                 })
                 .await;
         }
         self.run(Idempotency::Idempotent, |timeout| {
-            let mut batch = self.batch.clone();
+            let mut batch = node.batch.clone();
             let request = with_deadline(request.clone(), timeout);
             async move {
                 let mut stream = batch.delete_batch(request).await?.into_inner();
@@ -332,6 +392,24 @@ impl Client {
             }
         })
         .await
+    }
+}
+
+/// An item of a batch, placed by its key.
+pub(crate) trait RoutedItem {
+    /// The key its owner is found by.
+    fn routing_key(&self) -> &[u8];
+}
+
+impl RoutedItem for Bytes {
+    fn routing_key(&self) -> &[u8] {
+        self
+    }
+}
+
+impl RoutedItem for BatchSet {
+    fn routing_key(&self) -> &[u8] {
+        &self.key
     }
 }
 

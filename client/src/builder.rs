@@ -4,21 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_proto::v1::admin_service_client::AdminServiceClient;
-use shoal_proto::v1::batch_service_client::BatchServiceClient;
-use shoal_proto::v1::cache_service_client::CacheServiceClient;
-use shoal_proto::v1::cluster_service_client::ClusterServiceClient;
-use shoal_proto::v1::collection_service_client::CollectionServiceClient;
-use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::client::Client;
 use crate::compression::Compression;
 use crate::error::{Error, Result};
+use crate::node::Node;
 use crate::pool::ChannelPool;
 use crate::retry::RetryPolicy;
-use crate::shared_stream::SharedStreams;
-use crate::telemetry::TracedChannel;
+use crate::routing::Router;
 
 /// Address used when none is given.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
@@ -67,6 +61,7 @@ pub struct ClientBuilder {
     token: Option<AccessToken>,
     token_header: TokenHeader,
     tls: Option<TlsConfig>,
+    topology_aware: bool,
 }
 
 /// The header a [`ClientBuilder`] carries its token in.
@@ -272,6 +267,7 @@ impl Default for ClientBuilder {
             token: None,
             token_header: TokenHeader::default(),
             tls: None,
+            topology_aware: false,
         }
     }
 }
@@ -501,7 +497,58 @@ impl ClientBuilder {
                 endpoint: endpoint.uri().to_string(),
                 source,
             })?;
-        Ok(self.build_with_pool(ChannelPool::new(channels)))
+        let routing = self.topology_aware.then(|| self.clone());
+        let mut client = self.build_with_pool(ChannelPool::new(channels));
+        if let Some(builder) = routing {
+            client.router = discover(&client, builder).await?;
+        }
+        Ok(client)
+    }
+
+    /// Sends each key straight to the member of the cluster that owns it,
+    /// instead of to the endpoint, which would forward it: one hop less
+    /// per call. Off by default.
+    ///
+    /// [`connect`](Self::connect) then asks the endpoint for the members
+    /// (`ClusterService.GetTopology`) and follows their changes; batches
+    /// and pipelines are split by owner and merged back in request order.
+    /// Every member's address, as the cluster lists it (`--peers`, or the
+    /// pod addresses on Kubernetes), must be reachable from the client,
+    /// with the same TLS and token settings. A single server, or one
+    /// without `ClusterService`, is simply called directly. See the
+    /// `routing` module docs for what a stale view costs (a hop, never a
+    /// wrong answer). Clients built with [`connect_lazy`](Self::connect_lazy)
+    /// or over given channels do not route.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> shoal_client::Result<()> {
+    /// let client = shoal_client::Client::builder()
+    ///     .endpoint("10.0.0.1:50051")
+    ///     .topology_aware(true)
+    ///     .connect()
+    ///     .await?;
+    /// client.set("user:42", "Ada").await?; // straight to its owner
+    /// # Ok(()) }
+    /// ```
+    pub fn topology_aware(mut self, enabled: bool) -> Self {
+        self.topology_aware = enabled;
+        self
+    }
+
+    /// This builder aimed at a cluster member's `address` (`host:port`),
+    /// over the scheme of the endpoint it was given.
+    pub(crate) fn for_member(&self, address: &str) -> Self {
+        let https = self.tls.is_some() || self.endpoint.trim().starts_with("https://");
+        let endpoint = if https {
+            format!("https://{address}")
+        } else {
+            format!("http://{address}")
+        };
+        Self {
+            endpoint,
+            topology_aware: false,
+            ..self.clone()
+        }
     }
 
     /// A client that connects on its first call (and reconnects as needed)
@@ -563,44 +610,21 @@ impl ClientBuilder {
     }
 
     fn build_with_pool(self, pool: ChannelPool) -> Client {
-        let authorization = match self.credential_header() {
-            Ok(authorization) => authorization,
+        let credential = match self.credential_header() {
+            Ok(credential) => credential,
             Err(error) => panic!("{error}"),
         };
-        let limit = self.max_message_size;
         let connections = pool.len();
-        let per_connection = pool
-            .each()
-            .into_iter()
-            .map(|pool| {
-                BatchServiceClient::new(TracedChannel::new(pool, authorization.clone()))
-                    .max_decoding_message_size(limit)
-                    .max_encoding_message_size(limit)
-            })
-            .collect();
-        let channel = TracedChannel::new(pool, authorization);
+        let node = Node::new(pool, credential, self.max_message_size);
         Client {
-            cache: CacheServiceClient::new(channel.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-            admin: AdminServiceClient::new(channel.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-            collection: CollectionServiceClient::new(channel.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-            batch: BatchServiceClient::new(channel.clone())
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-            watch: WatchServiceClient::new(channel.clone()),
-            cluster: ClusterServiceClient::new(channel),
+            node: Arc::new(node),
+            router: None,
             namespace: Arc::from(self.namespace),
             timeout: self.timeout,
             retry: self.retry,
             compression: self.compression,
             flights: Arc::default(),
             connections,
-            shared: SharedStreams::new(per_connection),
             shared_stream_max_keys: self.shared_stream_max_keys,
         }
     }
@@ -643,6 +667,27 @@ impl ClientBuilder {
 }
 
 /// `endpoint` with `http://` in front when it names no scheme.
+/// The router of a topology-aware client: `None` for a single server, or
+/// one that does not offer `ClusterService`.
+async fn discover(client: &Client, builder: ClientBuilder) -> Result<Option<Arc<Router>>> {
+    let topology = match client.topology_message().await {
+        Ok(topology) => topology,
+        Err(Error::Status(status)) if status.code() == tonic::Code::Unimplemented => {
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
+    let routable = topology
+        .members
+        .iter()
+        .filter(|member| !member.address.is_empty())
+        .count();
+    if routable < 2 {
+        return Ok(None);
+    }
+    Ok(Some(Router::start(client.seed_node(), builder, topology)))
+}
+
 fn with_scheme(endpoint: &str) -> String {
     let endpoint = endpoint.trim();
     if endpoint.contains("://") {

@@ -11,6 +11,7 @@ use tonic::codec::Streaming;
 use crate::call::with_deadline;
 use crate::client::Client;
 use crate::error::Result;
+use crate::node::NodeRef;
 
 use crate::retry::Idempotency;
 use crate::telemetry::TracedChannel;
@@ -26,6 +27,7 @@ impl Client {
     /// counted twice).
     pub(crate) async fn read_chunks<Req, Chunk, T, I, F, Fut>(
         &self,
+        node: NodeRef<'_>,
         message: Req,
         call: F,
         items: impl Fn(Chunk) -> I,
@@ -38,7 +40,7 @@ impl Client {
     {
         self.run(Idempotency::Idempotent, |timeout| {
             let response = call(
-                self.collection.clone(),
+                node.collection.clone(),
                 with_deadline(message.clone(), timeout),
             );
             let items = &items;

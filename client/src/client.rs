@@ -7,23 +7,17 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
-use shoal_proto::v1::admin_service_client::AdminServiceClient;
-use shoal_proto::v1::batch_service_client::BatchServiceClient;
-use shoal_proto::v1::cache_service_client::CacheServiceClient;
-use shoal_proto::v1::cluster_service_client::ClusterServiceClient;
-use shoal_proto::v1::collection_service_client::CollectionServiceClient;
-use shoal_proto::v1::watch_service_client::WatchServiceClient;
 use tokio::time::Instant;
 
 use crate::call::{to_bytes, with_deadline, within};
 use crate::compression::{self, Compression};
 use crate::convert;
 use crate::error::{Error, Result};
-use crate::shared_stream::SharedStreams;
+use crate::node::{Node, NodeRef};
+use crate::routing::Router;
 
 use crate::retry::{Idempotency, RetryPolicy};
 use crate::single_flight::Flights;
-use crate::telemetry::TracedChannel;
 use crate::types::{Expiry, IncrementResult, ItemMeta, KeyInfo, SetOptions, SetResult, Stats, Ttl};
 
 /// A handle to a shoal server, bound to one namespace and one per-call
@@ -45,12 +39,11 @@ use crate::types::{Expiry, IncrementResult, ItemMeta, KeyInfo, SetOptions, SetRe
 /// [`sadd`](Self::sadd), ...
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) cache: CacheServiceClient<TracedChannel>,
-    pub(crate) admin: AdminServiceClient<TracedChannel>,
-    pub(crate) collection: CollectionServiceClient<TracedChannel>,
-    pub(crate) batch: BatchServiceClient<TracedChannel>,
-    pub(crate) watch: WatchServiceClient<TracedChannel>,
-    pub(crate) cluster: ClusterServiceClient<TracedChannel>,
+    /// The server this handle was built for: calls that name no key go
+    /// here, and every call when the client does not route.
+    pub(crate) node: Arc<Node>,
+    /// Sends each key to its owner, when the client is topology-aware.
+    pub(crate) router: Option<Arc<Router>>,
     pub(crate) namespace: Arc<str>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
@@ -60,8 +53,6 @@ pub struct Client {
     pub(crate) flights: Arc<Flights>,
     /// Size of the channel pool behind the service clients.
     pub(crate) connections: usize,
-    /// Long-lived Pipeline streams that carry small batches.
-    pub(crate) shared: SharedStreams,
     /// Largest batch, in keys, sent on [`shared`](Self::shared).
     pub(crate) shared_stream_max_keys: usize,
 }
@@ -141,7 +132,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.cache,
+                &self.node_for(&request.key).cache,
                 request,
                 |mut c, r| async move { c.get(r).await },
             )
@@ -167,7 +158,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.cache,
+                &self.node_for(&request.key).cache,
                 request,
                 |mut c, r| async move { c.get(r).await },
             )
@@ -216,7 +207,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.cache,
+                &self.node_for(&request.key).cache,
                 request,
                 |mut c, r| async move { c.set(r).await },
             )
@@ -239,7 +230,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.cache,
+                &self.node_for_keys(&request.keys).cache,
                 request,
                 |mut c, r| async move { c.delete(r).await },
             )
@@ -263,7 +254,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.cache,
+                &self.node_for_keys(&request.keys).cache,
                 request,
                 |mut c, r| async move { c.describe(r).await },
             )
@@ -311,7 +302,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.cache,
+                &self.node_for(&request.key).cache,
                 request,
                 |mut c, r| async move { c.increment(r).await },
             )
@@ -356,7 +347,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.cache,
+                &self.node_for(&request.key).cache,
                 request,
                 |mut c, r| async move { c.update_ttl(r).await },
             )
@@ -392,7 +383,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.cache,
+                &self.node.cache,
                 request,
                 |mut c, r| async move { c.count(r).await },
             )
@@ -412,7 +403,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.admin,
+                &self.node.admin,
                 request,
                 |mut c, r| async move { c.flush(r).await },
             )
@@ -434,7 +425,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.admin,
+                &self.node.admin,
                 request,
                 |mut c, r| async move { c.drop_namespace(r).await },
             )
@@ -454,7 +445,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.admin,
+                &self.node.admin,
                 pb::SnapshotRequest {},
                 |mut c, r| async move { c.snapshot(r).await },
             )
@@ -469,15 +460,20 @@ impl Client {
     ///
     /// As for every call: the server's status, or a transport failure.
     pub async fn topology(&self) -> Result<crate::types::Topology> {
+        Ok(convert::topology(self.topology_message().await?))
+    }
+
+    /// The topology as the server sent it.
+    pub(crate) async fn topology_message(&self) -> Result<pb::Topology> {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.cluster,
+                &self.node.cluster,
                 pb::GetTopologyRequest {},
                 |mut c, r| async move { c.get_topology(r).await },
             )
             .await?;
-        Ok(convert::topology(response.topology.unwrap_or_default()))
+        Ok(response.topology.unwrap_or_default())
     }
 
     /// Counters of every namespace, their total, and per-RPC counts.
@@ -492,7 +488,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.admin,
+                &self.node.admin,
                 request,
                 |mut c, r| async move { c.stats(r).await },
             )
@@ -510,7 +506,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.admin,
+                &self.node.admin,
                 request,
                 |mut c, r| async move { c.list_namespaces(r).await },
             )
@@ -520,6 +516,36 @@ impl Client {
 
     pub(crate) fn ns(&self) -> String {
         self.namespace.to_string()
+    }
+
+    /// Whether this client sends each key to its owner; see
+    /// [`ClientBuilder::topology_aware`].
+    #[must_use]
+    pub fn is_topology_aware(&self) -> bool {
+        self.router.is_some()
+    }
+
+    /// The server a call for `key` goes to: its owner when the client
+    /// routes, else the one it was built for.
+    pub(crate) fn node_for(&self, key: &[u8]) -> NodeRef<'_> {
+        match &self.router {
+            Some(router) => NodeRef::Routed(router.node_for(key)),
+            None => NodeRef::Seed(&self.node),
+        }
+    }
+
+    /// The server a call for several `keys` goes to: the owner of the
+    /// first, which forwards what it does not own.
+    pub(crate) fn node_for_keys(&self, keys: &[Bytes]) -> NodeRef<'_> {
+        match keys.first() {
+            Some(key) => self.node_for(key),
+            None => NodeRef::Seed(&self.node),
+        }
+    }
+
+    /// The server this handle was built for, shared.
+    pub(crate) fn seed_node(&self) -> Arc<Node> {
+        Arc::clone(&self.node)
     }
 
     /// One unary RPC on `service`, with deadline and retries.

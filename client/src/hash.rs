@@ -74,7 +74,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.h_set(r).await },
             )
@@ -102,7 +102,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.h_get(r).await },
             )
@@ -131,7 +131,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.hm_get(r).await },
             )
@@ -187,6 +187,7 @@ impl Client {
             chunk_size: 0,
         };
         self.read_chunks(
+            self.node_for(&request.key),
             request,
             |mut c, r| async move { c.h_get_all(r).await },
             |chunk: pb::HGetAllResponse| chunk.entries.into_iter().map(entry),
@@ -215,7 +216,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.h_del(r).await },
             )
@@ -237,7 +238,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.h_len(r).await },
             )
@@ -260,7 +261,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.h_exists(r).await },
             )
@@ -296,7 +297,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.h_incr_by(r).await },
             )

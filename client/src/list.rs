@@ -59,7 +59,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.l_push(r).await },
             )
@@ -118,7 +118,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.r_push(r).await },
             )
@@ -194,7 +194,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.l_pop(r).await },
             )
@@ -233,7 +233,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.r_pop(r).await },
             )
@@ -261,6 +261,7 @@ impl Client {
             chunk_size: 0,
         };
         self.read_chunks(
+            self.node_for(&request.key),
             request,
             |mut c, r| async move { c.l_range(r).await },
             |chunk: pb::LRangeResponse| chunk.values,
@@ -282,7 +283,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.l_len(r).await },
             )
@@ -308,7 +309,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.l_trim(r).await },
             )
@@ -332,7 +333,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.l_index(r).await },
             )
@@ -364,7 +365,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.l_set(r).await },
             )
@@ -397,7 +398,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.l_rem(r).await },
             )

@@ -6,17 +6,19 @@
 //! failed command does not hide the others.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_proto::v1 as pb;
 
-use crate::batch::{invalid_response, item_error};
+use crate::batch::{RoutedItem, invalid_response, item_error};
 use crate::call::{to_bytes, with_deadline};
 use crate::client::Client;
 use crate::compression;
 use crate::convert;
 use crate::error::{Error, Result};
+use crate::node::Node;
 use crate::retry::Idempotency;
 use crate::types::{Expiry, SetOptions, SetResult};
 
@@ -403,53 +405,109 @@ impl Pipeline {
     /// Transport failures and the deadline; each command's own failure is
     /// in its slot.
     pub async fn run(self) -> Result<PipelineResults> {
-        let count = self.commands.len();
-        if count == 0 {
+        if self.commands.is_empty() {
             return Ok(PipelineResults {
                 replies: Vec::new(),
             });
         }
-        let requests: Vec<pb::PipelineRequest> = self
-            .commands
-            .into_iter()
-            .enumerate()
-            .map(|(index, command)| pb::PipelineRequest {
-                id: index as u64,
-                command: Some(command),
-            })
-            .collect();
         let client = self.client;
-        client
-            .run(Idempotency::NotIdempotent, |timeout| {
-                let mut batch = client.batch.clone();
-                let requests = requests.clone();
+        if client.router.is_none() {
+            let replies = run_on(&client, client.seed_node(), self.commands).await?;
+            return Ok(PipelineResults { replies });
+        }
+        // Split by owner, each part is one pipeline of its own. A part that
+        // fails answers each of its commands with that failure, so that
+        // the caller learns which commands may not have run.
+        let replies = client
+            .by_owner(self.commands, |node, commands| {
+                let count = commands.len();
+                let part = run_on(&client, node, commands);
                 async move {
-                    let request = with_deadline(tokio_stream::iter(requests), timeout);
-                    let mut replies = batch.pipeline(request).await?.into_inner();
-                    let mut results: Vec<Option<Reply>> = Vec::with_capacity(count);
-                    while let Some(reply) = replies.message().await? {
-                        let expected = results.len() as u64;
-                        if reply.id != expected {
-                            return Err(invalid_response(format!(
-                                "reply {} arrived where {expected} was due",
-                                reply.id
-                            )));
-                        }
-                        let result = reply
-                            .result
-                            .ok_or_else(|| invalid_response("a reply has no result"))?;
-                        results.push(Some(result));
-                    }
-                    if results.len() != count {
-                        return Err(invalid_response(format!(
-                            "{} of {count} commands were answered",
-                            results.len()
-                        )));
-                    }
-                    Ok(PipelineResults { replies: results })
+                    Ok(part.await.unwrap_or_else(|error| {
+                        let status = tonic_types::Status {
+                            code: error.code() as i32,
+                            message: error.to_string(),
+                            details: Vec::new(),
+                        };
+                        (0..count)
+                            .map(|_| Some(Reply::Error(status.clone())))
+                            .collect()
+                    }))
                 }
             })
-            .await
+            .await?;
+        Ok(PipelineResults { replies })
+    }
+}
+
+/// Sends `commands` over one stream to `node` and waits for every reply.
+async fn run_on(
+    client: &Client,
+    node: Arc<Node>,
+    commands: Vec<Command>,
+) -> Result<Vec<Option<Reply>>> {
+    let count = commands.len();
+    let requests: Vec<pb::PipelineRequest> = commands
+        .into_iter()
+        .enumerate()
+        .map(|(index, command)| pb::PipelineRequest {
+            id: index as u64,
+            command: Some(command),
+        })
+        .collect();
+    client
+        .run(Idempotency::NotIdempotent, |timeout| {
+            let mut batch = node.batch.clone();
+            let requests = requests.clone();
+            async move {
+                let request = with_deadline(tokio_stream::iter(requests), timeout);
+                let mut replies = batch.pipeline(request).await?.into_inner();
+                let mut results: Vec<Option<Reply>> = Vec::with_capacity(count);
+                while let Some(reply) = replies.message().await? {
+                    let expected = results.len() as u64;
+                    if reply.id != expected {
+                        return Err(invalid_response(format!(
+                            "reply {} arrived where {expected} was due",
+                            reply.id
+                        )));
+                    }
+                    let result = reply
+                        .result
+                        .ok_or_else(|| invalid_response("a reply has no result"))?;
+                    results.push(Some(result));
+                }
+                if results.len() != count {
+                    return Err(invalid_response(format!(
+                        "{} of {count} commands were answered",
+                        results.len()
+                    )));
+                }
+                Ok(results)
+            }
+        })
+        .await
+}
+
+/// A command is placed by its key, or by its first key; a command with
+/// several keys goes to the owner of the first, which forwards the rest.
+/// Count names none: any member answers it.
+impl RoutedItem for Command {
+    fn routing_key(&self) -> &[u8] {
+        macro_rules! key_of {
+            ($command:expr; one: $($one:ident),*; many: $($many:ident),*) => {
+                match $command {
+                    $(Command::$one(request) => &request.key[..],)*
+                    $(Command::$many(request) => request.keys.first().map_or(&[][..], |key| &key[..]),)*
+                    Command::SetBatch(request) => request.items.first().map_or(&[][..], |item| &item.key[..]),
+                    Command::Count(_) => &[],
+                }
+            };
+        }
+        key_of!(self;
+            one: Get, Set, Increment, UpdateTtl, HSet, HGet, HmGet, HGetAll, HDel, HLen, HExists,
+                HIncrBy, LPush, RPush, LPop, RPop, LRange, LLen, LTrim, LIndex, LSet, LRem, SAdd,
+                SRem, SMembers, SIsMember, SmIsMember, SCard, SPop, SRandMember;
+            many: Delete, Describe, GetBatch, DeleteBatch, SInter, SUnion, SDiff)
     }
 }
 

@@ -81,7 +81,7 @@ impl ScanState {
         let pages = match &mut self.pages {
             Some(pages) => pages,
             None => {
-                let mut cache = self.client.cache.clone();
+                let mut cache = self.client.node.cache.clone();
                 // No grpc-timeout: it would bound the whole scan, not a page.
                 let request = with_deadline(self.request.clone(), None);
                 let opened = within(timeout, async {
@@ -124,7 +124,7 @@ impl Client {
     pub async fn scan_page(&self, options: ScanOptions) -> Result<ScanPage> {
         let request = convert::scan_request(&self.namespace, &options);
         self.run(Idempotency::Idempotent, |timeout| {
-            let mut cache = self.cache.clone();
+            let mut cache = self.node.cache.clone();
             let request = with_deadline(request.clone(), timeout);
             async move {
                 let mut pages = cache.scan(request).await?.into_inner();

@@ -52,7 +52,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.s_add(r).await },
             )
@@ -81,7 +81,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.s_rem(r).await },
             )
@@ -106,6 +106,7 @@ impl Client {
             chunk_size: 0,
         };
         self.read_chunks(
+            self.node_for(&request.key),
             request,
             |mut c, r| async move { c.s_members(r).await },
             |chunk: pb::SMembersResponse| chunk.members,
@@ -128,7 +129,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.s_is_member(r).await },
             )
@@ -156,7 +157,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.sm_is_member(r).await },
             )
@@ -178,7 +179,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.s_card(r).await },
             )
@@ -220,7 +221,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::NotIdempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.s_pop(r).await },
             )
@@ -246,7 +247,7 @@ impl Client {
         let response = self
             .unary(
                 Idempotency::Idempotent,
-                &self.collection,
+                &self.node_for(&request.key).collection,
                 request,
                 |mut c, r| async move { c.s_rand_member(r).await },
             )
@@ -272,6 +273,7 @@ impl Client {
             chunk_size: 0,
         };
         self.read_chunks(
+            self.node_for_keys(&request.keys),
             request,
             |mut c, r| async move { c.s_inter(r).await },
             |chunk: pb::SInterResponse| chunk.members,
@@ -294,6 +296,7 @@ impl Client {
             chunk_size: 0,
         };
         self.read_chunks(
+            self.node_for_keys(&request.keys),
             request,
             |mut c, r| async move { c.s_union(r).await },
             |chunk: pb::SUnionResponse| chunk.members,
@@ -317,6 +320,7 @@ impl Client {
             chunk_size: 0,
         };
         self.read_chunks(
+            self.node_for_keys(&request.keys),
             request,
             |mut c, r| async move { c.s_diff(r).await },
             |chunk: pb::SDiffResponse| chunk.members,

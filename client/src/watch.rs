@@ -204,7 +204,7 @@ impl Client {
             key_prefixes: options.prefixes,
             heartbeat_interval_ms,
         };
-        let mut watch = self.watch.clone();
+        let mut watch = self.node.watch.clone();
         within(self.timeout, async move {
             let mut inner = watch.watch(request).await?.into_inner();
             let first = inner

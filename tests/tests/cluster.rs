@@ -472,3 +472,123 @@ async fn forwarded_calls_carry_the_callers_credentials_and_rights() {
         .expect("connect");
     assert!(anonymous.get(&elsewhere[0]).await.is_err());
 }
+
+/// Calls of `method` (a full path) each member received, summed.
+async fn calls_received(nodes: &[Node], method: &str) -> u64 {
+    let mut total = 0;
+    for node in nodes {
+        let stats = AdminServiceClient::new(node.channel.clone())
+            .stats(pb::StatsRequest::default())
+            .await
+            .expect("Stats")
+            .into_inner();
+        total += stats
+            .rpcs
+            .iter()
+            .filter(|rpc| rpc.method == method)
+            .map(|rpc| rpc.calls)
+            .sum::<u64>();
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_topology_aware_client_sends_each_key_to_its_owner() {
+    let (nodes, _) = start_cluster().await;
+    let client = shoal_client::Client::builder()
+        .endpoint(nodes[0].server.endpoint())
+        .topology_aware(true)
+        .connect()
+        .await
+        .expect("connect");
+    assert!(client.is_topology_aware());
+    for index in 0..KEYS {
+        client
+            .set(key(index), format!("v{index}"))
+            .await
+            .expect("set");
+    }
+    for index in 0..KEYS {
+        assert_eq!(
+            client.get(key(index)).await.expect("get"),
+            Some(b(&format!("v{index}")))
+        );
+    }
+    // Each call reached its owner and no member forwarded one: every
+    // member together received exactly the calls the client made.
+    assert_eq!(
+        calls_received(&nodes, "/shoal.v1.CacheService/Set").await,
+        KEYS as u64
+    );
+    assert_eq!(
+        calls_received(&nodes, "/shoal.v1.CacheService/Get").await,
+        KEYS as u64
+    );
+    let placement = Rendezvous::new(IDS);
+    for node in &nodes {
+        let owned = (0..KEYS)
+            .filter(|&index| placement.owner(key(index).as_bytes()) == Some(node.id))
+            .count();
+        assert_eq!(node.local_keys().await, owned as u64, "keys on {}", node.id);
+    }
+
+    // Batches and pipelines are split by owner and come back in order.
+    let keys: Vec<String> = (0..1_500).map(|index| format!("routed:{index}")).collect();
+    let written = client
+        .set_many(keys.iter().map(|key| (key.clone(), format!("v-{key}"))))
+        .await
+        .expect("set_many");
+    assert!(written.iter().all(Result::is_ok));
+    for count in [8, 1_500] {
+        let read = client.get_many(&keys[..count]).await.expect("get_many");
+        for (key, value) in keys.iter().zip(read) {
+            assert_eq!(value.expect("item"), Some(b(&format!("v-{key}"))));
+        }
+    }
+    let mut pipeline = client.pipeline();
+    let slots: Vec<_> = keys[..40].iter().map(|key| pipeline.get(key)).collect();
+    let counter = pipeline.increment("{routed}:counter", 5);
+    let mut results = pipeline.run().await.expect("pipeline");
+    for (slot, key) in slots.into_iter().zip(&keys) {
+        assert_eq!(
+            results.take(slot).expect("get"),
+            Some(b(&format!("v-{key}")))
+        );
+    }
+    assert_eq!(results.take(counter).expect("increment"), 5);
+    let existed = client.delete_many(&keys).await.expect("delete_many");
+    assert!(existed.into_iter().all(|existed| existed.expect("item")));
+    assert_eq!(
+        calls_received(&nodes, "/shoal.v1.BatchService/SetBatch").await,
+        3
+    );
+
+    // A member that leaves takes its keys with it, and the client follows:
+    // after the window, calls go to the members that remain, and none fails.
+    let mut nodes = nodes;
+    let gone = nodes.remove(2);
+    drop(gone);
+    for node in &nodes {
+        wait_ready(node, IDS[2], false).await;
+    }
+    let deadline = tokio::time::Instant::now() + CONVERGENCE;
+    loop {
+        let failures = {
+            let mut failures = 0;
+            for index in 0..50 {
+                if client.set(key(index), "after").await.is_err() {
+                    failures += 1;
+                }
+            }
+            failures
+        };
+        if failures == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "writes still fail after the member left: {failures} of 50"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

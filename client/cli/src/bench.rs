@@ -52,8 +52,8 @@ pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(),
     // The typed client, for the tests that measure what it adds: mget's
     // batches ride its shared streams. No deadline and no retries, so that
     // only the calls themselves are measured.
-    let client = cli
-        .with_token(Client::builder())
+    let builder = cli
+        .with_token(cli.client_builder())
         .namespace(&cli.namespace)
         .no_timeout()
         .max_retries(0)
@@ -61,8 +61,17 @@ pub async fn run(cli: &Cli, args: &BenchArgs, out: &mut dyn Write) -> Result<(),
             0
         } else {
             shoal_client::DEFAULT_SHARED_STREAM_MAX_KEYS
-        })
-        .build_with_channels(channels.clone());
+        });
+    let client = if args.topology_aware {
+        // Connections of its own to each member, as many as asked.
+        builder
+            .connections(args.connections as usize)
+            .topology_aware(true)
+            .connect()
+            .await?
+    } else {
+        builder.build_with_channels(channels.clone())
+    };
     let bench = Bench {
         channels,
         authorize,
@@ -327,6 +336,7 @@ impl Bench<'_> {
                 channel: self.channels[i % self.channels.len()].clone(),
                 authorize: self.authorize.clone(),
                 client: self.client.clone(),
+                typed: self.args.topology_aware,
                 namespace: self.namespace.clone(),
                 ids: plan.ids(seed + i as u64),
                 value: self.value.clone(),

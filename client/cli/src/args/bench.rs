@@ -89,6 +89,14 @@ pub struct BenchArgs {
     #[arg(long)]
     pub batch_calls: bool,
 
+    /// Send each key straight to the cluster member that owns it, as the
+    /// typed client does when built topology-aware: every test then runs
+    /// through the typed client (get, set, incr, delete, hset, hget, lpush,
+    /// sadd, mget, mset; not pipeline). Against a single server it measures
+    /// the typed client itself, the peer to compare a cluster with.
+    #[arg(long)]
+    pub topology_aware: bool,
+
     /// HTTP/2 connections to spread the load over (at most -c).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -122,6 +130,13 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// The checks clap cannot express.
     pub fn check(&self) -> Result<(), clap::Error> {
+        if self.topology_aware && self.tests.contains(&Test::Pipeline) {
+            return Err(usage_error(
+                "bench",
+                ErrorKind::ArgumentConflict,
+                "--topology-aware cannot run the pipeline test: it keeps -P commands in flight on one stream, to one server",
+            ));
+        }
         if self.connections > self.concurrency {
             return Err(usage_error(
                 "bench",

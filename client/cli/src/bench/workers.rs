@@ -16,7 +16,7 @@ use shoal_client::proto::{
     LPushRequest, PipelineRequest, SAddRequest, SetBatchItem, SetBatchRequest, SetRequest,
     pipeline_request, pipeline_response, set_batch_result,
 };
-use shoal_client::{BatchOptions, Client, DEFAULT_MAX_MESSAGE_SIZE};
+use shoal_client::{BatchOptions, BatchSet, Client, DEFAULT_MAX_MESSAGE_SIZE};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
@@ -93,6 +93,8 @@ pub struct Worker {
     /// The typed client, over the same connections, for the tests that
     /// measure it.
     pub client: Client,
+    /// Whether every test goes through `client` (`--topology-aware`).
+    pub typed: bool,
     /// Namespace of every request.
     pub namespace: String,
     /// Where its keys come from.
@@ -221,8 +223,10 @@ impl Worker {
     pub async fn run(self, test: Test) -> Tally {
         match test {
             Test::Mget => self.get_batches().await,
+            Test::Mset if self.typed => self.typed_set_batches().await,
             Test::Mset => self.set_batches().await,
             Test::Pipeline => self.pipeline().await,
+            unary if self.typed => self.typed_unary(unary).await,
             unary => self.unary(unary).await,
         }
     }
@@ -329,6 +333,93 @@ impl Worker {
                 Test::Mget | Test::Mset | Test::Pipeline => {
                     unreachable!("{test} is not a unary test")
                 }
+            };
+            tally.record(&self.shared, start, outcome);
+        }
+        tally
+    }
+
+    /// One call of the typed client per request, each key sent where the
+    /// client routes it.
+    async fn typed_unary(mut self, test: Test) -> Tally {
+        let mut tally = Tally::new();
+        let client = self.client.clone();
+        while let Some(seq) = self.shared.budget.claim() {
+            let id = self.ids.next(seq);
+            let value = self.value.clone();
+            let start = Instant::now();
+            let outcome = match test {
+                Test::Get => client
+                    .get(key(prefix::STRING, id))
+                    .await
+                    .map(|found| Outcome::hit(found.is_some())),
+                Test::Set => client
+                    .set(key(prefix::STRING, id), value)
+                    .await
+                    .map(|_| Outcome::hit(true)),
+                Test::Incr => client
+                    .increment(key(prefix::COUNTER, id), 1)
+                    .await
+                    .map(|_| Outcome::hit(true)),
+                Test::Delete => client
+                    .delete([key(prefix::STRING, id)])
+                    .await
+                    .map(|_| Outcome::hit(true)),
+                Test::Hset => client
+                    .hset(key(prefix::HASH, id), [(Bytes::from_static(FIELD), value)])
+                    .await
+                    .map(|_| Outcome::hit(true)),
+                Test::Hget => client
+                    .hget(key(prefix::HASH, id), FIELD)
+                    .await
+                    .map(|found| Outcome::hit(found.is_some())),
+                Test::Lpush => client
+                    .lpush(key(prefix::LIST, id), [value])
+                    .await
+                    .map(|_| Outcome::hit(true)),
+                Test::Sadd => {
+                    let member = key(prefix::MEMBER, self.ids.next(seq));
+                    client
+                        .sadd(key(prefix::SET, id), [member])
+                        .await
+                        .map(|_| Outcome::hit(true))
+                }
+                Test::Mget | Test::Mset | Test::Pipeline => {
+                    unreachable!("{test} is not a unary test")
+                }
+            };
+            tally.record(&self.shared, start, outcome.map_err(|e| client_status(&e)));
+        }
+        tally
+    }
+
+    /// One `set_many` of `depth` values per request, through the typed
+    /// client (split by owner when it routes).
+    async fn typed_set_batches(mut self) -> Tally {
+        let mut tally = Tally::new();
+        let options = BatchOptions {
+            chunk_items: self.depth,
+            in_flight: 1,
+        };
+        while let Some(seq) = self.shared.budget.claim() {
+            let items: Vec<BatchSet> = self
+                .ids
+                .for_request(seq, self.depth)
+                .map(|id| BatchSet::new(key(prefix::STRING, id), self.value.clone()))
+                .collect();
+            let start = Instant::now();
+            let outcome = match self.client.set_many_with(items, options).await {
+                Ok(results) => {
+                    let mut outcome = Outcome::default();
+                    for result in results {
+                        outcome.items += 1;
+                        if let Err(error) = result {
+                            outcome.item_failed(client_status(&error));
+                        }
+                    }
+                    Ok(outcome)
+                }
+                Err(error) => Err(client_status(&error)),
             };
             tally.record(&self.shared, start, outcome);
         }
