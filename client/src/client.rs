@@ -476,14 +476,31 @@ impl Client {
         Ok(response.topology.unwrap_or_default())
     }
 
-    /// Counters of every namespace, their total, and per-RPC counts.
+    /// Counters of every namespace, their total, and per-RPC counts. A
+    /// cluster member adds up every ready member's ([`Stats::members`]
+    /// says how many).
     ///
     /// # Errors
     ///
     /// Transport and server errors.
     pub async fn stats(&self) -> Result<Stats> {
+        self.stats_of(false).await
+    }
+
+    /// As [`stats`](Self::stats), of the server this handle was built for
+    /// alone, even in a cluster.
+    ///
+    /// # Errors
+    ///
+    /// Transport and server errors.
+    pub async fn member_stats(&self) -> Result<Stats> {
+        self.stats_of(true).await
+    }
+
+    async fn stats_of(&self, local_only: bool) -> Result<Stats> {
         let request = pb::StatsRequest {
             namespaces: Vec::new(),
+            local_only,
         };
         let response = self
             .unary(

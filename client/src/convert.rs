@@ -229,6 +229,7 @@ pub(crate) fn stats(response: pb::StatsResponse) -> Stats {
         auth_failures: response.auth_failures,
         permission_denials: response.permission_denials,
         persistence: response.persistence.map(persistence_status),
+        members: response.members.max(1),
     }
 }
 

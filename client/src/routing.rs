@@ -22,8 +22,9 @@
 //! The view follows one member's `WatchTopology` stream; when that stream
 //! breaks the client follows another member, with backoff, and keeps its
 //! last view meanwhile. Members that are not ready own no keys, as on the
-//! servers. Calls that name no key (Count, Flush, Stats, Scan, Watch) go to
-//! the member the client was built with, which answers for the cluster.
+//! servers. Calls that name no key go to the member the client was built
+//! with: it answers Count, Flush, Stats and Scan for the whole cluster;
+//! Watch streams that member's changes.
 //! A call with several keys (Delete of several keys, set algebra) goes to
 //! the owner of its first key, which forwards the rest.
 

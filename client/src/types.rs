@@ -387,6 +387,11 @@ pub struct Stats {
     /// `None` when persistence is off (or the caller may not see
     /// server-wide figures).
     pub persistence: Option<PersistenceStatus>,
+    /// Cluster members whose counters these are: 1 for a single server or
+    /// [`Client::member_stats`](crate::Client::member_stats). Counters and
+    /// sizes are sums over them; the version, policy, uptime and
+    /// persistence status are the answering member's.
+    pub members: u32,
 }
 
 /// The server's persistence status, in [`Stats::persistence`].

@@ -655,6 +655,7 @@ async fn admin_operations_need_admin() {
                 READER,
                 pb::StatsRequest {
                     namespaces: vec!["orders".into()],
+                    local_only: false,
                 },
             ))
             .await,
@@ -667,6 +668,7 @@ async fn admin_operations_need_admin() {
             WRITER,
             pb::StatsRequest {
                 namespaces: vec!["orders".into()],
+                local_only: false,
             },
         ))
         .await

@@ -54,7 +54,10 @@ impl Node {
     /// Keys stored on this member itself.
     async fn local_keys(&self) -> u64 {
         let stats = AdminServiceClient::new(self.channel.clone())
-            .stats(pb::StatsRequest::default())
+            .stats(pb::StatsRequest {
+                local_only: true,
+                ..Default::default()
+            })
             .await
             .expect("Stats")
             .into_inner();
@@ -478,7 +481,10 @@ async fn calls_received(nodes: &[Node], method: &str) -> u64 {
     let mut total = 0;
     for node in nodes {
         let stats = AdminServiceClient::new(node.channel.clone())
-            .stats(pb::StatsRequest::default())
+            .stats(pb::StatsRequest {
+                local_only: true,
+                ..Default::default()
+            })
             .await
             .expect("Stats")
             .into_inner();
@@ -590,5 +596,90 @@ async fn a_topology_aware_client_sends_each_key_to_its_owner() {
             "writes still fail after the member left: {failures} of 50"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn namespace_wide_calls_answer_for_the_whole_cluster() {
+    let (nodes, _) = start_cluster().await;
+    let through = |node: &Node| {
+        shoal_client::Client::builder()
+            .endpoint(node.server.endpoint())
+            .connect_lazy()
+            .expect("client")
+    };
+    let client = through(&nodes[0]);
+    let users: Vec<String> = (0..KEYS).map(key).collect();
+    client
+        .set_many(users.iter().map(|key| (key.clone(), "v")))
+        .await
+        .expect("set_many");
+    client
+        .set_many((0..20).map(|index| (format!("other:{index}"), "v")))
+        .await
+        .expect("set_many");
+    let everything = KEYS as u64 + 20;
+
+    // Count and Stats add up every member, whichever is called.
+    let mut local_sum = 0;
+    for node in &nodes {
+        let member = through(node);
+        assert_eq!(
+            member.count().await.expect("count"),
+            everything,
+            "via {}",
+            node.id
+        );
+        let stats = member.stats().await.expect("stats");
+        assert_eq!(stats.members, 3);
+        assert_eq!(stats.total.keys, everything, "stats via {}", node.id);
+        let own = member.member_stats().await.expect("member stats");
+        assert_eq!(own.members, 1);
+        local_sum += own.total.keys;
+    }
+    assert_eq!(local_sum, everything);
+
+    // A scan walks every member, page after page, with no key twice.
+    let scanner = through(&nodes[2]);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut options = shoal_client::ScanOptions::matching("user:*").with_page_size(7);
+    let mut pages = 0;
+    loop {
+        let page = scanner.scan_page(options.clone()).await.expect("scan page");
+        pages += 1;
+        for key in page.keys {
+            assert!(seen.insert(key.clone()), "{key:?} returned twice");
+        }
+        match page.cursor {
+            Some(cursor) => options = options.with_cursor(cursor),
+            None => break,
+        }
+        assert!(pages < 1_000, "the scan never ended");
+    }
+    let expected: std::collections::BTreeSet<_> = users.iter().map(|key| b(key)).collect();
+    assert_eq!(seen, expected);
+    // A limit counts across members.
+    let limited = scanner
+        .scan_page(shoal_client::ScanOptions {
+            limit: 50,
+            page_size: 1_000,
+            ..Default::default()
+        })
+        .await
+        .expect("limited scan");
+    assert_eq!(limited.keys.len(), 50);
+    assert!(limited.cursor.is_some());
+    // A cursor that is not this cluster's is refused, naming the field.
+    let error = scanner
+        .scan_page(shoal_client::ScanOptions::default().with_cursor(&b"\x01junk"[..]))
+        .await
+        .expect_err("a foreign cursor");
+    assert!(error.to_string().contains("cursor"), "{error}");
+
+    // Flush empties the namespace on every member.
+    let removed = through(&nodes[1]).flush().await.expect("flush");
+    assert_eq!(removed, everything);
+    for node in &nodes {
+        assert_eq!(node.local_keys().await, 0, "{} after flush", node.id);
     }
 }

@@ -1212,6 +1212,7 @@ async fn run(client: &mut Raw, credential: &Credential, op: &Op) -> (Outcome, Ve
                     credential,
                     pb::StatsRequest {
                         namespaces: names.iter().map(|name| (*name).to_string()).collect(),
+                        local_only: false,
                     },
                 ))
                 .await

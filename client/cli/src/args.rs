@@ -272,8 +272,13 @@ pub enum Command {
         yes: bool,
     },
     /// Show per-namespace counters, per-RPC call counts and the
-    /// persistence status.
-    Stats,
+    /// persistence status; of the whole cluster when the server is a
+    /// cluster member.
+    Stats {
+        /// Only the member at --addr, not every member added up.
+        #[arg(long)]
+        member: bool,
+    },
     /// Take a snapshot now (the server needs --persistence snapshot or
     /// log); prints its file name, keys, bytes and time.
     Snapshot,

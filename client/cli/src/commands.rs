@@ -163,8 +163,12 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let removed = client.drop_namespace().await?.unwrap_or(0);
             number_or_json(out, json, "removed", removed)
         }
-        Command::Stats => {
-            let stats = client.stats().await?;
+        Command::Stats { member } => {
+            let stats = if *member {
+                client.member_stats().await?
+            } else {
+                client.stats().await?
+            };
             if json {
                 print_json(
                     out,

@@ -222,7 +222,15 @@ pub fn stats_report(stats: &Stats) -> String {
             show(max)
         }
     };
-    let mut out = format!(
+    let mut out = if stats.members > 1 {
+        format!(
+            "{} cluster members added up (--member for this one alone)\n",
+            stats.members
+        )
+    } else {
+        String::new()
+    };
+    out += &format!(
         "server {}, up {}; eviction policy {}, max keys {}, max memory {} ({} charged)\n\
          {} connections, {} of {} in flight; {} failed authentications, {} permission denials\n\n",
         stats.server_version,

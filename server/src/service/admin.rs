@@ -7,7 +7,7 @@ use shoal_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
 use super::status::engine_status;
-use super::{ServiceState, reply};
+use super::{ServiceState, method};
 use crate::auth::{Access, Role};
 use crate::engine::NamespaceStats;
 use crate::observe::telemetry::record_call;
@@ -116,6 +116,7 @@ impl AdminApi {
                 .persistence
                 .as_ref()
                 .map(|persistence| persistence_status(&persistence.status())),
+            members: 1,
         };
         if server_wide {
             return Ok(reply);
@@ -265,9 +266,21 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
+        let others = if request.get_ref().local_only {
+            None
+        } else {
+            self.state.other_members(request.metadata())?
+        };
         let (_, extensions, message) = request.into_parts();
         let access = Access::of(&extensions, self.state.auth.enabled());
-        reply(AdminApi::stats(self, access, message))
+        // Rights are checked here first, so that a denied call asks no
+        // other member.
+        let mut local = AdminApi::stats(self, access, message.clone())?;
+        if let Some(others) = others {
+            let remote = others.each(method::STATS, &message).await?;
+            super::fan_out::merge_stats(&mut local, remote);
+        }
+        Ok(Response::new(local))
     }
 
     async fn flush(
@@ -275,9 +288,21 @@ impl AdminService for AdminApi {
         request: Request<pb::FlushRequest>,
     ) -> Result<Response<pb::FlushResponse>, Status> {
         self.state.authorize(&request)?;
-        self.state
-            .acked(AdminApi::flush(self, request.into_inner()))
-            .await
+        let others = self.state.other_members(request.metadata())?;
+        let message = request.into_inner();
+        let mut flushed = self
+            .state
+            .acked(AdminApi::flush(self, message.clone()))
+            .await?;
+        if let Some(others) = others {
+            for reply in others
+                .each::<_, pb::FlushResponse>(method::FLUSH, &message)
+                .await?
+            {
+                flushed.get_mut().removed += reply.removed;
+            }
+        }
+        Ok(flushed)
     }
 
     async fn drop_namespace(

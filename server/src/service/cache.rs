@@ -354,9 +354,21 @@ impl CacheService for CacheApi {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
         self.state.authorize(&request)?;
-        self.state
-            .acked(CacheApi::scan(self, request.into_inner()))
-            .await
+        let metadata = request.metadata().clone();
+        let message = request.into_inner();
+        if self.state.routing(&metadata).is_some() {
+            let api = CacheApi {
+                state: Arc::clone(&self.state),
+            };
+            let pages = super::fan_out::scan(&self.state, &metadata, message, move |part| {
+                CacheApi::scan(&api, part)
+            })?;
+            if let Some(pages) = pages {
+                return Ok(Response::new(pages));
+            }
+            unreachable!("a routed scan always streams");
+        }
+        self.state.acked(CacheApi::scan(self, message)).await
     }
 
     async fn count(
@@ -364,9 +376,21 @@ impl CacheService for CacheApi {
         request: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
         self.state.authorize(&request)?;
-        self.state
-            .acked(CacheApi::count(self, request.into_inner()))
-            .await
+        let others = self.state.other_members(request.metadata())?;
+        let message = request.into_inner();
+        let mut counted = self
+            .state
+            .acked(CacheApi::count(self, message.clone()))
+            .await?;
+        if let Some(others) = others {
+            for reply in others
+                .each::<_, pb::CountResponse>(method::COUNT, &message)
+                .await?
+            {
+                counted.get_mut().keys += reply.keys;
+            }
+        }
+        Ok(counted)
     }
 }
 

@@ -199,7 +199,7 @@ impl ServiceState {
 
     /// The cluster and its current view, when calls are routed: not on a
     /// single server, and not for a call already forwarded once.
-    fn routing(&self, metadata: &MetadataMap) -> Option<(&Arc<Cluster>, Arc<View>)> {
+    pub(crate) fn routing(&self, metadata: &MetadataMap) -> Option<(&Arc<Cluster>, Arc<View>)> {
         let cluster = self.cluster.as_ref()?;
         if metadata.contains_key(FORWARDED_BY) {
             return None;
@@ -220,7 +220,7 @@ fn owner_of(cluster: &Cluster, view: &View, key: &[u8]) -> Result<Option<Owner>,
     owner(cluster, view, member).map(Some)
 }
 
-fn owner(cluster: &Cluster, view: &View, member: &Member) -> Result<Owner, Status> {
+pub(crate) fn owner(cluster: &Cluster, view: &View, member: &Member) -> Result<Owner, Status> {
     let channel = cluster
         .peers()
         .channel(member)

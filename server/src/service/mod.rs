@@ -10,6 +10,7 @@ mod chunks;
 mod cluster;
 mod collection;
 mod convert;
+mod fan_out;
 mod forward;
 mod lease;
 mod pipeline;
