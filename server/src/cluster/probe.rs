@@ -1,7 +1,9 @@
 //! Health probes of the other members: a member whose probes fail
 //! `probe_failures` times in a row (no answer in time, or an answer other
 //! than SERVING, as while it drains) leaves the placement; one SERVING
-//! answer brings it back.
+//! answer brings it back, if its membership source lists it as ready.
+//! Members their source lists as not ready are probed too, so that their
+//! verdict is current when the source changes its mind.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,13 +48,13 @@ pub async fn run(topology: Arc<Topology>, peers: Arc<Peers>, settings: ProbeSett
             let count = failures.entry(member.id.clone()).or_default();
             if serving {
                 *count = 0;
-                if !member.ready {
-                    tracing::info!(member = %member.id, "cluster member is back");
+                if view.is_down(&member.id) {
+                    tracing::info!(member = %member.id, "cluster member answers again");
                     topology.set_ready(&member.id, true);
                 }
             } else {
                 *count = count.saturating_add(1);
-                if member.ready && *count >= settings.failures {
+                if !view.is_down(&member.id) && *count >= settings.failures {
                     tracing::warn!(
                         member = %member.id,
                         address = %member.address,

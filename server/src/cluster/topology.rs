@@ -1,10 +1,15 @@
 //! Who is in the cluster now: the members, their readiness and an epoch,
 //! with the placement of keys over the ready ones.
 //!
-//! Membership sources (the static peer list with its health probes, and
-//! tests driving it directly) call [`Topology::set_members`] and
-//! [`Topology::set_ready`]; every call that routes a key reads the current
-//! [`View`] without a lock.
+//! Two things decide whether a member owns keys, and both must agree: its
+//! membership source (the static peer list, DNS or Kubernetes, through
+//! [`Topology::set_members`]) lists it as ready, and the health probes
+//! (through [`Topology::set_ready`]) have not found it down. They are kept
+//! apart, so that a source's next list does not undo a probe's verdict and
+//! a probe cannot bring back a member its source took out. Every call that
+//! routes a key reads the current [`View`] without a lock.
+
+use std::collections::BTreeSet;
 
 use std::sync::Arc;
 
@@ -29,7 +34,11 @@ pub struct Member {
 pub struct View {
     epoch: u64,
     local_id: String,
-    /// Every member, sorted by id.
+    /// Every member as its source lists it, sorted by id.
+    listed: Vec<Member>,
+    /// The ids of listed members whose probes fail.
+    down: BTreeSet<String>,
+    /// Every member, sorted by id, ready when listed ready and not down.
     members: Vec<Member>,
     /// The ready members, which own keys.
     placement: Rendezvous,
@@ -39,9 +48,28 @@ pub struct View {
 }
 
 impl View {
-    fn new(epoch: u64, local_id: &str, mut members: Vec<Member>) -> Self {
-        members.sort_by(|a, b| a.id.cmp(&b.id));
-        members.dedup_by(|a, b| a.id == b.id);
+    fn new(
+        epoch: u64,
+        local_id: &str,
+        mut listed: Vec<Member>,
+        mut down: BTreeSet<String>,
+    ) -> Self {
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        listed.dedup_by(|a, b| a.id == b.id);
+        // A member that leaves its source forgets its probes' verdict: when
+        // it comes back it is probed afresh.
+        down.retain(|id| {
+            listed
+                .binary_search_by(|member| member.id.as_str().cmp(id))
+                .is_ok()
+        });
+        let members: Vec<Member> = listed
+            .iter()
+            .map(|member| Member {
+                ready: member.ready && !down.contains(&member.id),
+                ..member.clone()
+            })
+            .collect();
         let ready: Vec<usize> = (0..members.len())
             .filter(|&index| members[index].ready)
             .collect();
@@ -49,6 +77,8 @@ impl View {
         Self {
             epoch,
             local_id: local_id.to_string(),
+            listed,
+            down,
             members,
             placement,
             ready,
@@ -68,6 +98,12 @@ impl View {
     /// Every member, sorted by id.
     pub fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    /// Whether the probes found member `id` down (whatever its source
+    /// says).
+    pub fn is_down(&self, id: &str) -> bool {
+        self.down.contains(id)
     }
 
     /// Where `key`'s owner stands in [`View::members`]; `None` when no
@@ -114,7 +150,7 @@ impl Topology {
     /// assert_eq!(topology.view().epoch(), 2);
     /// ```
     pub fn new(local_id: &str, members: Vec<Member>) -> Self {
-        let view = Arc::new(View::new(1, local_id, members));
+        let view = Arc::new(View::new(1, local_id, members, BTreeSet::new()));
         Self {
             local_id: local_id.to_string(),
             current: ArcSwap::new(Arc::clone(&view)),
@@ -146,27 +182,34 @@ impl Topology {
         self.changes.subscribe()
     }
 
-    /// Replaces the members; a new epoch when anything changed.
+    /// Replaces the members, as a membership source lists them (with
+    /// their readiness there); a new epoch when anything changed. Members
+    /// the probes found down stay down.
     pub fn set_members(&self, members: Vec<Member>) {
-        self.change(|_| members);
+        self.change(|current| (members, current.down.clone()));
     }
 
-    /// Marks member `id` ready or not; a new epoch when that changed it.
+    /// Records the probes' verdict on member `id`: down (`false`) takes it
+    /// out of the placement whatever its source says; up (`true`) gives it
+    /// back its source's readiness. A new epoch when that changed anything.
     pub fn set_ready(&self, id: &str, ready: bool) {
-        self.change(|members| {
-            let mut members = members.to_vec();
-            for member in members.iter_mut().filter(|member| member.id == id) {
-                member.ready = ready;
+        self.change(|current| {
+            let mut down = current.down.clone();
+            if ready {
+                down.remove(id);
+            } else {
+                down.insert(id.to_string());
             }
-            members
+            (current.listed.clone(), down)
         });
     }
 
-    fn change(&self, next: impl FnOnce(&[Member]) -> Vec<Member>) {
+    fn change(&self, next: impl FnOnce(&View) -> (Vec<Member>, BTreeSet<String>)) {
         let _changing = self.changing.lock();
         let current = self.current.load_full();
-        let view = View::new(current.epoch + 1, &self.local_id, next(current.members()));
-        if view.members == current.members {
+        let (listed, down) = next(&current);
+        let view = View::new(current.epoch + 1, &self.local_id, listed, down);
+        if view.listed == current.listed && view.down == current.down {
             return;
         }
         tracing::info!(
@@ -249,6 +292,33 @@ mod tests {
         topology.set_members(vec![member("a", true)]);
         assert_eq!(topology.view().members().len(), 1);
         assert_eq!(topology.view().epoch(), 3);
+    }
+
+    #[test]
+    fn a_member_owns_keys_only_when_its_source_and_its_probes_agree() {
+        let topology = Topology::new("a", vec![member("a", true), member("b", true)]);
+        // The probes find b down; the source's next list still says ready.
+        topology.set_ready("b", false);
+        topology.set_members(vec![member("a", true), member("b", true)]);
+        assert!(!topology.view().members()[1].ready);
+        assert!(topology.view().is_down("b"));
+        // The source takes b out of readiness; an answering probe does not
+        // bring it back.
+        topology.set_members(vec![member("a", true), member("b", false)]);
+        topology.set_ready("b", true);
+        assert!(!topology.view().members()[1].ready);
+        assert!(!topology.view().is_down("b"));
+        topology.set_members(vec![member("a", true), member("b", true)]);
+        assert!(topology.view().members()[1].ready);
+    }
+
+    #[test]
+    fn a_member_that_leaves_is_probed_afresh_when_it_returns() {
+        let topology = Topology::new("a", vec![member("a", true), member("b", true)]);
+        topology.set_ready("b", false);
+        topology.set_members(vec![member("a", true)]);
+        topology.set_members(vec![member("a", true), member("b", true)]);
+        assert!(topology.view().members()[1].ready);
     }
 
     #[test]
