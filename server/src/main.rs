@@ -205,10 +205,30 @@ struct ClusterArgs {
     /// members [default: tls.client_ca when the listener has TLS].
     #[arg(long, env = "SHOAL_CLUSTER_TLS_CA")]
     cluster_tls_ca: Option<PathBuf>,
+    /// Where the members come from: the --peers list, the addresses of
+    /// --dns-name, or the EndpointSlices of --kubernetes-service
+    /// [default: static].
+    #[arg(long, env = "SHOAL_MEMBERSHIP", value_parser = ["static", "dns", "kubernetes"])]
+    membership: Option<String>,
+    /// With --membership kubernetes: the Service whose endpoints are the
+    /// members [default: shoal-headless].
+    #[arg(long, env = "SHOAL_KUBERNETES_SERVICE")]
+    kubernetes_service: Option<String>,
+    /// With --membership dns: the host:port whose addresses are the
+    /// members.
+    #[arg(long, env = "SHOAL_DNS_NAME")]
+    dns_name: Option<String>,
+    /// With --membership dns: this server's ip:port as --dns-name resolves
+    /// it, its id among the members [default: --node-id].
+    #[arg(long, env = "SHOAL_ADVERTISE")]
+    advertise: Option<String>,
 }
 
 impl ClusterArgs {
-    fn apply(self, cluster: &mut shoal_server::cluster::ClusterSettings) {
+    fn apply(
+        self,
+        cluster: &mut shoal_server::cluster::ClusterSettings,
+    ) -> Result<(), shoal_server::config::ConfigError> {
         if let Some(peers) = self.peers {
             cluster.peers = peers
                 .into_iter()
@@ -221,6 +241,19 @@ impl ClusterArgs {
         if let Some(ca) = self.cluster_tls_ca {
             cluster.tls_ca = Some(ca);
         }
+        if let Some(membership) = self.membership {
+            cluster.membership = Some(membership.parse()?);
+        }
+        if let Some(service) = self.kubernetes_service {
+            cluster.kubernetes_service = service;
+        }
+        if let Some(name) = self.dns_name {
+            cluster.dns_name = Some(name);
+        }
+        if let Some(address) = self.advertise {
+            cluster.advertise = Some(address);
+        }
+        Ok(())
     }
 }
 
@@ -383,7 +416,7 @@ impl Args {
         }
         self.tls.apply(&mut config.tls);
         self.persistence.apply(&mut config.persistence);
-        self.cluster.apply(&mut config.cluster);
+        self.cluster.apply(&mut config.cluster)?;
         config.validate()?;
         Ok(config)
     }

@@ -135,7 +135,7 @@ pub async fn serve_listeners(
         feed.close();
     }
     let (auth, token_watcher) = auth_state(&config)?;
-    let cluster = Cluster::start(&config)?.map(Arc::new);
+    let cluster = Cluster::start(&config).await?.map(Arc::new);
     let state = ServiceState::with_cluster(
         engine,
         feed.clone(),

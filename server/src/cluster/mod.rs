@@ -5,11 +5,33 @@
 //!
 //! - **Membership without consensus.** A [`Topology`] holds the members
 //!   (stable id, address, readiness) and an epoch that grows with each
-//!   change. Its sources are outside shoal: the static `cluster.peers`
-//!   list, with each member's readiness taken from its own health service
-//!   by [`probe`]. No member votes; each one's view is what its sources and
-//!   probes say, and views may differ for up to the detection window
-//!   ([`ClusterSettings::detection_window`], 3 s by default).
+//!   change. Its sources are outside shoal, one
+//!   [`MembershipSource`](membership::MembershipSource) chosen by
+//!   `cluster.membership`, and each member's readiness is also taken from
+//!   its own health service by [`probe`]: a member owns keys only while its
+//!   source lists it as ready *and* its probes answer. No member votes; each
+//!   one's view is what its source and probes say, and views may differ for
+//!   up to the detection window ([`ClusterSettings::detection_window`], 3 s
+//!   by default) plus the source's own delay.
+//! - **What each source guarantees.**
+//!   - `static`: the `peers` list, fixed for the process's life; members
+//!     are named by the operator and stay themselves across restarts.
+//!   - `dns`: the addresses of `dns_name`, looked up every
+//!     `dns_interval_ms`. A member is its `ip:port` (DNS names nothing
+//!     else), so one that returns at a new address is a new member; members
+//!     appear and vanish within one interval plus the resolver's caching. A
+//!     failed or empty lookup keeps the last list.
+//!   - `kubernetes`: the endpoints of `kubernetes_service`'s EndpointSlices,
+//!     watched: a member per pod, by the pod's name, ready as Kubernetes
+//!     says (readiness probe passed, not terminating), usually within a
+//!     second of the change. When the API server is unreachable, or the
+//!     watch fails, the last complete list stays (the reflector replaces it
+//!     only with a complete relist) and the watch is retried with backoff:
+//!     membership freezes, while the probes still take out members that stop
+//!     answering and bring them back. A server that has never listed the
+//!     slices has no members and answers UNAVAILABLE for every key rather
+//!     than claim them all. Only a missing API server configuration (not in
+//!     a pod, no kubeconfig) stops the server from starting.
 //! - **Placement.** A key's owner is the ready member ranking first for
 //!   it by rendezvous hashing of the member ids
 //!   ([`shoal_proto::routing`], fixed by golden vectors so that every
@@ -42,6 +64,7 @@
 //! to an owner that dies before it answers may or may not have been
 //! applied; the caller sees UNAVAILABLE.
 
+pub mod membership;
 pub mod peers;
 pub mod probe;
 pub mod settings;
@@ -50,7 +73,7 @@ pub mod topology;
 use std::sync::Arc;
 
 pub use peers::Peers;
-pub use settings::ClusterSettings;
+pub use settings::{ClusterSettings, Membership};
 pub use topology::{Member, Topology, View};
 
 use crate::config::Config;
@@ -64,6 +87,9 @@ pub enum ClusterError {
     /// TLS between members cannot be set up.
     #[error("TLS between cluster members: {0}")]
     Tls(String),
+    /// Kubernetes membership has no API server to ask.
+    #[error("Kubernetes membership: {0}")]
+    Kubernetes(String),
     /// The settings are unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -76,24 +102,48 @@ pub struct Cluster {
     topology: Arc<Topology>,
     peers: Arc<Peers>,
     probes: Option<tokio::task::JoinHandle<()>>,
+    /// The task of the membership source.
+    membership: Option<tokio::task::JoinHandle<()>>,
     /// Largest message a forwarded call sends or receives.
     max_message: usize,
 }
 
 impl Cluster {
-    /// The cluster `config.cluster` describes, with its probes running;
-    /// `None` for a single server.
+    /// The cluster `config.cluster` describes, with its membership source
+    /// and probes running; `None` for a single server.
     ///
     /// # Errors
-    /// See [`ClusterError`].
-    pub fn start(config: &Config) -> Result<Option<Self>, ClusterError> {
+    /// See [`ClusterError`]; with Kubernetes membership, also when no API
+    /// server is configured (an unreachable one is retried instead).
+    pub async fn start(config: &Config) -> Result<Option<Self>, ClusterError> {
         let settings = &config.cluster;
         if !settings.enabled() {
             return Ok(None);
         }
         let local_id = settings.local_id()?;
-        let topology = Arc::new(Topology::new(&local_id, settings.static_members()?));
         let peers = Peers::new(config)?;
+        let (topology, membership) = match settings.membership() {
+            Membership::Static => membership::start(
+                &local_id,
+                membership::StaticMembers(settings.static_members()?),
+            ),
+            Membership::Dns => {
+                membership::start(&local_id, membership::dns::DnsMembers::new(settings)?)
+            }
+            Membership::Kubernetes => {
+                let source = membership::kubernetes::KubernetesMembers::connect(
+                    settings,
+                    config.listen.port(),
+                )
+                .await?;
+                tracing::info!(
+                    namespace = source.namespace(),
+                    service = %settings.kubernetes_service,
+                    "cluster members come from the Service's EndpointSlices"
+                );
+                membership::start(&local_id, source)
+            }
+        };
         let probes = tokio::spawn(probe::run(
             Arc::clone(&topology),
             Arc::clone(&peers),
@@ -105,6 +155,7 @@ impl Cluster {
         ));
         tracing::info!(
             node_id = %local_id,
+            membership = ?settings.membership(),
             members = topology.view().members().len(),
             "cluster member: keys are placed by rendezvous hashing over the ready members"
         );
@@ -112,6 +163,7 @@ impl Cluster {
             topology,
             peers,
             probes: Some(probes),
+            membership: Some(membership),
             max_message: config.max_message_bytes(),
         }))
     }
@@ -123,6 +175,7 @@ impl Cluster {
             topology,
             peers,
             probes: None,
+            membership: None,
             max_message,
         }
     }
@@ -145,8 +198,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(probes) = self.probes.take() {
-            probes.abort();
+        for task in [self.probes.take(), self.membership.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
     }
 }

@@ -26,6 +26,8 @@ struct Dialling {
 struct TlsDialling {
     ca: Certificate,
     identity: Option<Identity>,
+    /// `cluster.tls_server_name`, checked instead of each member's host.
+    server_name: Option<String>,
 }
 
 /// The channels to the other members.
@@ -66,6 +68,7 @@ impl Peers {
                 Some(TlsDialling {
                     ca: Certificate::from_pem(read(ca)?),
                     identity,
+                    server_name: cluster.tls_server_name.clone(),
                 })
             }
         };
@@ -122,11 +125,13 @@ impl Peers {
         let endpoint = match &self.dialling.tls {
             None => endpoint,
             Some(tls) => {
-                let host = address
-                    .rsplit_once(':')
-                    .map_or(address, |(host, _)| host)
-                    .trim_start_matches('[')
-                    .trim_end_matches(']');
+                let host = tls.server_name.as_deref().unwrap_or_else(|| {
+                    address
+                        .rsplit_once(':')
+                        .map_or(address, |(host, _)| host)
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                });
                 let mut config = ClientTlsConfig::new()
                     .ca_certificate(tls.ca.clone())
                     .domain_name(host);
