@@ -215,15 +215,97 @@ fn selectors_match_the_pod_labels() {
 }
 
 #[test]
-fn one_replica_until_keys_are_routed_between_pods() {
-    // Independent pods behind one Service serve misses and stale values:
-    // a Set on one pod, the next Get on another.
+fn the_pods_are_members_found_through_the_headless_services_endpoints() {
+    // Several pods are one cache: the ConfigMap's [cluster] takes the
+    // members from the headless Service's EndpointSlices, by pod name.
     let statefulset = yaml("k8s/statefulset.yaml");
-    assert_eq!(number(&statefulset, "/spec/replicas"), 1);
+    assert_eq!(number(&statefulset, "/spec/replicas"), 3);
+    let config = configmap_config();
+    assert_eq!(
+        config.cluster.membership(),
+        shoal_server::cluster::Membership::Kubernetes
+    );
+    assert!(config.cluster.peers.is_empty());
+    let headless = yaml("k8s/service-headless.yaml");
+    assert_eq!(
+        config.cluster.kubernetes_service,
+        text(&headless, "/metadata/name")
+    );
+    // Readiness drives membership: a not-ready pod must be published as
+    // such, or it would own keys while starting or draining.
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], false);
+    // Members are dialled on the server's gRPC port, which the headless
+    // Service's endpoints must carry.
+    let grpc = array(&headless, "/spec/ports")
+        .iter()
+        .find(|port| port["name"] == "grpc")
+        .expect("the headless Service has a grpc port");
+    assert_eq!(number(grpc, "/port"), u64::from(grpc_port()));
+    // The member id is the pod's name, the namespace the pod's own.
+    let container = shoal_container(&statefulset);
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let var = array(container, "/env")
+            .iter()
+            .find(|var| var["name"] == name)
+            .unwrap_or_else(|| panic!("the container sets {name}"));
+        assert_eq!(text(var, "/valueFrom/fieldRef/fieldPath"), field);
+    }
+    assert!(
+        config.cluster.node_id.is_none(),
+        "node_id comes from POD_NAME"
+    );
+    // Members are reached by IP over TLS: their certificate is checked for
+    // one name, which the README's certificates carry.
+    let server_name = config
+        .cluster
+        .tls_server_name
+        .as_deref()
+        .expect("cluster.tls_server_name is set");
+    assert!(
+        read("README.md").contains(&format!("--name {server_name}")),
+        "deploy/README.md's dev-cert command names {server_name}"
+    );
     let compose = read("compose.yaml");
     assert!(
         !compose.contains("replicas:"),
         "compose.yaml must run a single shoal node"
+    );
+}
+
+#[test]
+fn the_pods_may_watch_endpointslices_and_nothing_else() {
+    let statefulset = yaml("k8s/statefulset.yaml");
+    let pod = &statefulset["spec"]["template"]["spec"];
+    let account = yaml("k8s/serviceaccount.yaml");
+    assert_eq!(
+        text(pod, "/serviceAccountName"),
+        text(&account, "/metadata/name")
+    );
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(account["automountServiceAccountToken"], false);
+
+    let role = yaml("k8s/role.yaml");
+    let rules = array(&role, "/rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(array(&rules[0], "/apiGroups"), ["discovery.k8s.io"]);
+    assert_eq!(array(&rules[0], "/resources"), ["endpointslices"]);
+    assert_eq!(array(&rules[0], "/verbs"), ["get", "list", "watch"]);
+
+    let binding = yaml("k8s/rolebinding.yaml");
+    assert_eq!(text(&binding, "/roleRef/kind"), "Role");
+    assert_eq!(
+        text(&binding, "/roleRef/name"),
+        text(&role, "/metadata/name")
+    );
+    let subjects = array(&binding, "/subjects");
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(text(&subjects[0], "/kind"), "ServiceAccount");
+    assert_eq!(
+        text(&subjects[0], "/name"),
+        text(&account, "/metadata/name")
     );
 }
 
@@ -391,7 +473,6 @@ fn the_pod_runs_unprivileged() {
     assert_eq!(container["readOnlyRootFilesystem"], true);
     assert_eq!(container["allowPrivilegeEscalation"], false);
     assert_eq!(array(container, "/capabilities/drop"), ["ALL"]);
-    assert_eq!(pod["automountServiceAccountToken"], false);
 
     // The image's user is the one the pod asks for.
     let dockerfile = dockerfile_instructions();
@@ -911,6 +992,8 @@ async fn the_configmap_serves_tls_and_tokens_from_secret_volumes_and_takes_rotat
     config.auth.token_file = in_pod(&config.auth.token_file);
     // The volume claim's data directory, likewise.
     config.persistence.data_dir = in_pod(&config.persistence.data_dir);
+    // A single server: there is no API server here to list the members.
+    config.cluster = shoal_server::cluster::ClusterSettings::default();
     let server = shoal_tests::tls::TlsServer::start(
         config.clone(),
         shoal_client::TlsConfig::new().ca_pem(ca.as_str()),
