@@ -356,3 +356,45 @@ async fn admin_metrics_over_tls() {
     let (status, _) = https_get(server.admin_addr(), certs.ca.cert_pem(), "/readyz").await;
     assert_eq!(status, 200);
 }
+
+/// Whether a member at `address`, dialled by IP as DNS and Kubernetes
+/// membership do, answers SERVING when its certificate is checked for
+/// `server_name` (`cluster.tls_server_name`).
+async fn member_serves(certs: &Certs, address: String, server_name: Option<&str>) -> bool {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+    let mut config = certs.config(Config::default(), ClientAuth::Off);
+    config.cluster.tls_ca = Some(certs.path("ca.pem"));
+    config.cluster.tls_server_name = server_name.map(str::to_string);
+    let peers = shoal_server::cluster::Peers::new(&config).expect("peers");
+    let member = shoal_server::cluster::Member {
+        id: "m".to_string(),
+        address,
+        ready: true,
+    };
+    let channel = peers.channel(&member).expect("a channel");
+    let mut health = HealthClient::new(channel);
+    let check = health.check(HealthCheckRequest::default());
+    matches!(
+        tokio::time::timeout(PATIENCE, check).await,
+        Ok(Ok(reply)) if reply.get_ref().status == ServingStatus::Serving as i32
+    )
+}
+
+#[tokio::test]
+async fn members_check_a_shared_certificate_for_the_cluster_server_name() {
+    let certs = Certs::new();
+    let server = TlsServer::start(
+        certs.config(Config::default(), ClientAuth::Off),
+        certs.client_tls(),
+    )
+    .await;
+    let address = server.addr().to_string();
+    // The certificate names 127.0.0.1, the address dialled, and localhost.
+    assert!(member_serves(&certs, address.clone(), None).await);
+    assert!(member_serves(&certs, address.clone(), Some("localhost")).await);
+    // A name it does not carry fails, though the IP dialled is on it: the
+    // setting replaces the host, rather than adding to it.
+    assert!(!member_serves(&certs, address, Some("shoal.elsewhere.svc")).await);
+}

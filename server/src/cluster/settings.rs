@@ -263,6 +263,16 @@ impl ClusterSettings {
                 self.local_id()?;
             }
         }
+        if self
+            .tls_server_name
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Err(invalid(
+                "cluster.tls_server_name",
+                "must not be empty; leave it out to check each member's own host".to_string(),
+            ));
+        }
         if self.probe_interval_ms == 0 || self.probe_interval_ms > 60_000 {
             return Err(invalid(
                 "cluster.probe_interval_ms",
