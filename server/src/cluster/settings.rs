@@ -2,7 +2,7 @@
 //! [`Config`](crate::config::Config) holds them as `cluster`.
 //!
 //! ```
-//! use shoal_server::cluster::settings::ClusterSettings;
+//! use shoal_server::cluster::settings::{ClusterSettings, Membership};
 //!
 //! let settings: ClusterSettings = toml::from_str(
 //!     "node_id = \"shoal-0\"\n\

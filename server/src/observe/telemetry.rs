@@ -153,8 +153,11 @@ impl Telemetry {
 /// `info`, and h2's and hyper's only from `error`. h2 warns once for every
 /// connection it closes for a rapid-reset flood, so a client that
 /// reconnects and floods again would otherwise fill the log (1 267 lines
-/// in 3 s in `hostile.sh resets`). `RUST_LOG=info` shows them.
-pub const DEFAULT_LOG_FILTER: &str = "info,h2=error,hyper=error";
+/// in 3 s in `hostile.sh resets`). kube's client logs every failed request
+/// to the API server as an error, which the Kubernetes membership watch
+/// logs again as a warning saying what failed and what happens next, so
+/// the client's own line is left out. `RUST_LOG=info` shows them.
+pub const DEFAULT_LOG_FILTER: &str = "info,h2=error,hyper=error,kube_client::client::builder=off";
 
 /// `config.log.format` at the level `RUST_LOG` sets (`info` by default),
 /// coloured only when stderr is a terminal (a file or a log collector gets
