@@ -81,3 +81,48 @@ async fn probe(peers: &Peers, member: &Member, timeout: Duration) -> bool {
         Ok(Ok(reply)) if reply.get_ref().status == ServingStatus::Serving as i32
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, address: &str) -> Member {
+        Member {
+            id: id.to_string(),
+            address: address.to_string(),
+            ready: true,
+        }
+    }
+
+    /// A member its source keeps listing as ready (as Kubernetes may, for
+    /// a pod whose readiness probe has not failed yet) is taken out once it
+    /// stops answering, and the source's next list does not bring it back.
+    #[tokio::test]
+    async fn a_member_listed_ready_that_does_not_answer_is_taken_out() {
+        // Nothing listens on port 1: every probe of b fails at once.
+        let listed = vec![member("a", "127.0.0.1:2"), member("b", "127.0.0.1:1")];
+        let topology = Arc::new(Topology::new("a", listed.clone()));
+        let probes = tokio::spawn(run(
+            Arc::clone(&topology),
+            Peers::plaintext(Duration::from_millis(200)),
+            ProbeSettings {
+                interval: Duration::from_millis(10),
+                timeout: Duration::from_millis(200),
+                failures: 2,
+            },
+        ));
+        let mut changes = topology.subscribe();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while changes.borrow_and_update().members()[1].ready {
+                changes.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("b is marked down");
+        topology.set_members(listed);
+        let view = topology.view();
+        assert!(view.is_down("b") && !view.members()[1].ready);
+        assert_eq!(view.owner(b"any").map(|m| m.id.as_str()), Some("a"));
+        probes.abort();
+    }
+}
