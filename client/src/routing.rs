@@ -23,8 +23,8 @@
 //! breaks the client follows another member, with backoff, and keeps its
 //! last view meanwhile. Members that are not ready own no keys, as on the
 //! servers. Calls that name no key go to the member the client was built
-//! with: it answers Count, Flush, Stats and Scan for the whole cluster;
-//! Watch streams that member's changes.
+//! with, which answers Count, Flush, Stats, Scan and Watch for the whole
+//! cluster.
 //! A call with several keys (Delete of several keys, set algebra) goes to
 //! the owner of its first key, which forwards the rest.
 

@@ -683,3 +683,64 @@ async fn namespace_wide_calls_answer_for_the_whole_cluster() {
         assert_eq!(node.local_keys().await, 0, "{} after flush", node.id);
     }
 }
+
+#[tokio::test]
+async fn a_watch_through_one_member_sees_changes_on_every_member() {
+    let (mut nodes, _) = start_cluster().await;
+    let watcher = shoal_client::Client::builder()
+        .endpoint(nodes[0].server.endpoint())
+        .connect()
+        .await
+        .expect("connect");
+    let mut events = watcher
+        .watch(shoal_client::WatchOptions::all().prefix("watched:"))
+        .await
+        .expect("watch");
+    // Keys owned by each member, written through another member.
+    let placement = Rendezvous::new(IDS);
+    let mut keys = Vec::new();
+    for id in IDS {
+        let owned = (0..)
+            .map(|index| format!("watched:{index}"))
+            .find(|key| placement.owner(key.as_bytes()) == Some(id))
+            .expect("a key for each member");
+        keys.push(owned);
+    }
+    let writer = shoal_client::Client::builder()
+        .endpoint(nodes[1].server.endpoint())
+        .connect()
+        .await
+        .expect("connect");
+    for key in &keys {
+        writer.set(key, "v").await.expect("set");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < keys.len() {
+        let event = tokio::time::timeout(CONVERGENCE, events.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream goes on")
+            .expect("an event");
+        if let shoal_client::WatchEvent::Changed { key, .. } = event {
+            seen.insert(String::from_utf8(key.to_vec()).expect("utf-8"));
+        }
+    }
+    assert_eq!(seen, keys.iter().cloned().collect());
+
+    // A member that goes away ends the merged stream with UNAVAILABLE, so
+    // the watcher knows to subscribe again.
+    nodes[2].server.kill();
+    let ended = tokio::time::timeout(CONVERGENCE, async {
+        loop {
+            match events.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => return Some(error),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends in time");
+    let error = ended.expect("an error, not a silent end");
+    assert_eq!(error.code(), tonic::Code::Unavailable, "{error}");
+}

@@ -185,7 +185,20 @@ impl Topology {
     /// Replaces the members, as a membership source lists them (with
     /// their readiness there); a new epoch when anything changed. Members
     /// the probes found down stay down.
-    pub fn set_members(&self, members: Vec<Member>) {
+    pub fn set_members(&self, mut members: Vec<Member>) {
+        // A source that lists more members than a cluster may have (a
+        // misconfigured Service, a DNS name that resolves to a whole
+        // subnet) keeps the first by id rather than growing without bound.
+        let limit = super::settings::MAX_MEMBERS;
+        if members.len() > limit {
+            tracing::warn!(
+                listed = members.len(),
+                limit,
+                "the membership source lists more members than a cluster may have; keeping the first by id"
+            );
+            members.sort_by(|a, b| a.id.cmp(&b.id));
+            members.truncate(limit);
+        }
         self.change(|current| (members, current.down.clone()));
     }
 
@@ -319,6 +332,19 @@ mod tests {
         topology.set_members(vec![member("a", true)]);
         topology.set_members(vec![member("a", true), member("b", true)]);
         assert!(topology.view().members()[1].ready);
+    }
+
+    #[test]
+    fn a_source_listing_too_many_members_is_cut_to_the_limit() {
+        let topology = Topology::new("a", vec![member("a", true)]);
+        let limit = crate::cluster::settings::MAX_MEMBERS;
+        let many = (0..limit + 10)
+            .map(|index| member(&format!("m{index:05}"), true))
+            .collect();
+        topology.set_members(many);
+        let view = topology.view();
+        assert_eq!(view.members().len(), limit);
+        assert_eq!(view.members()[0].id, "m00000");
     }
 
     #[test]

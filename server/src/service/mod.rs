@@ -19,6 +19,7 @@ mod split;
 mod status;
 mod validate;
 mod watch;
+mod watch_merge;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -215,8 +215,16 @@ impl WatchService for WatchApi {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.state.authorize(&request)?;
+        let metadata = request.metadata().clone();
         let request = request.into_inner();
         record_call(&request.namespace, request.key_prefixes.len());
-        reply(WatchApi::watch(self, request))
+        let merged = super::watch_merge::watch(&self.state, &metadata, request.clone(), |part| {
+            WatchApi::watch(self, part)
+        })
+        .await?;
+        match merged {
+            Some(events) => Ok(Response::new(events)),
+            None => reply(WatchApi::watch(self, request)),
+        }
     }
 }
