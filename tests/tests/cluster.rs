@@ -22,7 +22,7 @@ const IDS: [&str; 3] = ["node-a", "node-b", "node-c"];
 /// Keys written in each test.
 const KEYS: usize = 300;
 /// Longest a membership change may take to show: the probes' detection
-/// window (2 × (500 ms + 1 s)) with room for a loaded machine.
+/// window (2 × (250 ms + 600 ms)) with room for a loaded machine.
 const CONVERGENCE: Duration = Duration::from_secs(20);
 
 /// A member: its process and a channel to it.

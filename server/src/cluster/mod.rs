@@ -11,7 +11,7 @@
 //!   its own health service by [`probe`]: a member owns keys only while its
 //!   source lists it as ready *and* its probes answer. No member votes; each
 //!   one's view is what its source and probes say, and views may differ for
-//!   up to the detection window ([`ClusterSettings::detection_window`], 3 s
+//!   up to the detection window ([`ClusterSettings::detection_window`], 1.7 s
 //!   by default) plus the source's own delay.
 //! - **What each source guarantees.**
 //!   - `static`: the `peers` list, fixed for the process's life; members

@@ -127,9 +127,9 @@ impl Default for ClusterSettings {
             advertise: None,
             kubernetes_service: "shoal-headless".to_string(),
             kubernetes_namespace: None,
-            probe_interval_ms: 500,
+            probe_interval_ms: 250,
             probe_failures: 2,
-            probe_timeout_ms: 1000,
+            probe_timeout_ms: 600,
             tls_ca: None,
             tls_server_name: None,
         }
