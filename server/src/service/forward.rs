@@ -98,6 +98,9 @@ pub(crate) struct Owner {
     channel: Channel,
     local_id: String,
     max_message: usize,
+    /// Told when the owner cannot be reached, so that it is taken out at
+    /// once rather than after the probes' detection window.
+    topology: Arc<crate::cluster::Topology>,
 }
 
 impl ServiceState {
@@ -231,6 +234,7 @@ pub(crate) fn owner(cluster: &Cluster, view: &View, member: &Member) -> Result<O
         channel,
         local_id: view.local_id().to_string(),
         max_message: cluster.max_message(),
+        topology: Arc::clone(cluster.topology()),
     })
 }
 
@@ -343,8 +347,23 @@ impl Owner {
     }
 
     /// `status` with the owner named when it could not be reached.
+    ///
+    /// An owner that cannot be reached is also marked down at once, as a
+    /// circuit breaker: the next calls for its keys go to the next members
+    /// instead of failing until the probes agree, and the next probe that
+    /// finds it SERVING (one probe interval later) brings it back. Only
+    /// UNAVAILABLE counts: a deadline that passes may be the caller's own.
     pub(crate) fn named(&self, status: Status) -> Status {
         if status.code() == tonic::Code::Unavailable {
+            if !self.topology.view().is_down(&self.id) {
+                tracing::warn!(
+                    member = %self.id,
+                    address = %self.address,
+                    error = %status.message(),
+                    "cluster member could not be reached: marked down until a probe finds it serving"
+                );
+                self.topology.set_ready(&self.id, false);
+            }
             Status::unavailable(format!(
                 "cluster member {} at {}, which owns the key, is unavailable: {}",
                 self.id,
@@ -354,5 +373,56 @@ impl Owner {
         } else {
             status
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster::Topology;
+
+    /// A forward that cannot reach its owner takes the owner out at once,
+    /// without waiting for the probes (none run here).
+    #[tokio::test]
+    async fn an_owner_that_cannot_be_reached_is_marked_down_at_once() {
+        // Nothing listens on port 1.
+        let members = vec![
+            Member {
+                id: "a".into(),
+                address: "127.0.0.1:2".into(),
+                ready: true,
+            },
+            Member {
+                id: "b".into(),
+                address: "127.0.0.1:1".into(),
+                ready: true,
+            },
+        ];
+        let topology = Arc::new(Topology::new("a", members));
+        let cluster = Cluster::with_topology(
+            Arc::clone(&topology),
+            crate::cluster::Peers::plaintext(Duration::from_millis(500)),
+            1 << 20,
+        );
+        let view = topology.view();
+        let b = view
+            .members()
+            .iter()
+            .find(|member| member.id == "b")
+            .unwrap();
+        let owner = owner(&cluster, &view, b).expect("an owner");
+        let status = owner
+            .unary::<_, pb::GetResponse>(
+                super::super::method::GET,
+                Request::new(pb::GetRequest::default()),
+            )
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(status.message().contains("cluster member b"), "{status:?}");
+        assert!(topology.view().is_down("b"));
+        assert!(!topology.view().is_down("a"));
     }
 }
