@@ -135,7 +135,18 @@ pub async fn serve_listeners(
         feed.close();
     }
     let (auth, token_watcher) = auth_state(&config)?;
-    let cluster = Cluster::start(&config).await?.map(Arc::new);
+    // A member that was stopped for longer than the detection window
+    // empties itself: the others served its keys meanwhile.
+    let stalled_engine = engine.clone();
+    let on_stall: crate::cluster::probe::OnStall = Arc::new(move |_gap| {
+        let removed: u64 = stalled_engine
+            .namespaces()
+            .iter()
+            .map(|namespace| namespace.flush())
+            .sum();
+        tracing::warn!(removed, "dropped the keys held before the stall");
+    });
+    let cluster = Cluster::start(&config, on_stall).await?.map(Arc::new);
     let state = ServiceState::with_cluster(
         engine,
         feed.clone(),

@@ -744,3 +744,61 @@ async fn a_watch_through_one_member_sees_changes_on_every_member() {
     let error = ended.expect("an error, not a silent end");
     assert_eq!(error.code(), tonic::Code::Unavailable, "{error}");
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to `server`'s process.
+fn signal(server: &ChildServer, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(server.child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal}");
+}
+
+#[tokio::test]
+async fn a_member_stopped_and_resumed_serves_no_stale_value() {
+    let (nodes, _) = start_cluster().await;
+    let placement = Rendezvous::new(IDS);
+    let stale = (0..)
+        .map(|index| format!("paused:{index}"))
+        .find(|key| placement.owner(key.as_bytes()) == Some(IDS[2]))
+        .expect("a key node-c owns");
+    let client = shoal_client::Client::builder()
+        .endpoint(nodes[0].server.endpoint())
+        .connect()
+        .await
+        .expect("connect");
+    client.set(&stale, "old").await.expect("set");
+
+    signal(&nodes[2].server, "STOP");
+    let stopped_at = tokio::time::Instant::now();
+    let resumed = async {
+        for node in &nodes[..2] {
+            wait_ready(node, IDS[2], false).await;
+        }
+        // Written to the stand-in owner while node-c is out.
+        client
+            .set(&stale, "new")
+            .await
+            .expect("set while node-c is out");
+        // A stop longer than node-c's detection window (1.7 s by default)
+        // is one it notices when it runs again.
+        tokio::time::sleep_until(stopped_at + Duration::from_secs(3)).await;
+        signal(&nodes[2].server, "CONT");
+        for node in &nodes[..2] {
+            wait_ready(node, IDS[2], true).await;
+        }
+        client.get(&stale).await.expect("get after node-c is back")
+    };
+    // Resumed whatever happens, so that the process can be killed.
+    let value = tokio::time::timeout(CONVERGENCE * 2, resumed).await;
+    signal(&nodes[2].server, "CONT");
+    let value = value.expect("the cluster converged in time");
+    // node-c owns the key again: it may have lost it (a miss), but it must
+    // not answer with the value it held before it stopped.
+    assert_ne!(
+        value.as_deref(),
+        Some(&b"old"[..]),
+        "a stale value was served"
+    );
+}

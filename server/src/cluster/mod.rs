@@ -115,7 +115,10 @@ impl Cluster {
     /// # Errors
     /// See [`ClusterError`]; with Kubernetes membership, also when no API
     /// server is configured (an unreachable one is retried instead).
-    pub async fn start(config: &Config) -> Result<Option<Self>, ClusterError> {
+    pub async fn start(
+        config: &Config,
+        on_stall: probe::OnStall,
+    ) -> Result<Option<Self>, ClusterError> {
         let settings = &config.cluster;
         if !settings.enabled() {
             return Ok(None);
@@ -152,6 +155,7 @@ impl Cluster {
                 timeout: std::time::Duration::from_millis(settings.probe_timeout_ms),
                 failures: settings.probe_failures,
             },
+            on_stall,
         ));
         tracing::info!(
             node_id = %local_id,

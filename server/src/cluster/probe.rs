@@ -4,6 +4,13 @@
 //! answer brings it back, if its membership source lists it as ready.
 //! Members their source lists as not ready are probed too, so that their
 //! verdict is current when the source changes its mind.
+//!
+//! The same loop watches this member's own clock: a member that did not
+//! run for longer than the detection window (stopped with SIGSTOP, frozen
+//! by its host) was certainly marked down by the others, which served and
+//! wrote its keys meanwhile, so the copies it holds may be stale. It then
+//! empties itself ([`ProbeSettings`]'s `on_stall`) as soon as it runs
+//! again, before the others' next probe can bring it back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,13 +33,43 @@ pub struct ProbeSettings {
     pub failures: u32,
 }
 
+impl ProbeSettings {
+    /// How long a member may stop answering before the others mark it
+    /// down: the failed probes and the wait for each.
+    pub fn detection_window(&self) -> Duration {
+        (self.interval + self.timeout) * self.failures
+    }
+}
+
+/// What a member does when it finds it has not run for longer than the
+/// detection window: drop the values it holds, which may be stale.
+pub type OnStall = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// Probes every other member of `topology` until the task is aborted.
-pub async fn run(topology: Arc<Topology>, peers: Arc<Peers>, settings: ProbeSettings) {
+pub async fn run(
+    topology: Arc<Topology>,
+    peers: Arc<Peers>,
+    settings: ProbeSettings,
+    on_stall: OnStall,
+) {
     let mut failures: HashMap<String, u32> = HashMap::new();
     let mut ticks = tokio::time::interval(settings.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_round = tokio::time::Instant::now();
     loop {
         ticks.tick().await;
+        // A round takes at most the interval and one probe timeout, so a
+        // longer gap than the whole window means this process was stopped.
+        let gap = last_round.elapsed();
+        last_round = tokio::time::Instant::now();
+        if gap > settings.detection_window() {
+            tracing::warn!(
+                stalled_ms = u64::try_from(gap.as_millis()).unwrap_or(u64::MAX),
+                "this member did not run for longer than the detection window: \
+                 the others served its keys meanwhile, so it drops what it holds"
+            );
+            on_stall(gap);
+        }
         let view = topology.view();
         let others: Vec<Member> = view
             .members()
@@ -110,6 +147,7 @@ mod tests {
                 timeout: Duration::from_millis(200),
                 failures: 2,
             },
+            Arc::new(|_| {}),
         ));
         let mut changes = topology.subscribe();
         tokio::time::timeout(Duration::from_secs(20), async {
