@@ -51,17 +51,21 @@ impl Node {
             .expect("a topology")
     }
 
-    /// Keys stored on this member itself.
-    async fn local_keys(&self) -> u64 {
-        let stats = AdminServiceClient::new(self.channel.clone())
+    /// This member's own Stats, not the cluster's.
+    async fn local_stats(&self) -> pb::StatsResponse {
+        AdminServiceClient::new(self.channel.clone())
             .stats(pb::StatsRequest {
                 local_only: true,
                 ..Default::default()
             })
             .await
             .expect("Stats")
-            .into_inner();
-        stats.total.map_or(0, |total| total.keys)
+            .into_inner()
+    }
+
+    /// Keys stored on this member itself.
+    async fn local_keys(&self) -> u64 {
+        self.local_stats().await.total.map_or(0, |total| total.keys)
     }
 }
 
@@ -480,15 +484,9 @@ async fn forwarded_calls_carry_the_callers_credentials_and_rights() {
 async fn calls_received(nodes: &[Node], method: &str) -> u64 {
     let mut total = 0;
     for node in nodes {
-        let stats = AdminServiceClient::new(node.channel.clone())
-            .stats(pb::StatsRequest {
-                local_only: true,
-                ..Default::default()
-            })
+        total += node
+            .local_stats()
             .await
-            .expect("Stats")
-            .into_inner();
-        total += stats
             .rpcs
             .iter()
             .filter(|rpc| rpc.method == method)

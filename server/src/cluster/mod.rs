@@ -150,11 +150,7 @@ impl Cluster {
         let probes = tokio::spawn(probe::run(
             Arc::clone(&topology),
             Arc::clone(&peers),
-            probe::ProbeSettings {
-                interval: std::time::Duration::from_millis(settings.probe_interval_ms),
-                timeout: std::time::Duration::from_millis(settings.probe_timeout_ms),
-                failures: settings.probe_failures,
-            },
+            settings.probe_settings(),
             on_stall,
         ));
         tracing::info!(

@@ -155,9 +155,16 @@ impl ClusterSettings {
     /// How long a member that stopped answering keeps its keys: the
     /// failed probes and the wait for each.
     pub fn detection_window(&self) -> Duration {
-        Duration::from_millis(
-            (self.probe_interval_ms + self.probe_timeout_ms) * u64::from(self.probe_failures),
-        )
+        self.probe_settings().detection_window()
+    }
+
+    /// How the members are probed, as these settings say.
+    pub fn probe_settings(&self) -> super::probe::ProbeSettings {
+        super::probe::ProbeSettings {
+            interval: Duration::from_millis(self.probe_interval_ms),
+            timeout: Duration::from_millis(self.probe_timeout_ms),
+            failures: self.probe_failures,
+        }
     }
 
     /// The members `peers` lists, sorted by id, all taken as ready until

@@ -354,19 +354,15 @@ impl CacheService for CacheApi {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanStream>, Status> {
         self.state.authorize(&request)?;
-        let metadata = request.metadata().clone();
-        let message = request.into_inner();
-        if self.state.routing(&metadata).is_some() {
-            let api = CacheApi {
-                state: Arc::clone(&self.state),
-            };
-            let pages = super::fan_out::scan(&self.state, &metadata, message, move |part| {
-                CacheApi::scan(&api, part)
-            })?;
-            if let Some(pages) = pages {
-                return Ok(Response::new(pages));
-            }
-            unreachable!("a routed scan always streams");
+        let (metadata, _, message) = request.into_parts();
+        let api = CacheApi {
+            state: Arc::clone(&self.state),
+        };
+        let whole_cluster = super::fan_out::scan(&self.state, &metadata, &message, move |part| {
+            CacheApi::scan(&api, part)
+        })?;
+        if let Some(pages) = whole_cluster {
+            return Ok(Response::new(pages));
         }
         self.state.acked(CacheApi::scan(self, message)).await
     }

@@ -219,7 +219,7 @@ fn members_from<'a>(view: &'a View, first: &str) -> Vec<&'a crate::cluster::Memb
 pub(crate) fn scan<F>(
     state: &ServiceState,
     metadata: &MetadataMap,
-    request: pb::ScanRequest,
+    request: &pb::ScanRequest,
     local_scan: F,
 ) -> Result<Option<ReceiverStream<Result<pb::ScanResponse, Status>>>, Status>
 where

@@ -18,6 +18,8 @@
 //!   ends with UNAVAILABLE saying so: the caller subscribes again, and a
 //!   near cache clears itself meanwhile, as after any broken feed.
 
+use std::sync::Arc;
+
 use futures_util::StreamExt as _;
 use futures_util::stream::{BoxStream, select_all};
 use shoal_proto::v1 as pb;
@@ -32,7 +34,7 @@ use super::{ServiceState, method};
 const EVENTS_IN_FLIGHT: usize = 256;
 
 /// One member's events, tagged with whether they are this member's.
-type MemberEvents = BoxStream<'static, (bool, String, Option<Result<pb::WatchEvent, Status>>)>;
+type MemberEvents = BoxStream<'static, (bool, Arc<str>, Option<Result<pb::WatchEvent, Status>>)>;
 
 /// The merged watch of every ready member, or `None` to watch this member
 /// alone (a single server, or a call forwarded here). `local_watch` starts
@@ -54,7 +56,7 @@ where
     // This member's first, so that bad input fails the call before any
     // other member is asked.
     let local = local_watch(request.clone())?;
-    streams.push(tag(true, view.local_id().to_string(), local.boxed()));
+    streams.push(tag(true, Arc::from(view.local_id()), local.boxed()));
     for member in view.members() {
         if !member.ready || view.is_local(member) {
             continue;
@@ -66,7 +68,7 @@ where
             .server_streaming::<_, pb::WatchEvent>(method::WATCH, call)
             .await?
             .into_inner();
-        streams.push(tag(false, member.id.clone(), events));
+        streams.push(tag(false, Arc::from(member.id.as_str()), events));
     }
     let members = streams.len();
     let watched = ready_ids(&view);
@@ -155,12 +157,12 @@ fn ready_ids(view: &crate::cluster::View) -> Vec<String> {
 /// merge hears of the end.
 fn tag(
     local: bool,
-    member: String,
+    member: Arc<str>,
     events: impl futures_util::Stream<Item = Result<pb::WatchEvent, Status>> + Send + 'static,
 ) -> MemberEvents {
-    let end_member = member.clone();
+    let end_member = Arc::clone(&member);
     events
-        .map(move |event| (local, member.clone(), Some(event)))
+        .map(move |event| (local, Arc::clone(&member), Some(event)))
         .chain(futures_util::stream::once(async move {
             (local, end_member, None)
         }))
